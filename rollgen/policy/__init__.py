@@ -1,0 +1,46 @@
+"""Policies: where completions come from. Every policy is an OpenAI-compatible HTTP endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel
+
+__all__ = ["Endpoint", "Policy"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to send requests. ``api_key`` stays in memory only (``repr`` hides it)."""
+
+    base_url: str
+    model: str
+    api: Literal["chat", "responses"] = "chat"
+    api_key: str | None = field(default=None, repr=False)
+    request_timeout_s: float = 120.0
+    max_retries: int = 3
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"base_url": self.base_url, "model": self.model, "api": self.api}
+
+
+class Policy(ABC):
+    """A model to sample from. ``serve()`` yields an ``Endpoint`` for the duration of a run."""
+
+    Params: ClassVar[type[BaseModel]]
+
+    def __init__(self, params: BaseModel):
+        self.params = params
+
+    @abstractmethod
+    def serve(self) -> contextlib.AbstractAsyncContextManager[Endpoint]:
+        """Start whatever is needed (or nothing) and yield the endpoint; always clean up."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the model, for the rollout cache key."""
+        return {"target": f"{type(self).__module__}.{type(self).__qualname__}"}
+
+

@@ -1,0 +1,38 @@
+"""Resource servers: a task domain's dataset and tools. ``server=<name>`` picks one by ``_target_``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from rollgen.records import Task
+
+__all__ = ["ResourceServer"]
+
+
+class ResourceServer(ABC):
+    """Yields tasks and executes the tools a policy may call while solving them."""
+
+    Params: ClassVar[type[BaseModel]]
+
+    def __init__(self, params: BaseModel):
+        self.params = params
+
+    @abstractmethod
+    def tasks(self) -> Iterator[Task]:
+        """Stream the tasks, in a deterministic order."""
+
+    def tools(self) -> list[dict[str, Any]]:
+        """OpenAI function-tool specs offered to the policy (none by default)."""
+        return []
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], task: Task) -> str:
+        """Execute one tool call and return its result as text."""
+        raise KeyError(f"server {type(self).__name__} has no tool '{name}'")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this server's tasks, for the rollout cache key."""
+        return {"target": f"{type(self).__module__}.{type(self).__qualname__}", **self.params.model_dump(mode="json")}
