@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class _Model(BaseModel):
@@ -78,12 +78,13 @@ class Component(_Model):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
     target: str = Field(alias="_target_")
 
-    @model_validator(mode="after")
-    def _check_target(self) -> Component:
-        params_cls = getattr(import_target(self.target), "Params", None)
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, target: str) -> str:
+        params_cls = getattr(import_target(target), "Params", None)
         if not (isinstance(params_cls, type) and issubclass(params_cls, BaseModel)):
-            raise ValueError(f"'{self.target}' has no pydantic 'Params' model")
-        return self
+            raise ValueError(f"'{target}' has no pydantic 'Params' model (a nested `class Params(BaseModel)`)")
+        return target
 
     @property
     def cls(self) -> type:

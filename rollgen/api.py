@@ -1,0 +1,93 @@
+"""Python API for notebooks and trainers: ``rollgen.compose([...])`` then ``rollgen.run(cfg)``."""
+
+from __future__ import annotations
+
+import difflib
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf, open_dict
+
+from rollgen.config import ConfigError, RunConfig, validate_run_config
+
+__all__ = ["compose", "conf_dir", "hydra_error_line", "run"]
+
+
+def conf_dir() -> Path:
+    """rollgen's config dir: ``rollgen/conf`` in a wheel, ``conf/`` beside the package in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"rollgen's conf/ directory is missing (looked in {here / 'conf'} and {here.parent / 'conf'})")
+
+
+def _keys(node: Any, prefix: str = "") -> list[str]:
+    if not isinstance(node, dict):
+        return []
+    out = []
+    for k, v in node.items():
+        out.append(f"{prefix}{k}")
+        out += _keys(v, f"{prefix}{k}.")
+    return out
+
+
+def hydra_error_line(exc: BaseException, known_keys: list[str] | None = None) -> str:
+    """One line naming the key or option a Hydra composition error is about."""
+    cause = exc.__cause__ or exc
+    full_key = getattr(cause, "full_key", None)
+    text = str(cause).strip()
+    first = text.splitlines()[0] if text else type(cause).__name__
+    if full_key and "not in struct" in text:
+        hint = difflib.get_close_matches(full_key, known_keys or [], n=1)
+        return f"{full_key}: unknown key" + (f" (did you mean {hint[0]}?)" if hint else "") + \
+            f"; to add a new key use +{full_key}=..."
+    if "Could not find" in first:
+        options = [ln.strip() for ln in text.splitlines()[1:] if ln.startswith("\t")]
+        missing = first.split("Could not find", 1)[1].strip().strip("'")
+        group, _, option = missing.rpartition("/")
+        return f"{group}={option}: no such option" + (f"; available: {', '.join(options)}" if options else "")
+    if full_key:
+        return f"{full_key}: {first}"
+    return first
+
+
+def compose(overrides: list[str] | None = None, config_dir: str | None = None,
+            output_dir: str | None = None) -> RunConfig:
+    """Compose rollgen's config (plus ``config_dir``'s groups) with Hydra overrides and validate it.
+
+    Raises ``ConfigError`` whose lines name every bad key.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    overrides = list(overrides or [])
+    if config_dir:
+        overrides.append(f"hydra.searchpath=[file://{Path(config_dir).resolve()}]")
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="rollgen"):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+    except Exception as e:  # Hydra's composition errors: bad override, unknown option or key
+        raise ConfigError([hydra_error_line(e, _keys_of_default())]) from None
+    with open_dict(cfg):
+        cfg.output_dir = output_dir or time.strftime("outputs/%Y-%m-%d/%H-%M-%S")
+    return validate_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+
+
+def _keys_of_default() -> list[str]:
+    try:
+        from hydra import compose as hydra_compose
+        from hydra import initialize_config_dir
+
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="rollgen"):
+            return _keys(OmegaConf.to_container(hydra_compose(config_name="config")))
+    except Exception:
+        return []
+
+
+def run(cfg: RunConfig) -> dict[str, Any]:
+    """Run every stage of ``cfg``; returns the report (also written to ``cfg.output_dir``)."""
+    from rollgen.engine import run as engine_run
+
+    return engine_run(cfg)

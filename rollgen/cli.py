@@ -1,0 +1,81 @@
+"""``python -m rollgen`` / ``rollgen``: the Hydra entry point. DictConfig lives here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from rollgen.api import compose, conf_dir
+from rollgen.config import ConfigError, validate_run_config
+
+__all__ = ["main"]
+
+log = logging.getLogger("rollgen")
+
+# Flags after which Hydra does something other than one plain run; the early check is skipped for them.
+_HYDRA_MODES = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--multirun", "-m",
+                "--shell-completion", "-sc", "--resolve", "--package", "-p", "--version", "--experimental-rerun"}
+_HYDRA_VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+
+
+def _fail(lines: list[str]) -> None:
+    for line in lines:
+        print(f"rollgen: config error: {line}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _early_check(argv: list[str]) -> None:
+    """Validate a plain run's overrides before Hydra creates a run dir, so errors cost no I/O."""
+    overrides, config_dir, i = [], None, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _HYDRA_MODES or arg.split("=", 1)[0] in _HYDRA_MODES:
+            return
+        if arg in _HYDRA_VALUE_FLAGS:
+            if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+                config_dir = argv[i + 1]
+            elif arg not in ("--config-dir", "-cd"):
+                return  # another primary config: let Hydra handle it
+            i += 2
+            continue
+        if arg.startswith("--config-dir="):
+            config_dir = arg.split("=", 1)[1]
+        elif not arg.startswith("-"):
+            overrides.append(arg)
+        i += 1
+    try:
+        compose(overrides, config_dir=config_dir, output_dir=".")
+    except ConfigError as e:
+        _fail(e.lines)
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        run_cfg = validate_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    except ConfigError as e:
+        _fail(e.lines)
+    from rollgen.engine import run
+
+    report = run(run_cfg)
+    c = report["collection"]
+    log.info("%d rollouts (%s), mean reward %s, %d dataset rows -> %s", c["rollouts"],
+             ", ".join(f"{k} {v}" for k, v in c["by_status"].items()), c["mean_reward"],
+             report["kept"]["dataset_rows"], run_cfg.output_dir)
+    return c["mean_reward"]
+
+
+def main() -> None:
+    _early_check(sys.argv[1:])
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:
+        print("rollgen: interrupted; every rollout written so far is complete in rollouts.jsonl", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The collection engine: one event loop, one aiohttp session, a bounded number of rollouts in flight.
+
+For each (task, repeat): policy call → tool calls executed by the server → repeat until a final
+answer or ``max_turns`` → verify → append one line to ``rollouts.jsonl``. A slot is taken *before* a
+rollout's coroutine is created, so a million tasks never become a million coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from tqdm import tqdm
+
+from rollgen.config import SamplerConfig
+from rollgen.policy import Endpoint
+from rollgen.policy.client import Completion, PolicyClient, PolicyError
+from rollgen.records import Rollout, Task, rollout_id
+from rollgen.rundir import JsonlWriter
+from rollgen.servers import ResourceServer
+from rollgen.verifiers import Verifier, verify
+
+__all__ = ["CollectStats", "collect"]
+
+
+@dataclass
+class CollectStats:
+    """Live counters of one collection (the report recomputes everything from the file)."""
+
+    rollouts: int = 0
+    reward_sum: float = 0.0
+    rewarded: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    first_rollout_s: float | None = None
+    peak_in_flight: int = 0
+
+    @property
+    def failures(self) -> int:
+        return self.rollouts - self.statuses["ok"]
+
+    def postfix(self) -> str:
+        mean = self.reward_sum / self.rewarded if self.rewarded else 0.0
+        return f"reward={mean:.3f} fail={self.failures}"
+
+
+class _Collector:
+    def __init__(self, server: ResourceServer, verifier: Verifier, client: PolicyClient,
+                 sampler: SamplerConfig, writer: JsonlWriter, config_hash: str, bar: tqdm):
+        self.server, self.verifier, self.client = server, verifier, client
+        self.sampler, self.writer, self.config_hash, self.bar = sampler, writer, config_hash, bar
+        self.sampling = sampler.responses_create_params.model_dump(exclude_none=True)
+        self.stats = CollectStats()
+        self.in_flight = 0
+        self.started = time.perf_counter()
+        self._last_postfix = 0.0
+
+    async def rollout(self, task: Task, repeat: int) -> Rollout:
+        messages = task.chat()
+        t0 = time.perf_counter()
+        fields: dict[str, Any] = {"status": "ok"}
+        completion: Completion | None = None
+        turns = 0
+        usage: Counter[str] = Counter()
+        try:
+            while turns < self.sampler.max_turns:
+                completion = await self.client.complete(messages)
+                turns += 1
+                for k, v in (completion.usage or {}).items():
+                    if isinstance(v, int):
+                        usage[k] += v
+                messages.append(completion.message())
+                if not completion.tool_calls or completion.finish_reason == "length":
+                    break
+                for call in completion.tool_calls:
+                    messages.append(await self._tool_result(call, task))
+            if completion.finish_reason == "length":
+                fields["status"] = "truncated"
+        except PolicyError as e:
+            fields.update(status=e.status, error=str(e))
+        rollout = Rollout(
+            id=rollout_id(task.id, repeat), task_id=task.id, repeat=repeat, messages=messages,
+            completion=completion.text if completion else "",
+            finish_reason=completion.finish_reason if completion else None,
+            usage=dict(usage) if usage else None, latency_s=round(time.perf_counter() - t0, 6),
+            model=completion.model if completion else None, sampling=self.sampling,
+            token_ids=completion.token_ids if completion else None,
+            logprobs=completion.logprobs if completion else None,
+            turns=turns, config_hash=self.config_hash, **fields,
+        )
+        if completion is not None:
+            await self._score(task, rollout)
+        return rollout
+
+    async def _tool_result(self, call: dict[str, Any], task: Task) -> dict[str, Any]:
+        fn = call.get("function", {})
+        try:
+            args = json.loads(fn.get("arguments") or "{}")
+            content = await self.server.call_tool(fn.get("name", ""), args, task)
+        except Exception as e:  # a bad tool call is the model's mistake: report it back to the model
+            content = f"error: {type(e).__name__}: {e}"
+        return {"role": "tool", "tool_call_id": call.get("id"), "content": content}
+
+    async def _score(self, task: Task, rollout: Rollout) -> None:
+        try:
+            verdict = await verify(self.verifier, task, rollout)
+        except Exception as e:  # a crashed verifier is a status, never a silent 0
+            rollout.status, rollout.error = "verifier_error", f"{type(e).__name__}: {e}"
+            return
+        rollout.reward, rollout.reward_details, rollout.verifier = verdict.reward, verdict.details, verdict.verifier
+
+    async def one(self, task: Task, repeat: int, slots: asyncio.Semaphore) -> None:
+        self.in_flight += 1
+        self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
+        try:
+            rollout = await self.rollout(task, repeat)
+            self.writer.write(rollout.model_dump_json() + "\n")
+            self._count(rollout)
+        finally:
+            self.in_flight -= 1
+            slots.release()
+
+    def _count(self, r: Rollout) -> None:
+        s = self.stats
+        s.rollouts += 1
+        s.statuses[r.status] += 1
+        if r.reward is not None:
+            s.reward_sum += r.reward
+            s.rewarded += 1
+        if s.first_rollout_s is None:
+            s.first_rollout_s = time.perf_counter() - self.started
+        self.bar.update(1)
+        now = time.monotonic()
+        if now - self._last_postfix > 0.5:
+            self._last_postfix = now
+            self.bar.set_postfix_str(s.postfix(), refresh=False)
+
+
+async def collect(
+    work: Iterable[tuple[Task, int]],
+    *,
+    server: ResourceServer,
+    verifier: Verifier,
+    endpoint: Endpoint,
+    sampler: SamplerConfig,
+    writer: JsonlWriter,
+    config_hash: str,
+    total: int | None = None,
+    progress: bool = True,
+) -> CollectStats:
+    """Run every (task, repeat) of ``work`` and stream the rollouts to ``writer``."""
+    connector = aiohttp.TCPConnector(limit=sampler.num_samples_in_parallel, ttl_dns_cache=300)
+    bar = tqdm(total=total, desc="Collecting rollouts", unit="rollout", disable=not progress,
+               dynamic_ncols=True, mininterval=0.5)
+    slots = asyncio.Semaphore(sampler.num_samples_in_parallel)
+    try:
+        async with aiohttp.ClientSession(connector=connector) as session:
+            client = PolicyClient(session, endpoint, sampler.responses_create_params, server.tools())
+            c = _Collector(server, verifier, client, sampler, writer, config_hash, bar)
+            async with asyncio.TaskGroup() as tg:
+                for task, repeat in work:
+                    await slots.acquire()
+                    tg.create_task(c.one(task, repeat, slots))
+            bar.set_postfix_str(c.stats.postfix(), refresh=True)
+            return c.stats
+    finally:
+        bar.close()

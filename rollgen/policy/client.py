@@ -1,0 +1,199 @@
+"""OpenAI-compatible HTTP client: ``/chat/completions`` and ``/responses`` over one aiohttp session.
+
+A request that cannot be completed raises ``PolicyError`` with a rollout status (``error`` or
+``timeout``); the engine turns it into a rollout row. 429, 408, 5xx and connection errors are retried
+with exponential backoff and jitter, honouring ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from rollgen.config import ResponsesCreateParams
+from rollgen.policy import Endpoint
+
+__all__ = ["Completion", "PolicyClient", "PolicyError"]
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+
+
+class PolicyError(Exception):
+    """A request that failed for good; ``status`` is the rollout status it becomes."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(slots=True)
+class Completion:
+    """One model turn, normalised across both APIs."""
+
+    text: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    model: str | None = None
+    token_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+
+    def message(self) -> dict[str, Any]:
+        """The assistant message to append to the conversation (chat format)."""
+        msg: dict[str, Any] = {"role": "assistant", "content": self.text}
+        if self.tool_calls:
+            msg["tool_calls"] = self.tool_calls
+        return msg
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    value = resp.headers.get("Retry-After")
+    try:
+        return min(float(value), BACKOFF_CAP_S) if value is not None else None
+    except ValueError:
+        return None
+
+
+class PolicyClient:
+    """Sends one conversation turn to an endpoint and parses the answer."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        endpoint: Endpoint,
+        params: ResponsesCreateParams,
+        tools: list[dict[str, Any]] | None = None,
+    ):
+        self.session = session
+        self.endpoint = endpoint
+        self.params = params
+        self.tools = tools or []
+        self.url = endpoint.base_url.rstrip("/") + ("/chat/completions" if endpoint.api == "chat" else "/responses")
+        self.headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+        self.timeout = aiohttp.ClientTimeout(total=endpoint.request_timeout_s)
+        self._base_body = self._sampling_body()
+
+    def _sampling_body(self) -> dict[str, Any]:
+        p = self.params
+        body: dict[str, Any] = {"model": self.endpoint.model, "temperature": p.temperature, "top_p": p.top_p}
+        body["max_tokens" if self.endpoint.api == "chat" else "max_output_tokens"] = p.max_output_tokens
+        if p.seed is not None:
+            body["seed"] = p.seed
+        if p.stop:
+            body["stop"] = p.stop
+        if self.tools:
+            body["tools"] = self.tools if self.endpoint.api == "chat" else [_responses_tool(t) for t in self.tools]
+        return body
+
+    async def complete(self, messages: list[dict[str, Any]]) -> Completion:
+        body = dict(self._base_body)
+        if self.endpoint.api == "chat":
+            body["messages"] = messages
+        else:
+            body["input"] = _responses_input(messages)
+        data = await self._post(body)
+        try:
+            return _parse_chat(data) if self.endpoint.api == "chat" else _parse_responses(data)
+        except (KeyError, IndexError, TypeError, AttributeError) as e:
+            raise PolicyError("error", f"malformed response: missing or wrong field ({e!r})") from None
+
+    async def _post(self, body: dict[str, Any]) -> Any:
+        attempt = 0
+        while True:
+            delay: float | None = None
+            try:
+                async with self.session.post(self.url, json=body, headers=self.headers, timeout=self.timeout) as resp:
+                    if resp.status == 200:
+                        raw = await resp.read()
+                        try:
+                            return json.loads(raw)
+                        except ValueError:
+                            raise PolicyError("error", f"malformed response: not JSON ({raw[:80]!r})") from None
+                    text = (await resp.text(errors="replace"))[:200]
+                    failure = PolicyError("error", f"HTTP {resp.status}: {text}")
+                    if resp.status not in RETRY_STATUSES:
+                        raise failure
+                    delay = _retry_after(resp)
+            except asyncio.TimeoutError:
+                failure = PolicyError("timeout", f"no response within {self.endpoint.request_timeout_s:g}s")
+            except aiohttp.ClientError as e:
+                failure = PolicyError("error", f"{type(e).__name__}: {e}")
+            if attempt >= self.endpoint.max_retries:
+                if attempt:
+                    failure.args = (f"{failure.args[0]} (after {attempt + 1} attempts)",)
+                raise failure
+            if delay is None:
+                delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * (0.5 + random.random())
+            attempt += 1
+            await asyncio.sleep(delay)
+
+
+def _parse_chat(data: dict[str, Any]) -> Completion:
+    choice = data["choices"][0]
+    msg = choice["message"]
+    logprobs = None
+    if lp := choice.get("logprobs"):
+        logprobs = [t["logprob"] for t in lp.get("content") or []]
+    return Completion(
+        text=msg.get("content") or "",
+        tool_calls=msg.get("tool_calls") or [],
+        finish_reason=choice.get("finish_reason"),
+        usage=data.get("usage"),
+        model=data.get("model"),
+        token_ids=choice.get("token_ids"),
+        logprobs=logprobs,
+    )
+
+
+def _parse_responses(data: dict[str, Any]) -> Completion:
+    texts, calls = [], []
+    for item in data["output"]:
+        if item.get("type") == "message":
+            texts += [c.get("text", "") for c in item.get("content", []) if c.get("type") == "output_text"]
+        elif item.get("type") == "function_call":
+            calls.append({
+                "id": item.get("call_id") or item.get("id"),
+                "type": "function",
+                "function": {"name": item["name"], "arguments": item.get("arguments", "{}")},
+            })
+    incomplete = (data.get("incomplete_details") or {}).get("reason")
+    if data.get("status") == "incomplete" and incomplete in ("max_output_tokens", "max_tokens"):
+        finish = "length"
+    else:
+        finish = "tool_calls" if calls else "stop"
+    usage = data.get("usage")
+    if usage and "input_tokens" in usage:
+        usage = {
+            "prompt_tokens": usage.get("input_tokens"),
+            "completion_tokens": usage.get("output_tokens"),
+            "total_tokens": usage.get("total_tokens"),
+        }
+    return Completion(text="".join(texts), tool_calls=calls, finish_reason=finish, usage=usage, model=data.get("model"))
+
+
+def _responses_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    fn = tool.get("function", tool)
+    return {"type": "function", "name": fn["name"], "description": fn.get("description", ""),
+            "parameters": fn.get("parameters", {})}
+
+
+def _responses_input(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages → Responses API input items (tool calls and their outputs become items)."""
+    items: list[dict[str, Any]] = []
+    for m in messages:
+        if m["role"] == "tool":
+            items.append({"type": "function_call_output", "call_id": m.get("tool_call_id"), "output": m["content"]})
+            continue
+        if m.get("content"):
+            items.append({"role": m["role"], "content": m["content"]})
+        for call in m.get("tool_calls") or []:
+            items.append({"type": "function_call", "call_id": call["id"], "name": call["function"]["name"],
+                          "arguments": call["function"]["arguments"]})
+    return items

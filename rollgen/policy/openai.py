@@ -1,0 +1,40 @@
+"""``policy=openai``: any OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp server, OpenAI)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rollgen.policy import Endpoint, Policy
+
+__all__ = ["OpenAIPolicy"]
+
+
+class OpenAIPolicy(Policy):
+    """Talks to an endpoint that is already running; starts nothing."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+        base_url: str = Field("http://localhost:8000/v1", pattern=r"^https?://")
+        model: str = "default"
+        api: Literal["chat", "responses"] = "chat"
+        api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the key")
+        request_timeout_s: float = Field(120.0, gt=0)
+        max_retries: int = Field(3, ge=0, le=100)
+
+    def endpoint(self) -> Endpoint:
+        p = self.params
+        key = os.environ.get(p.api_key_env) if p.api_key_env else None
+        return Endpoint(p.base_url, p.model, p.api, key or None, p.request_timeout_s, p.max_retries)
+
+    @contextlib.asynccontextmanager
+    async def serve(self) -> AsyncIterator[Endpoint]:
+        yield self.endpoint()
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {**super().fingerprint(), **self.endpoint().fingerprint()}

@@ -1,0 +1,189 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks (no mocks of the client).
+
+It answers arithmetic prompts ("Calculate 3 + 4.") by evaluating the expression, right with
+probability ``correct_rate`` and off by one otherwise, after ``latency_s``. ``error_rate`` turns
+requests into HTTP 500s; ``mode`` injects other faults. It counts requests and the peak number in
+flight. Run standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import json
+import operator
+import random
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_CALC = re.compile(r"Calculate (.+?)\.(?:\s|$)")
+
+
+def _eval(node: ast.AST) -> float:
+    if isinstance(node, ast.Expression):
+        return _eval(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _eval(node.operand)
+        return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        return _OPS[type(node.op)](_eval(node.left), _eval(node.right))
+    raise ValueError("unsupported expression")
+
+
+def solve(prompt: str) -> str | None:
+    """The gold answer of an arithmetic prompt, or None when the prompt has none."""
+    m = _CALC.search(prompt)
+    if not m:
+        return None
+    try:
+        value = _eval(ast.parse(m.group(1), mode="eval"))
+    except (ValueError, SyntaxError, ZeroDivisionError):
+        return None
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+@dataclass
+class FakeOpenAI:
+    latency_s: float = 0.0
+    correct_rate: float = 1.0
+    error_rate: float = 0.0
+    mode: str = "ok"  # ok | 429 | malformed | truncated
+    retry_after_s: float = 0.01
+    api_key: str | None = None
+    seed: int = 0
+    requests: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    auth_failures: int = 0
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    keep_bodies: bool = False
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_get("/v1/models", self._models)
+        return app
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+    async def _answer(self, request: web.Request) -> tuple[str, dict[str, Any]] | web.Response:
+        self.requests += 1
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                self.auth_failures += 1
+                return web.json_response({"error": {"message": "bad key"}}, status=401)
+            body = await request.json()
+            if self.keep_bodies:
+                self.bodies.append(body)
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            if self.mode == "429":
+                return web.json_response({"error": {"message": "slow down"}}, status=429,
+                                         headers={"Retry-After": str(self.retry_after_s)})
+            if self.error_rate and self.rng.random() < self.error_rate:
+                return web.json_response({"error": {"message": "injected failure"}}, status=500)
+            if self.mode == "malformed":
+                return web.Response(text="{not json", content_type="application/json")
+            messages = body.get("messages") or body.get("input") or []
+            prompt = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+            gold = solve(prompt if isinstance(prompt, str) else json.dumps(prompt))
+            if gold is None:
+                text = "I do not know."
+            elif self.rng.random() < self.correct_rate:
+                text = f"Let me compute. The answer is \\boxed{{{gold}}}."
+            else:
+                wrong = str(int(gold) + 1) if gold.lstrip("-").isdigit() else gold + "1"
+                text = f"I think it is \\boxed{{{wrong}}}."
+            return text, body
+        finally:
+            self.in_flight -= 1
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        got = await self._answer(request)
+        if isinstance(got, web.Response):
+            return got
+        text, body = got
+        finish = "length" if self.mode == "truncated" else "stop"
+        return web.json_response({
+            "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": len(text.split()), "total_tokens": 20 + len(text.split())},
+        })
+
+    async def _responses(self, request: web.Request) -> web.Response:
+        got = await self._answer(request)
+        if isinstance(got, web.Response):
+            return got
+        text, body = got
+        truncated = self.mode == "truncated"
+        return web.json_response({
+            "id": f"resp-{self.requests}", "object": "response", "model": body.get("model", "fake"),
+            "status": "incomplete" if truncated else "completed",
+            "incomplete_details": {"reason": "max_output_tokens"} if truncated else None,
+            "output": [{"type": "message", "role": "assistant",
+                        "content": [{"type": "output_text", "text": text}]}],
+            "usage": {"input_tokens": 20, "output_tokens": len(text.split()), "total_tokens": 20 + len(text.split())},
+        })
+
+
+class RunningFake:
+    """``async with RunningFake(FakeOpenAI(...)) as base_url:`` serves on 127.0.0.1, a free port."""
+
+    def __init__(self, fake: FakeOpenAI, host: str = "127.0.0.1", port: int = 0):
+        self.fake, self.host, self.port = fake, host, port
+        self.runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> str:
+        self.runner = web.AppRunner(self.fake.app(), access_log=None)
+        await self.runner.setup()
+        sock = socket.socket()
+        sock.bind((self.host, self.port))
+        site = web.SockSite(self.runner, sock)
+        await site.start()
+        self.port = sock.getsockname()[1]
+        return f"http://{self.host}:{self.port}/v1"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Fake OpenAI-compatible server for rollgen tests and benchmarks")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--correct-rate", type=float, default=1.0)
+    ap.add_argument("--error-rate", type=float, default=0.0)
+    ap.add_argument("--mode", default="ok")
+    args = ap.parse_args()
+    fake = FakeOpenAI(latency_s=args.latency, correct_rate=args.correct_rate, error_rate=args.error_rate,
+                      mode=args.mode)
+
+    async def serve() -> None:
+        async with RunningFake(fake, port=args.port) as url:
+            print(url, flush=True)
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The CLI in a subprocess, as a user runs it: errors, --help, --cfg job, a whole run, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import serve_in_thread, write_arith_tasks
+from tests.fakes import FakeOpenAI
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rollgen(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rollgen", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("sampler.responses_create_params.temperature=hot", "sampler.responses_create_params.temperature"),
+    ("sampler.num_repeats=0", "sampler.num_repeats"),
+    ("sampler.tempreature=0.3", "sampler.tempreature"),
+    ("server=nope", "server=nope"),
+])
+def test_bad_config_is_one_line_no_traceback_no_run_dir(tmp_path: Path, override: str, key: str) -> None:
+    p = rollgen(override, cwd=tmp_path)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"rollgen: config error: {key}"), p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_help_lists_groups_and_options(tmp_path: Path) -> None:
+    p = rollgen("--help", cwd=tmp_path)
+    assert p.returncode == 0
+    for line in ["sampler: dpo, ppo, sft", "policy: local, openai", "server: math", "format: dpo, sft"]:
+        assert line in p.stdout, p.stdout
+
+
+def test_cfg_job_prints_effective_config(tmp_path: Path) -> None:
+    p = rollgen("--cfg", "job", "sampler=dpo", cwd=tmp_path)
+    assert p.returncode == 0
+    assert "num_repeats: 2" in p.stdout and "kind: dpo" in p.stdout and "temperature: 0.7" in p.stdout
+
+
+def test_end_to_end_run_against_fake(tmp_path: Path) -> None:
+    tasks = write_arith_tasks(tmp_path / "tasks.jsonl", 20)
+    secret = "sk-cli-SECRET-abcdef0123456789"
+    with serve_in_thread(FakeOpenAI(correct_rate=0.5, api_key=secret)) as url:
+        p = rollgen("server=math", "sampler=dpo", "policy=openai", f"policy.base_url={url}",
+                    f"server.data_path={tasks}", "hydra.run.dir=run", cwd=tmp_path, env={"OPENAI_API_KEY": secret})
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "run"
+    report = json.loads((run / "report.json").read_text())
+    assert report["collection"]["rollouts"] == 40 and report["collection"]["by_status"] == {"ok": 40}
+    assert report["format"] == "dpo" and report["kept"]["dataset_rows"] > 0
+    assert "Collecting rollouts" in p.stderr  # the progress bar
+    for path in run.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace")
+    assert secret not in p.stdout + p.stderr
+
+
+def test_ctrl_c_leaves_every_line_valid(tmp_path: Path) -> None:
+    tasks = write_arith_tasks(tmp_path / "tasks.jsonl", 200)
+    with serve_in_thread(FakeOpenAI(latency_s=0.05)) as url:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rollgen", "policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}",
+             "sampler.num_samples_in_parallel=4", "hydra.run.dir=run"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        path = tmp_path / "run" / "rollouts.jsonl"
+        deadline = time.monotonic() + 60
+        while not (path.exists() and path.stat().st_size > 0) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    lines = path.read_text().splitlines()
+    assert 0 < len(lines) < 200
+    for line in lines:
+        assert json.loads(line)["status"] in ("ok", "error", "timeout")

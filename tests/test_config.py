@@ -1,0 +1,89 @@
+"""Config: every group option composes and validates; presets carry the seed's numbers; bad keys are named."""
+
+from __future__ import annotations
+
+import pytest
+
+from rollgen import compose
+from rollgen.api import conf_dir
+from rollgen.config import ConfigError, RunConfig
+
+GROUPS = ["server", "sampler", "policy", "verifier", "quality", "format", "integration"]
+
+
+def _options() -> list[tuple[str, str]]:
+    return [(g, p.stem) for g in GROUPS for p in sorted((conf_dir() / g).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize(("group", "option"), _options())
+def test_every_option_composes(group: str, option: str) -> None:
+    cfg = compose([f"{group}={option}"], output_dir="x")
+    assert isinstance(cfg, RunConfig)
+
+
+def test_every_group_has_a_default() -> None:
+    cfg = compose([], output_dir="x")
+    assert cfg.server.target.endswith("MathServer")
+    assert cfg.policy.target.endswith("LocalPolicy")
+    assert cfg.verifier.target.endswith("MathVerifier")
+    assert cfg.format.kind == "sft" and cfg.quality.kind == "default"
+
+
+def test_sft_preset_has_seed_numbers() -> None:
+    cfg = compose(["sampler=sft"], output_dir="x")
+    assert cfg.sampler.num_samples_in_parallel == 20
+    assert cfg.sampler.responses_create_params.temperature == 0.2
+    assert cfg.quality.min_reward_threshold == 0.8
+    assert cfg.format.kind == "sft"
+
+
+def test_dpo_preset_has_seed_numbers() -> None:
+    cfg = compose(["sampler=dpo"], output_dir="x")
+    assert cfg.sampler.num_repeats == 2
+    assert cfg.sampler.responses_create_params.temperature == 0.7
+    assert cfg.format.kind == "dpo" and cfg.format.min_quality_difference == 0.1
+    assert cfg.quality.min_reward_threshold == 0.0
+
+
+def test_ppo_preset_has_seed_numbers() -> None:
+    cfg = compose(["sampler=ppo"], output_dir="x")
+    assert cfg.sampler.num_samples_in_parallel == 10
+    assert cfg.sampler.responses_create_params.temperature == 0.5
+
+
+def test_command_line_beats_preset() -> None:
+    cfg = compose(["sampler=dpo", "quality.min_reward_threshold=0.6", "sampler.responses_create_params.temperature=0.3"],
+                  output_dir="x")
+    assert cfg.quality.min_reward_threshold == 0.6
+    assert cfg.sampler.responses_create_params.temperature == 0.3
+    assert cfg.format.kind == "dpo"
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("sampler.responses_create_params.temperature=hot", "sampler.responses_create_params.temperature:"),
+    ("sampler.responses_create_params.temperature=5", "sampler.responses_create_params.temperature:"),
+    ("sampler.num_repeats=0", "sampler.num_repeats:"),
+    ("sampler.tempreature=0.3", "sampler.tempreature:"),
+    ("+sampler.tempreature=0.3", "sampler.tempreature:"),
+    ("server.size=-1", "server.size:"),
+    ("+server.sizee=3", "server.sizee:"),
+    ("server._target_=no_such_module.Server", "server._target_:"),
+    ("policy.api=grpc", "policy.api:"),
+    ("server=nope", "server=nope:"),
+])
+def test_bad_config_names_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        compose(["policy=openai", override] if override.startswith("policy.") else [override], output_dir="x")
+    assert any(line.startswith(key) for line in e.value.lines), e.value.lines
+
+
+def test_all_errors_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as e:
+        compose(["sampler.num_repeats=0", "sampler.responses_create_params.top_p=3"], output_dir="x")
+    assert len(e.value.lines) == 2
+
+
+def test_unknown_key_suggests_the_right_one() -> None:
+    with pytest.raises(ConfigError) as e:
+        compose(["sampler.num_repeat=3"], output_dir="x")
+    assert "did you mean sampler.num_repeats" in e.value.lines[0]
