@@ -33,6 +33,18 @@ def _keys(node: Any, prefix: str = "") -> list[str]:
     return out
 
 
+def _suggest(key: str, known: list[str]) -> list[str]:
+    """The known key closest to ``key``: same parent first, then any key with a similar last part."""
+    parent, _, leaf = key.rpartition(".")
+    group = parent.split(".")[0]
+    for pool in ([k for k in known if k.rpartition(".")[0] == parent], [k for k in known if k.startswith(group)]):
+        by_leaf = {k.rpartition(".")[2]: k for k in pool}
+        hint = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.75)
+        if hint:
+            return [by_leaf[hint[0]]]
+    return []
+
+
 def hydra_error_line(exc: BaseException, known_keys: list[str] | None = None) -> str:
     """One line naming the key or option a Hydra composition error is about."""
     cause = exc.__cause__ or exc
@@ -40,9 +52,8 @@ def hydra_error_line(exc: BaseException, known_keys: list[str] | None = None) ->
     text = str(cause).strip()
     first = text.splitlines()[0] if text else type(cause).__name__
     if full_key and "not in struct" in text:
-        hint = difflib.get_close_matches(full_key, known_keys or [], n=1)
-        return f"{full_key}: unknown key" + (f" (did you mean {hint[0]}?)" if hint else "") + \
-            f"; to add a new key use +{full_key}=..."
+        hint = _suggest(full_key, known_keys or [])
+        return f"{full_key}: unknown key" + (f"; did you mean {hint[0]}?" if hint else "; `--cfg job` lists the keys")
     if "Could not find" in first:
         options = [ln.strip() for ln in text.splitlines()[1:] if ln.startswith("\t")]
         missing = first.split("Could not find", 1)[1].strip().strip("'")

@@ -7,14 +7,14 @@ task id, so no task leaks across splits.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rollgen.config import DpoFormat, SftFormat
-from rollgen.rundir import read_jsonl, write_jsonl
 
 __all__ = ["build_rows", "split_of", "write_dataset"]
 
@@ -33,29 +33,40 @@ def _prompt_len(messages: list[dict[str, Any]]) -> int:
     return len(messages)
 
 
-def _group(path: os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in read_jsonl(path):
-        groups[r["task_id"]].append(r)
+Entry = tuple[float | None, int, int]  # (reward, repeat, byte offset of the rollout's line)
+Loader = Callable[[int], dict[str, Any]]
+
+
+def _index(path: os.PathLike[str]) -> dict[str, list[Entry]]:
+    """Per task, the reward, repeat and file offset of each rollout: a few bytes each, not whole rollouts."""
+    groups: dict[str, list[Entry]] = defaultdict(list)
+    offset = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                groups[r["task_id"]].append((r.get("reward"), r["repeat"], offset))
+            offset += len(line)
     return groups
 
 
-def _sft_rows(cfg: SftFormat, task_id: str, rollouts: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for r in sorted(rollouts, key=lambda r: (-(r.get("reward") or 0.0), r["repeat"]))[: cfg.best_k]:
+def _sft_rows(cfg: SftFormat, task_id: str, entries: list[Entry], load: Loader) -> Iterator[dict[str, Any]]:
+    for _, _, offset in sorted(entries, key=lambda e: (-(e[0] or 0.0), e[1]))[: cfg.best_k]:
+        r = load(offset)
         messages = list(r["messages"])
         if cfg.system_prompt and messages[0].get("role") != "system":
             messages.insert(0, {"role": "system", "content": cfg.system_prompt})
         yield {"messages": messages, "task_id": task_id, "reward": r.get("reward")}
 
 
-def _dpo_rows(cfg: DpoFormat, task_id: str, rollouts: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _dpo_rows(cfg: DpoFormat, task_id: str, entries: list[Entry], load: Loader) -> Iterator[dict[str, Any]]:
     """Best vs worst of a task, when the reward margin is at least ``min_quality_difference``."""
-    ranked = sorted((r for r in rollouts if r.get("reward") is not None), key=lambda r: (-r["reward"], r["repeat"]))
-    if len(ranked) < 2:
+    ranked = sorted((e for e in entries if e[0] is not None), key=lambda e: (-e[0], e[1]))  # type: ignore[operator]
+    if len(ranked) < 2 or ranked[0][0] - ranked[-1][0] < cfg.min_quality_difference - 1e-12:  # type: ignore[operator]
         return
-    best, worst = ranked[0], ranked[-1]
+    best, worst = load(ranked[0][2]), load(ranked[-1][2])
     margin = best["reward"] - worst["reward"]
-    if margin < cfg.min_quality_difference - 1e-12 or best["completion"] == worst["completion"]:
+    if best["completion"] == worst["completion"]:
         return
     cut = _prompt_len(best["messages"])
     yield {
@@ -70,16 +81,33 @@ def _dpo_rows(cfg: DpoFormat, task_id: str, rollouts: list[dict[str, Any]]) -> I
 
 
 def build_rows(cfg: SftFormat | DpoFormat, curated: os.PathLike[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (task_id, row) for every dataset row the curated rollouts give."""
+    """Yield (task_id, row) for every dataset row the curated rollouts give, reading only the rollouts used."""
     make = _sft_rows if cfg.kind == "sft" else _dpo_rows
-    for task_id, rollouts in sorted(_group(curated).items()):
-        for row in make(cfg, task_id, rollouts):
-            yield task_id, row
+    groups = _index(curated)
+    with open(curated, "rb") as f:
+        def load(offset: int) -> dict[str, Any]:
+            f.seek(offset)
+            return json.loads(f.readline())
+
+        for task_id in sorted(groups):
+            for row in make(cfg, task_id, groups[task_id], load):  # type: ignore[arg-type]
+                yield task_id, row
 
 
 def write_dataset(cfg: SftFormat | DpoFormat, curated: os.PathLike[str], out_dir: Path, seed: int) -> dict[str, int]:
-    """Write ``train.jsonl`` and ``validation.jsonl``; return row counts per split."""
-    splits: dict[str, list[dict[str, Any]]] = {"train": [], "validation": []}
-    for task_id, row in build_rows(cfg, curated):
-        splits[split_of(task_id, cfg.validation_fraction, seed)].append(row)
-    return {name: write_jsonl(out_dir / f"{name}.jsonl", rows) for name, rows in splits.items()}
+    """Stream ``train.jsonl`` and ``validation.jsonl`` (each written to a temp file, then renamed)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {"train": 0, "validation": 0}
+    tmp = {name: out_dir / f"{name}.jsonl.tmp" for name in counts}
+    files = {name: open(path, "w", encoding="utf-8") for name, path in tmp.items()}  # noqa: SIM115
+    try:
+        for task_id, row in build_rows(cfg, curated):
+            split = split_of(task_id, cfg.validation_fraction, seed)
+            files[split].write(json.dumps(row, ensure_ascii=False) + "\n")
+            counts[split] += 1
+    finally:
+        for f in files.values():
+            f.close()
+    for name, path in tmp.items():
+        os.replace(path, out_dir / f"{name}.jsonl")
+    return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -37,9 +38,11 @@ class RunDir:
 class JsonlWriter:
     """Appends lines from the event loop without blocking it: a thread writes and flushes each batch.
 
-    ``write`` only enqueues (about a microsecond); the thread writes whatever has queued up as one
-    ``write`` of whole lines and flushes, so every line on disk is complete and a crash loses at most
-    the lines still in the queue.
+    ``write`` only appends to a list; once per event-loop iteration the lines written during that
+    iteration are handed to the thread as one batch (one queue operation, not one per line, which
+    would wake the thread and contend for the GIL each time). The thread writes each batch of whole
+    lines with one ``write`` and flushes, so every line on disk is complete and a crash loses at most
+    the batch in hand.
     """
 
     def __init__(self, path: str | os.PathLike[str]):
@@ -47,13 +50,25 @@ class JsonlWriter:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the thread
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
+        self._pending: list[str] = []
         self._thread = threading.Thread(target=self._run, name=f"writer:{self.path.name}", daemon=True)
         self._thread.start()
 
     def write(self, line: str) -> None:
         if self._error is not None:
             raise OSError(f"writing {self.path} failed: {self._error}") from self._error
-        self._queue.put(line)
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_soon(self._handoff)
+            except RuntimeError:  # no loop: hand over at once
+                self._queue.put(line)
+                return
+        self._pending.append(line)
+
+    def _handoff(self) -> None:
+        if self._pending:
+            self._queue.put("".join(self._pending))
+            self._pending = []
 
     def _run(self) -> None:
         done = False
@@ -78,6 +93,7 @@ class JsonlWriter:
 
     def close(self) -> None:
         """Write what is queued, flush, close. Blocks: call it through ``asyncio.to_thread`` on a loop."""
+        self._handoff()
         self._queue.put(None)
         self._thread.join()
         if self._error is not None:
