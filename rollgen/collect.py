@@ -69,7 +69,7 @@ class _Collector:
         usage: Counter[str] = Counter()
         try:
             while turns < self.sampler.max_turns:
-                completion = await self.client.complete(messages)
+                completion = await self.client.complete(messages, task.tools)
                 turns += 1
                 for k, v in (completion.usage or {}).items():
                     if isinstance(v, int):

@@ -79,7 +79,8 @@ class FakeOpenAI:
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
 
-    async def _answer(self, request: web.Request) -> tuple[str, dict[str, Any]] | web.Response:
+    async def _answer(self, request: web.Request) -> tuple[str | dict[str, Any], dict[str, Any]] | web.Response:
+        """The reply text (or, when the request offers tools and none was called yet, a tool call)."""
         self.requests += 1
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -100,6 +101,13 @@ class FakeOpenAI:
             if self.mode == "malformed":
                 return web.Response(text="{not json", content_type="application/json")
             messages = body.get("messages") or body.get("input") or []
+            if body.get("tools") and "messages" in body:
+                if messages[-1].get("role") == "tool":  # answer with what the tool said
+                    return f"The tool says \\boxed{{{messages[-1]['content']}}}.", body
+                m = _CALC.search(messages[-1].get("content", ""))
+                tool = body["tools"][0]["function"]["name"]
+                return {"id": f"call_{self.requests}", "type": "function",
+                        "function": {"name": tool, "arguments": json.dumps({"expression": m.group(1) if m else ""})}}, body
             prompt = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
             gold = solve(prompt if isinstance(prompt, str) else json.dumps(prompt))
             if gold is None:
@@ -119,9 +127,12 @@ class FakeOpenAI:
             return got
         text, body = got
         finish = "length" if self.mode == "truncated" else "stop"
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if isinstance(text, dict):
+            message, finish, text = {"role": "assistant", "content": None, "tool_calls": [text]}, "tool_calls", ""
         return web.json_response({
             "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": 20, "completion_tokens": len(text.split()), "total_tokens": 20 + len(text.split())},
         })
 
@@ -130,6 +141,7 @@ class FakeOpenAI:
         if isinstance(got, web.Response):
             return got
         text, body = got
+        assert isinstance(text, str), "tool calls are served on the chat API only"
         truncated = self.mode == "truncated"
         return web.json_response({
             "id": f"resp-{self.requests}", "object": "response", "model": body.get("model", "fake"),

@@ -89,11 +89,17 @@ class PolicyClient:
         if p.stop:
             body["stop"] = p.stop
         if self.tools:
-            body["tools"] = self.tools if self.endpoint.api == "chat" else [_responses_tool(t) for t in self.tools]
+            body["tools"] = self._tools_body(self.tools)
         return body
 
-    async def complete(self, messages: list[dict[str, Any]]) -> Completion:
+    def _tools_body(self, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return tools if self.endpoint.api == "chat" else [_responses_tool(t) for t in tools]
+
+    async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> Completion:
+        """One turn. ``tools`` (a task's own) replace the server's tools for this request."""
         body = dict(self._base_body)
+        if tools:
+            body["tools"] = self._tools_body(tools)
         if self.endpoint.api == "chat":
             body["messages"] = messages
         else:
