@@ -11,7 +11,7 @@ from omegaconf import OmegaConf, open_dict
 
 from rollgen.config import ConfigError, RunConfig, validate_run_config
 
-__all__ = ["compose", "conf_dir", "hydra_error_line", "run"]
+__all__ = ["compose", "conf_dir", "hydra_error_line", "rerun_config", "run"]
 
 
 def conf_dir() -> Path:
@@ -95,6 +95,29 @@ def _keys_of_default() -> list[str]:
             return _keys(OmegaConf.to_container(hydra_compose(config_name="config")))
     except Exception:
         return []
+
+
+def rerun_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """A finished run's config with ``overrides`` applied: what you override changes, the rest is as the run had it.
+
+    A top-level section (``quality``, ``format``, ``verifier``...) named by any override (``quality=x``,
+    ``quality.key=v``, ``+quality.key=v``) is taken from the freshly composed config; every other section
+    is read back from ``<run_dir>/run_config.json``. ``output_dir`` stays the run dir.
+    """
+    import json
+
+    run_dir = Path(run_dir)
+    saved_path = run_dir / "run_config.json"
+    if not saved_path.is_file():
+        raise ConfigError([f"{run_dir}: not a rollgen run directory (no run_config.json)"])
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    saved.pop("rollgen_version", None)
+    overrides = list(overrides or [])
+    touched = {o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] for o in overrides}
+    fresh = compose(overrides, output_dir=str(run_dir)).model_dump(mode="json", by_alias=True)
+    merged = {k: (fresh[k] if k in touched else saved.get(k, fresh[k])) for k in fresh}
+    merged["output_dir"] = str(run_dir)
+    return validate_run_config(merged)
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:

@@ -68,7 +68,28 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return c["mean_reward"]
 
 
+def _subcommand(argv: list[str]) -> int | None:
+    """Run ``rollgen <subcommand> ...`` if argv names one; None otherwise."""
+    import importlib
+
+    from rollgen.commands import SUBCOMMANDS
+
+    if not argv or argv[0] not in SUBCOMMANDS:
+        return None
+    module_name, _ = SUBCOMMANDS[argv[0]]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name != module_name:
+            raise
+        print(f"rollgen: '{argv[0]}' is not available in this version", file=sys.stderr)
+        return 2
+    return int(module.main(argv[1:]) or 0)
+
+
 def main() -> None:
+    if (code := _subcommand(sys.argv[1:])) is not None:
+        sys.exit(code)
     _early_check(sys.argv[1:])
     try:
         _hydra_main()

@@ -1,0 +1,14 @@
+"""Subcommands of ``rollgen`` that work on files rather than run a collection.
+
+Each is a module with ``main(argv: list[str]) -> int``; ``rollgen <name> --help`` explains it. A
+subcommand that takes a run directory re-reads its ``run_config.json`` and applies Hydra-style
+overrides on top (``rollgen.api.rerun_config``).
+"""
+
+SUBCOMMANDS = {
+    "validate": ("rollgen.commands.validate", "check a verifier on gold and perturbed answers, or a run's rewards"),
+    "verify": ("rollgen.commands.verify", "re-verify a run's rollouts with another verifier config"),
+    "curate": ("rollgen.commands.curate", "re-run the quality stage on a run's rollouts"),
+    "dataset": ("rollgen.commands.dataset", "validate a dataset file against a format, or print its stats"),
+    "compare": ("rollgen.commands.compare", "compare the reports of several runs side by side"),
+}

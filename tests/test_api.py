@@ -1,0 +1,33 @@
+"""Python API: rerun_config keeps a run's sections except the ones overridden."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import rollgen
+from rollgen.api import rerun_config
+from rollgen.config import ConfigError
+from tests.conftest import serve_in_thread
+from tests.fakes import FakeOpenAI
+
+
+def test_rerun_config_overrides_only_named_sections(tmp_path: Path, tasks_file: Path) -> None:
+    with serve_in_thread(FakeOpenAI()) as url:
+        cfg = rollgen.compose(["sampler=dpo", "policy=openai", f"policy.base_url={url}", f"server.data_path={tasks_file}",
+                               "progress=false", "quality.min_reward_threshold=0.3"], output_dir=str(tmp_path / "run"))
+        rollgen.run(cfg)
+    again = rerun_config(tmp_path / "run", ["quality.min_reward_threshold=0.9"])
+    assert again.quality.min_reward_threshold == 0.9
+    assert again.sampler.num_repeats == 2 and again.format.kind == "dpo"  # kept from the run, not the defaults
+    assert again.policy.target.endswith("OpenAIPolicy") and again.output_dir == str(tmp_path / "run")
+
+
+def test_rerun_config_needs_a_run_dir(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a rollgen run directory"):
+        rerun_config(tmp_path)
+
+
+def test_public_surface() -> None:
+    assert set(rollgen.__all__) == {"__version__", "compose", "run"}
