@@ -8,8 +8,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from rollgen.api import compose, conf_dir
-from rollgen.config import ConfigError, validate_run_config
+from rollgen.api import compose, conf_dir, rerun_config
+from rollgen.config import ConfigError, RunConfig, validate_run_config
 
 __all__ = ["main"]
 
@@ -52,19 +52,40 @@ def _early_check(argv: list[str]) -> None:
         _fail(e.lines)
 
 
+def _run_config(cfg: DictConfig) -> RunConfig:
+    data = OmegaConf.to_container(cfg, resolve=True)
+    if resume := data.get("resume"):  # type: ignore[union-attr]
+        from hydra.core.hydra_config import HydraConfig
+
+        others = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+").startswith("resume=")]
+        return rerun_config(resume, others)
+    return validate_run_config(data)  # type: ignore[arg-type]
+
+
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    from rollgen.engine import UserError, run
+
     try:
-        run_cfg = validate_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        run_cfg = _run_config(cfg)
     except ConfigError as e:
         _fail(e.lines)
-    from rollgen.engine import run
-
-    report = run(run_cfg)
+    try:
+        report = run(run_cfg)
+    except UserError as e:
+        print(f"rollgen: error: {e}", file=sys.stderr)
+        sys.exit(2)
     c = report["collection"]
     log.info("%d rollouts (%s), mean reward %s, %d dataset rows -> %s", c["rollouts"],
              ", ".join(f"{k} {v}" for k, v in c["by_status"].items()), c["mean_reward"],
              report["kept"]["dataset_rows"], run_cfg.output_dir)
+    if report["status"] == "interrupted":
+        print(f"rollgen: interrupted; {c['rollouts']} rollouts kept in {run_cfg.output_dir}. "
+              f"Re-run the same command (or resume={run_cfg.output_dir}) to continue.", file=sys.stderr)
+        sys.exit(130)
+    if report["status"] == "aborted":
+        print(f"rollgen: stopped early: {report['reason']}", file=sys.stderr)
+        sys.exit(3)
     return c["mean_reward"]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,7 @@ import aiohttp
 from tqdm import tqdm
 
 from rollgen.config import SamplerConfig
+from rollgen.limiter import AdaptiveLimit
 from rollgen.policy import Endpoint
 from rollgen.policy.client import Completion, PolicyClient, PolicyError
 from rollgen.records import Rollout, Task, rollout_id
@@ -26,7 +27,13 @@ from rollgen.rundir import JsonlWriter
 from rollgen.servers import ResourceServer
 from rollgen.verifiers import Verifier, verify
 
-__all__ = ["CollectStats", "collect"]
+__all__ = ["CollectStats", "EndpointDown", "collect"]
+
+FAILED = frozenset({"error", "timeout"})
+
+
+class EndpointDown(RuntimeError):
+    """The failure budget ran out: most recent requests failed, so the endpoint is plainly down."""
 
 
 @dataclass
@@ -39,6 +46,7 @@ class CollectStats:
     statuses: Counter[str] = field(default_factory=Counter)
     first_rollout_s: float | None = None
     peak_in_flight: int = 0
+    last_error: str | None = None
 
     @property
     def failures(self) -> int:
@@ -50,9 +58,10 @@ class CollectStats:
 
 
 class _Collector:
-    def __init__(self, server: ResourceServer, verifier: Verifier, client: PolicyClient,
+    def __init__(self, server: ResourceServer, verifier: Verifier, client: PolicyClient, limit: AdaptiveLimit,
                  sampler: SamplerConfig, writer: JsonlWriter, config_hash: str, bar: tqdm):
-        self.server, self.verifier, self.client = server, verifier, client
+        self.server, self.verifier, self.client, self.limit = server, verifier, client, limit
+        self.recent: deque[bool] = deque(maxlen=sampler.failure_window)
         self.sampler, self.writer, self.config_hash, self.bar = sampler, writer, config_hash, bar
         self.sampling = sampler.responses_create_params.model_dump(exclude_none=True)
         self.stats = CollectStats()
@@ -114,7 +123,7 @@ class _Collector:
             return
         rollout.reward, rollout.reward_details, rollout.verifier = verdict.reward, verdict.details, verdict.verifier
 
-    async def one(self, task: Task, repeat: int, slots: asyncio.Semaphore) -> None:
+    async def one(self, task: Task, repeat: int) -> None:
         self.in_flight += 1
         self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
         try:
@@ -123,12 +132,22 @@ class _Collector:
             self._count(rollout)
         finally:
             self.in_flight -= 1
-            slots.release()
+            self.limit.release()
 
     def _count(self, r: Rollout) -> None:
         s = self.stats
         s.rollouts += 1
         s.statuses[r.status] += 1
+        failed = r.status in FAILED
+        self.recent.append(failed)
+        if failed:
+            s.last_error = r.error
+        else:
+            self.limit.on_success()
+        if len(self.recent) == self.recent.maxlen and sum(self.recent) >= self.sampler.max_failure_rate * len(self.recent):
+            raise EndpointDown(
+                f"{sum(self.recent)} of the last {len(self.recent)} rollouts failed; the endpoint looks down "
+                f"(last error: {s.last_error}). Check it, then re-run the same command to continue.")
         if r.reward is not None:
             s.reward_sum += r.reward
             s.rewarded += 1
@@ -152,20 +171,31 @@ async def collect(
     config_hash: str,
     total: int | None = None,
     progress: bool = True,
+    stats: CollectStats | None = None,
 ) -> CollectStats:
-    """Run every (task, repeat) of ``work`` and stream the rollouts to ``writer``."""
+    """Run every (task, repeat) of ``work`` and stream the rollouts to ``writer``.
+
+    ``stats``, when given, is updated live (so a caller that cancels the collection still has counts).
+    Raises ``EndpointDown`` when the failure budget runs out.
+    """
     connector = aiohttp.TCPConnector(limit=sampler.num_samples_in_parallel, ttl_dns_cache=300)
     bar = tqdm(total=total, desc="Collecting rollouts", unit="rollout", disable=not progress,
                dynamic_ncols=True, mininterval=0.5)
-    slots = asyncio.Semaphore(sampler.num_samples_in_parallel)
+    limit = AdaptiveLimit(sampler.num_samples_in_parallel, adaptive=sampler.adaptive_concurrency)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
-            client = PolicyClient(session, endpoint, sampler.responses_create_params, server.tools())
-            c = _Collector(server, verifier, client, sampler, writer, config_hash, bar)
-            async with asyncio.TaskGroup() as tg:
-                for task, repeat in work:
-                    await slots.acquire()
-                    tg.create_task(c.one(task, repeat, slots))
+            client = PolicyClient(session, endpoint, sampler.responses_create_params, server.tools(),
+                                  on_throttle=limit.on_throttle)
+            c = _Collector(server, verifier, client, limit, sampler, writer, config_hash, bar)
+            if stats is not None:
+                c.stats = stats
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for task, repeat in work:
+                        await limit.acquire()
+                        tg.create_task(c.one(task, repeat))
+            except* EndpointDown as group:
+                raise group.exceptions[0] from None
             bar.set_postfix_str(c.stats.postfix(), refresh=True)
             return c.stats
     finally:

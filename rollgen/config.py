@@ -33,6 +33,11 @@ class SamplerConfig(_Model):
     num_repeats: int = Field(1, ge=1, le=10_000, description="rollouts per task")
     max_turns: int = Field(4, ge=1, le=1000, description="policy calls per rollout (tool loops)")
     responses_create_params: ResponsesCreateParams = ResponsesCreateParams()
+    adaptive_concurrency: bool = Field(True, description="halve parallelism on 429/503, grow it back on success")
+    failure_window: int = Field(50, ge=1, description="rollouts the failure budget looks back over")
+    max_failure_rate: float = Field(
+        0.9, gt=0.0, le=1.0,
+        description="stop the run when this share of the last failure_window rollouts failed (endpoint down)")
 
 
 class QualityConfig(_Model):
@@ -113,6 +118,10 @@ class RunConfig(_Model):
     limit: int | None = Field(None, ge=1)
     progress: bool = True
     output_dir: str
+    resume: str | None = Field(None, description="a run dir to continue in place")
+    reuse_rollouts: bool = Field(True, description="start from an earlier run's rollouts of the same collection hash")
+    cache_dir: str | None = Field(None, description="rollout index and task cache; null = $ROLLGEN_CACHE_DIR or ~/.cache/rollgen")
+    on_bad_row: Literal["error", "skip"] = "error"
 
 
 COMPONENTS = ("server", "policy", "verifier", "integration")

@@ -54,8 +54,9 @@ def tasks_file(tmp_path: Path) -> Path:
     return write_arith_tasks(tmp_path / "tasks.jsonl", 12)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own cache (tasks and the rollout index), so no test reuses another's rollouts."""
     d = tmp_path / "cache"
     monkeypatch.setenv("ROLLGEN_CACHE_DIR", str(d))
     return d

@@ -22,6 +22,7 @@ class Endpoint:
     api_key: str | None = field(default=None, repr=False)
     request_timeout_s: float = 120.0
     max_retries: int = 3
+    max_retry_time_s: float = 600.0
 
     def fingerprint(self) -> dict[str, Any]:
         return {"base_url": self.base_url, "model": self.model, "api": self.api}

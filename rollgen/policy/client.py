@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +72,9 @@ class PolicyClient:
         endpoint: Endpoint,
         params: ResponsesCreateParams,
         tools: list[dict[str, Any]] | None = None,
+        on_throttle: Callable[[], None] | None = None,
     ):
+        self.on_throttle = on_throttle
         self.session = session
         self.endpoint = endpoint
         self.params = params
@@ -112,6 +116,7 @@ class PolicyClient:
 
     async def _post(self, body: dict[str, Any]) -> Any:
         attempt = 0
+        give_up_at = time.monotonic() + self.endpoint.max_retry_time_s
         while True:
             delay: float | None = None
             try:
@@ -125,20 +130,30 @@ class PolicyClient:
                     text = (await resp.text(errors="replace"))[:200]
                     failure = PolicyError("error", f"HTTP {resp.status}: {text}")
                     if resp.status not in RETRY_STATUSES:
-                        raise failure
+                        raise self._redacted(failure)
                     delay = _retry_after(resp)
+                    if resp.status in (429, 503) and self.on_throttle is not None:
+                        self.on_throttle()
             except asyncio.TimeoutError:
                 failure = PolicyError("timeout", f"no response within {self.endpoint.request_timeout_s:g}s")
             except aiohttp.ClientError as e:
                 failure = PolicyError("error", f"{type(e).__name__}: {e}")
-            if attempt >= self.endpoint.max_retries:
-                if attempt:
-                    failure.args = (f"{failure.args[0]} (after {attempt + 1} attempts)",)
-                raise failure
             if delay is None:
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * (0.5 + random.random())
+            if attempt >= self.endpoint.max_retries or time.monotonic() + delay > give_up_at:
+                if attempt:
+                    failure.args = (f"{failure.args[0]} (after {attempt + 1} attempts)",)
+                raise self._redacted(failure)
             attempt += 1
             await asyncio.sleep(delay)
+
+
+    def _redacted(self, error: PolicyError) -> PolicyError:
+        """Never let the API key reach a rollout, a log or a report, even if the server echoes it."""
+        key = self.endpoint.api_key
+        if key and key in error.args[0]:
+            error.args = (error.args[0].replace(key, "***"),)
+        return error
 
 
 def _parse_chat(data: dict[str, Any]) -> Completion:

@@ -26,11 +26,12 @@ class OpenAIPolicy(Policy):
         api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the key")
         request_timeout_s: float = Field(120.0, gt=0)
         max_retries: int = Field(3, ge=0, le=100)
+        max_retry_time_s: float = Field(600.0, gt=0, description="give up retrying a request after this long")
 
     def endpoint(self) -> Endpoint:
         p = self.params
         key = os.environ.get(p.api_key_env) if p.api_key_env else None
-        return Endpoint(p.base_url, p.model, p.api, key or None, p.request_timeout_s, p.max_retries)
+        return Endpoint(p.base_url, p.model, p.api, key or None, p.request_timeout_s, p.max_retries, p.max_retry_time_s)
 
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[Endpoint]:

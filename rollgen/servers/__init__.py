@@ -20,6 +20,8 @@ class ResourceServer(ABC):
 
     def __init__(self, params: BaseModel):
         self.params = params
+        self.on_bad_row = "error"  # or "skip": the engine sets it from the run's `on_bad_row`
+        self.bad_rows: list[str] = []  # "file:line: reason" of each skipped row
 
     @abstractmethod
     def tasks(self) -> Iterator[Task]:

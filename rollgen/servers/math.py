@@ -72,7 +72,8 @@ class MathServer(ResourceServer):
     def tasks(self) -> Iterator[Task]:
         p = self.params
         source = Path(p.data_path) if p.data_path else self._generated()
-        for task in read_tasks(source):
+        skipped = self.bad_rows if self.on_bad_row == "skip" else None
+        for task in read_tasks(source, skipped):
             yield self._prompted(task)
 
     def fingerprint(self) -> dict[str, Any]:

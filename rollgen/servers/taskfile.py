@@ -30,22 +30,28 @@ class TaskFileError(ValueError):
     """A task file that cannot be read; the message starts with ``<path>:<line>: `` when a line is at fault."""
 
 
-def read_tasks(path: str | os.PathLike[str]) -> Iterator[Task]:
+MAX_LINE_BYTES = 16 * 2**20
+
+
+def read_tasks(path: str | os.PathLike[str], skipped: list[str] | None = None) -> Iterator[Task]:
     """Stream the tasks of a JSONL file, one line at a time (blank lines skipped).
 
-    Raises TaskFileError at once when the file is missing, and while iterating at the first bad line.
+    Raises TaskFileError at once when the file is missing, and while iterating at the first bad line,
+    unless ``skipped`` is a list: then each bad line's message is appended to it and the line skipped.
     """
     p = Path(path)
     if not p.is_file():
         raise TaskFileError(f"{p}: no such task file" if not p.exists() else f"{p}: not a file")
-    return _read(p)
+    return _read(p, skipped)
 
 
-def _read(p: Path) -> Iterator[Task]:
+def _read(p: Path, skipped: list[str] | None) -> Iterator[Task]:
     first_line: dict[str, int] = {}  # id -> line, to catch duplicate ids
     with p.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
+                if len(raw) > MAX_LINE_BYTES:
+                    raise ValueError(f"line is {len(raw) / 2**20:.1f} MiB, over the {MAX_LINE_BYTES >> 20} MiB limit")
                 line = raw.decode("utf-8")
                 if lineno == 1:
                     line = line.removeprefix("\ufeff")
@@ -55,10 +61,16 @@ def _read(p: Path) -> Iterator[Task]:
                 if task.id in first_line:
                     raise ValueError(f"duplicate id {task.id!r} (first on line {first_line[task.id]})")
             except UnicodeDecodeError as e:
-                bad = f"bad byte 0x{raw[e.start]:02x} at column {e.start + 1}"
-                raise TaskFileError(f"{p}:{lineno}: not UTF-8 ({bad})") from None
+                error = f"{p}:{lineno}: not UTF-8 (bad byte 0x{raw[e.start]:02x} at column {e.start + 1})"
             except ValueError as e:
-                raise TaskFileError(f"{p}:{lineno}: {e}") from None
+                error = f"{p}:{lineno}: {e}"
+            else:
+                error = None
+            if error is not None:
+                if skipped is None:
+                    raise TaskFileError(error)
+                skipped.append(error)
+                continue
             first_line[task.id] = lineno
             yield task
 
