@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Model(BaseModel):
@@ -46,20 +46,61 @@ class QualityConfig(_Model):
     drop_failed: bool = True
 
 
-class SftFormat(_Model):
+class _FormatBase(_Model):
+    """Knobs every dataset format shares: the split, the prompt, tool-call encoding and the card's licence."""
+
+    validation_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="share of tasks (not rows) in validation.jsonl")
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="share of tasks (not rows) in test.jsonl")
+    system_prompt: str | None = Field(None, description="prepended as a system turn to prompts that have none")
+    tool_arguments: Literal["dict", "string"] = Field(
+        "dict", description="tool-call arguments as a JSON object (TRL, NeMo-RL) or the OpenAI API's JSON string")
+    license: str | None = Field(None, description="licence of the dataset, written into dataset/README.md")
+
+    @model_validator(mode="after")
+    def _train_keeps_tasks(self) -> _FormatBase:
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ValueError("validation_fraction + test_fraction must be below 1, or no task is left for train")
+        return self
+
+
+class SftFormat(_FormatBase):
+    """Demonstrations: the best ``best_k`` rollouts of each task as chat ``messages`` (or prompt/completion)."""
+
     kind: Literal["sft"] = "sft"
-    best_k: int = Field(1, ge=1)
-    system_prompt: str | None = None
-    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    best_k: int = Field(1, ge=1, description="best rollouts kept per task (distinct completions)")
+    style: Literal["messages", "prompt_completion"] = "messages"
 
 
-class DpoFormat(_Model):
+class DpoFormat(_FormatBase):
+    """Preference pairs within a task: chosen and rejected differ by at least ``min_quality_difference``."""
+
     kind: Literal["dpo"] = "dpo"
-    min_quality_difference: float = Field(0.1, gt=0.0, le=1.0)
-    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    min_quality_difference: float = Field(
+        0.1, gt=0.0, le=1.0, description="chosen.reward - rejected.reward must be at least this")
+    strategy: Literal["best_vs_worst", "all_pairs", "best_vs_random_lower"] = "best_vs_worst"
+    max_pairs_per_task: int | None = Field(
+        None, ge=1, description="pairs per task at most; null: 1, or every qualifying pair for all_pairs")
 
 
-FormatConfig = Annotated[SftFormat | DpoFormat, Field(discriminator="kind")]
+class KtoFormat(_FormatBase):
+    """Unpaired preferences: every rollout with ``label = reward >= desirable_threshold``."""
+
+    kind: Literal["kto"] = "kto"
+    desirable_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="reward at or above which a completion is desirable (label true)")
+    balance: bool = Field(False, description="downsample the larger class (seeded) to the size of the smaller")
+
+
+class RlFormat(_FormatBase):
+    """Prompts for online RL (GRPO/PPO): one row per task with ground truth, verifier and observed difficulty."""
+
+    kind: Literal["rl"] = "rl"
+    pass_threshold: float = Field(
+        1.0, ge=0.0, le=1.0, description="reward at or above which a rollout counts as a pass (pass_rate)")
+
+
+FormatConfig = Annotated[SftFormat | DpoFormat | KtoFormat | RlFormat, Field(discriminator="kind")]
 
 
 def import_target(path: str) -> Any:
@@ -138,7 +179,7 @@ class ConfigError(ValueError):
 def _error_lines(err: ValidationError, prefix: str = "") -> list[str]:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("sft", "dpo")))
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("sft", "dpo", "kto", "rl")))
         key = ".".join(p for p in (prefix, loc) if p)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
