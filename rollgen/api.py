@@ -100,11 +100,14 @@ def _keys_of_default() -> list[str]:
 def rerun_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """A finished run's config with ``overrides`` applied: what you override changes, the rest is as the run had it.
 
-    A top-level section (``quality``, ``format``, ``verifier``...) named by any override (``quality=x``,
-    ``quality.key=v``, ``+quality.key=v``) is taken from the freshly composed config; every other section
-    is read back from ``<run_dir>/run_config.json``. ``output_dir`` stays the run dir.
+    ``key.path=value`` overrides edit the run's saved config; a group choice (``quality=sft``) replaces
+    that whole section with the option's YAML (then ``quality.key=v`` edits it). ``output_dir`` stays
+    the run dir. Raises ``ConfigError`` naming bad keys.
     """
     import json
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
     run_dir = Path(run_dir)
     saved_path = run_dir / "run_config.json"
@@ -112,12 +115,25 @@ def rerun_config(run_dir: str | Path, overrides: list[str] | None = None) -> Run
         raise ConfigError([f"{run_dir}: not a rollgen run directory (no run_config.json)"])
     saved = json.loads(saved_path.read_text(encoding="utf-8"))
     saved.pop("rollgen_version", None)
-    overrides = list(overrides or [])
-    touched = {o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] for o in overrides}
-    fresh = compose(overrides, output_dir=str(run_dir)).model_dump(mode="json", by_alias=True)
-    merged = {k: (fresh[k] if k in touched else saved.get(k, fresh[k])) for k in fresh}
-    merged["output_dir"] = str(run_dir)
-    return validate_run_config(merged)
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides or []))
+    except HydraException as e:
+        raise ConfigError([hydra_error_line(e)]) from None
+    choices = [o.input_line for o in parsed if "." not in o.key_or_group and o.key_or_group in _GROUPS]
+    if choices:
+        fresh = compose(choices, output_dir=str(run_dir)).model_dump(mode="json", by_alias=True)
+        for o in parsed:
+            if o.input_line in choices:
+                saved[o.key_or_group] = fresh[o.key_or_group]
+    cfg = OmegaConf.create(saved)
+    for o in parsed:
+        if o.input_line not in choices:
+            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+    cfg.output_dir = str(run_dir)
+    return validate_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+
+
+_GROUPS = ("server", "sampler", "policy", "verifier", "quality", "format", "integration")
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:

@@ -65,6 +65,8 @@ class FakeOpenAI:
     auth_failures: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
     keep_bodies: bool = False
+    faults: dict[str, float] = field(default_factory=dict)  # kind -> probability per request, see FAULTS
+    injected: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -87,12 +89,15 @@ class FakeOpenAI:
         try:
             if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
                 self.auth_failures += 1
-                return web.json_response({"error": {"message": "bad key"}}, status=401)
+                got = request.headers.get("Authorization")  # echoed, as some proxies do: the client must redact it
+                return web.json_response({"error": {"message": f"bad key: {got}"}}, status=401)
             body = await request.json()
             if self.keep_bodies:
                 self.bodies.append(body)
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
+            if self.faults and (fault := self._draw_fault()) is not None:
+                return await FAULTS[fault](self, request)
             if self.mode == "429":
                 return web.json_response({"error": {"message": "slow down"}}, status=429,
                                          headers={"Retry-After": str(self.retry_after_s)})
@@ -120,6 +125,15 @@ class FakeOpenAI:
             return text, body
         finally:
             self.in_flight -= 1
+
+    def _draw_fault(self) -> str | None:
+        x = self.rng.random()
+        for kind, p in self.faults.items():
+            if x < p:
+                self.injected[kind] = self.injected.get(kind, 0) + 1
+                return kind
+            x -= p
+        return None
 
     async def _chat(self, request: web.Request) -> web.Response:
         got = await self._answer(request)
@@ -151,6 +165,44 @@ class FakeOpenAI:
                         "content": [{"type": "output_text", "text": text}]}],
             "usage": {"input_tokens": 20, "output_tokens": len(text.split()), "total_tokens": 20 + len(text.split())},
         })
+
+
+async def _reset(fake: FakeOpenAI, request: web.Request) -> web.StreamResponse:
+    assert request.transport is not None
+    request.transport.abort()  # connection reset, no response
+    return web.Response(status=500)
+
+
+async def _hang(fake: FakeOpenAI, request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(3600)
+    return web.Response(status=500)
+
+
+async def _partial(fake: FakeOpenAI, request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "500"})
+    await resp.prepare(request)
+    await resp.write(b'{"id": "x", "choices": [')  # then the connection drops mid-body
+    assert request.transport is not None
+    request.transport.abort()
+    return resp
+
+
+FAULTS = {
+    "500": lambda f, r: _const(web.json_response({"error": {"message": "injected"}}, status=500)),
+    "503": lambda f, r: _const(web.json_response({"error": {"message": "overloaded"}}, status=503)),
+    "429": lambda f, r: _const(web.json_response({"error": {"message": "rate limited"}}, status=429,
+                                                 headers={"Retry-After": str(f.retry_after_s)})),
+    "400": lambda f, r: _const(web.json_response({"error": {"message": "bad request"}}, status=400)),
+    "nonjson": lambda f, r: _const(web.Response(text="{not json", content_type="application/json")),
+    "wrongtype": lambda f, r: _const(web.Response(text="<html>proxy error</html>", content_type="text/html")),
+    "reset": _reset,
+    "hang": _hang,
+    "partial": _partial,
+}
+
+
+async def _const(resp: web.StreamResponse) -> web.StreamResponse:
+    return resp
 
 
 class RunningFake:

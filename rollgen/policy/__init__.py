@@ -23,6 +23,7 @@ class Endpoint:
     request_timeout_s: float = 120.0
     max_retries: int = 3
     max_retry_time_s: float = 600.0
+    retry_backoff_s: float = 0.5
 
     def fingerprint(self) -> dict[str, Any]:
         return {"base_url": self.base_url, "model": self.model, "api": self.api}

@@ -23,7 +23,6 @@ from rollgen.policy import Endpoint
 __all__ = ["Completion", "PolicyClient", "PolicyError"]
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 
 
@@ -125,21 +124,22 @@ class PolicyClient:
                         raw = await resp.read()
                         try:
                             return json.loads(raw)
-                        except ValueError:
-                            raise PolicyError("error", f"malformed response: not JSON ({raw[:80]!r})") from None
-                    text = (await resp.text(errors="replace"))[:200]
-                    failure = PolicyError("error", f"HTTP {resp.status}: {text}")
-                    if resp.status not in RETRY_STATUSES:
-                        raise self._redacted(failure)
-                    delay = _retry_after(resp)
-                    if resp.status in (429, 503) and self.on_throttle is not None:
-                        self.on_throttle()
+                        except ValueError:  # a proxy's error page or a garbled body: worth another try
+                            failure = PolicyError("error", f"malformed response: not JSON ({raw[:80]!r})")
+                    else:
+                        text = (await resp.text(errors="replace"))[:200]
+                        failure = PolicyError("error", f"HTTP {resp.status}: {text}")
+                        if resp.status not in RETRY_STATUSES:
+                            raise self._redacted(failure)
+                        delay = _retry_after(resp)
+                        if resp.status in (429, 503) and self.on_throttle is not None:
+                            self.on_throttle()
             except asyncio.TimeoutError:
                 failure = PolicyError("timeout", f"no response within {self.endpoint.request_timeout_s:g}s")
             except aiohttp.ClientError as e:
                 failure = PolicyError("error", f"{type(e).__name__}: {e}")
             if delay is None:
-                delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt) * (0.5 + random.random())
+                delay = min(BACKOFF_CAP_S, self.endpoint.retry_backoff_s * 2**attempt) * (0.5 + random.random())
             if attempt >= self.endpoint.max_retries or time.monotonic() + delay > give_up_at:
                 if attempt:
                     failure.args = (f"{failure.args[0]} (after {attempt + 1} attempts)",)

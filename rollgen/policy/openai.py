@@ -27,11 +27,13 @@ class OpenAIPolicy(Policy):
         request_timeout_s: float = Field(120.0, gt=0)
         max_retries: int = Field(3, ge=0, le=100)
         max_retry_time_s: float = Field(600.0, gt=0, description="give up retrying a request after this long")
+        retry_backoff_s: float = Field(0.5, gt=0, description="first backoff; doubles per attempt, with jitter")
 
     def endpoint(self) -> Endpoint:
         p = self.params
         key = os.environ.get(p.api_key_env) if p.api_key_env else None
-        return Endpoint(p.base_url, p.model, p.api, key or None, p.request_timeout_s, p.max_retries, p.max_retry_time_s)
+        return Endpoint(p.base_url, p.model, p.api, key or None, p.request_timeout_s, p.max_retries,
+                        p.max_retry_time_s, p.retry_backoff_s)
 
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[Endpoint]:
