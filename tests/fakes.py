@@ -234,9 +234,12 @@ def main() -> None:
     ap.add_argument("--correct-rate", type=float, default=1.0)
     ap.add_argument("--error-rate", type=float, default=0.0)
     ap.add_argument("--mode", default="ok")
+    ap.add_argument("--faults", default="", help="kind=probability,... with kinds from FAULTS, e.g. 500=0.01,reset=0.01")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    faults = {k: float(v) for k, v in (item.split("=") for item in args.faults.split(",") if item)}
     fake = FakeOpenAI(latency_s=args.latency, correct_rate=args.correct_rate, error_rate=args.error_rate,
-                      mode=args.mode)
+                      mode=args.mode, faults=faults, seed=args.seed, retry_after_s=0.001)
 
     async def serve() -> None:
         async with RunningFake(fake, port=args.port) as url:
