@@ -1,0 +1,148 @@
+"""Format: curated rollouts → dataset rows (SFT, DPO, KTO or RL), split by task, with a dataset card.
+
+``build_dataset`` reads ``curated.jsonl`` by file offset (one task's rollouts in memory at a time),
+writes every row once to a temp file, assigns whole tasks to train / validation / test
+(``split.assign_splits``), then streams the rows into ``train.jsonl``, ``validation.jsonl`` and
+``test.jsonl`` (a split with no rows gets no file: ``datasets`` refuses empty splits), computes the
+statistics and writes ``README.md``, a dataset card with provenance. The folder loads with
+``datasets.load_dataset("json", data_dir=...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from array import array
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rollgen.config import DpoFormat, KtoFormat, RlFormat, SftFormat
+from rollgen.formats.card import write_card
+from rollgen.formats.rows import ROW_BUILDERS, Context
+from rollgen.formats.source import Reader, Source
+from rollgen.formats.split import SPLITS, assign_splits, task_hash
+from rollgen.formats.stats import dataset_stats
+
+__all__ = ["Source", "build_dataset", "write_dataset"]
+
+AnyFormat = SftFormat | DpoFormat | KtoFormat | RlFormat
+
+
+def _kto_weights(desirable: int, undesirable: int) -> dict[str, float] | None:
+    """TRL's KTO advice: desirable_weight * n_D / (undesirable_weight * n_U) within [1, 4/3]; aim at 1."""
+    if not desirable or not undesirable:
+        return None
+    if desirable >= undesirable:
+        return {"desirable_weight": 1.0, "undesirable_weight": round(desirable / undesirable, 4)}
+    return {"desirable_weight": round(undesirable / desirable, 4), "undesirable_weight": 1.0}
+
+
+def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                  seed: int) -> dict[str, Any]:
+    """Write the dataset of ``cfg.kind`` from ``source`` (a ``Source`` or a run's ``curated.jsonl``) to ``out_dir``.
+
+    Returns a summary: rows and tasks per split, what was left out and why, label balance (KTO), the
+    statistics of the files written, and notes.
+    """
+    src = source if isinstance(source, Source) else Source.of_run(source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_tmp = out / ".rows.jsonl.tmp"
+    labels: Counter[bool] = Counter()
+    label_hashes: dict[bool, array[int]] = {True: array("Q"), False: array("Q")}
+    with_rows: list[str] = []
+    make = ROW_BUILDERS[cfg.kind]
+    with Reader(src) as reader, open(rows_tmp, "w", encoding="utf-8") as tmp:
+        ctx = Context(cfg, reader, seed)
+        for task_id in reader.task_ids():
+            n = 0
+            for row in make(ctx, task_id, reader.groups[task_id]):
+                label = row.get("label") if cfg.kind == "kto" else None
+                h = task_hash(str(row.get("rollout_id")), seed)
+                if label is not None:
+                    labels[label] += 1
+                    if getattr(cfg, "balance", False):
+                        label_hashes[label].append(h)
+                tmp.write(json.dumps([task_id, label, h]) + "\t" + json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+            if n:
+                with_rows.append(task_id)
+    split = assign_splits(with_rows, cfg.validation_fraction, cfg.test_fraction, seed)
+    keep_below = _balance_cut(cfg, labels, label_hashes)
+    rows, tasks, kept = _route(rows_tmp, out, split, keep_below)
+    rows_tmp.unlink()
+    if not cfg.test_fraction and not rows["test"]:
+        del rows["test"], tasks["test"]
+
+    summary: dict[str, Any] = {
+        "format": cfg.kind,
+        "rows": sum(rows.values()),
+        "splits": rows,
+        "tasks": tasks,
+        "dropped": dict(sorted(ctx.dropped.items())),
+        "notes": list(src.notes),
+    }
+    if isinstance(cfg, KtoFormat):
+        total = kept[True] + kept[False]
+        summary["labels"] = {
+            "desirable": kept[True], "undesirable": kept[False],
+            "desirable_ratio": round(kept[True] / total, 6) if total else None,
+            "balanced": cfg.balance, "dropped_to_balance": sum(labels.values()) - total,
+            "suggested_trl_weights": _kto_weights(kept[True], kept[False]),
+        }
+    summary["stats"] = dataset_stats(out, cfg.kind)
+    write_card(out, cfg, summary, src, seed)
+    return summary
+
+
+def write_dataset(cfg: AnyFormat, curated: Source | str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                  seed: int) -> dict[str, int]:
+    """``build_dataset``, returning only the rows per split (``train``, ``validation``, and ``test`` when asked)."""
+    return build_dataset(cfg, curated, out_dir, seed)["splits"]
+
+
+def _balance_cut(cfg: AnyFormat, labels: Counter[bool], hashes: dict[bool, array[int]]) -> dict[bool, int] | None:
+    """For KTO ``balance``: per label, keep rows whose seeded hash is below this (the larger class shrinks)."""
+    if not (isinstance(cfg, KtoFormat) and cfg.balance) or not labels[True] or not labels[False]:
+        return None
+    small = min(labels[True], labels[False])
+    cut = {}
+    for label in (True, False):
+        hs = sorted(hashes[label])
+        cut[label] = hs[small - 1] + 1 if len(hs) > small else 2**64
+    return cut
+
+
+def _route(rows_tmp: Path, out: Path, split: dict[str, str], cut: dict[bool, int] | None
+           ) -> tuple[dict[str, int], dict[str, int], Counter[bool]]:
+    """Stream the rows into their split files (temp names, renamed at the end); stale split files go."""
+    files: dict[str, Any] = {}
+    rows = dict.fromkeys(SPLITS, 0)
+    tasks: dict[str, set[str]] = {s: set() for s in SPLITS}
+    kept: Counter[bool] = Counter()  # KTO labels written
+    try:
+        with open(rows_tmp, encoding="utf-8") as f:
+            for line in f:
+                head, _, body = line.partition("\t")
+                task_id, label, h = json.loads(head)
+                if cut is not None and label is not None and h >= cut[label]:
+                    continue
+                name = split[task_id]
+                if name not in files:
+                    files[name] = open(out / f"{name}.jsonl.tmp", "w", encoding="utf-8")  # noqa: SIM115
+                files[name].write(body)
+                rows[name] += 1
+                tasks[name].add(task_id)
+                if label is not None:
+                    kept[label] += 1
+    finally:
+        for fh in files.values():
+            fh.close()
+    for name in SPLITS:
+        final = out / f"{name}.jsonl"
+        if name in files:
+            os.replace(out / f"{name}.jsonl.tmp", final)
+        else:
+            final.unlink(missing_ok=True)
+    return rows, {s: len(t) for s, t in tasks.items()}, kept

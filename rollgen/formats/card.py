@@ -1,0 +1,134 @@
+"""The dataset card, ``dataset/README.md``: how to load it, where it came from, what is in it.
+
+The YAML front matter is a Hugging Face dataset card header (licence, tags, split files), so the folder
+also loads with ``datasets.load_dataset(<folder>)`` and uploads to the Hub as it is. Provenance is read
+from the run directory: ``run_config.json`` (rollgen version, config) and ``rollouts.jsonl`` (model,
+sampling parameters, collection hash, counts by status), streamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rollgen import __version__
+from rollgen.formats.source import Source
+
+__all__ = ["provenance", "write_card"]
+
+DESCRIPTIONS = {
+    "sft": "Supervised fine-tuning demonstrations: the best verified rollouts of each task as chat `messages` "
+           "(or `prompt` + `completion`), the form TRL's `SFTTrainer` takes.",
+    "dpo": "Preference pairs within a task: a shared `prompt` with a `chosen` and a `rejected` completion "
+           "(message lists, TRL `DPOTrainer`'s conversational form), their rewards and the `margin`.",
+    "kto": "Unpaired preferences: `prompt`, `completion` and a boolean `label` (reward at or above a "
+           "threshold), the form TRL's `KTOTrainer` takes.",
+    "rl": "Prompts for online RL (GRPO / PPO): one row per task with `ground_truth`, the `verifier` spec and "
+          "the pass rate and reward variance observed while collecting (for difficulty curricula).",
+}
+
+
+def provenance(src: Source) -> dict[str, Any]:
+    """Where the rollouts came from, read from the run dir's files."""
+    out: dict[str, Any] = {"rollgen_version": __version__}
+    cfg_path = src.curated.parent / "run_config.json"
+    if cfg_path.is_file():
+        saved = json.loads(cfg_path.read_text(encoding="utf-8"))
+        out["rollgen_version_of_run"] = saved.get("rollgen_version")
+        stable = {k: v for k, v in saved.items() if k not in ("output_dir", "rollgen_version", "resume")}
+        out["run_config_hash"] = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:16]
+        out["server"] = (saved.get("server") or {}).get("_target_")
+        out["policy"] = (saved.get("policy") or {}).get("_target_")
+        out["verifier"] = (saved.get("verifier") or {}).get("_target_")
+        quality = saved.get("quality") or {}
+        out["quality"] = {k: v for k, v in quality.items() if k in ("kind", "min_reward_threshold", "chain")} or None
+        out["sampler"] = {k: v for k, v in (saved.get("sampler") or {}).items() if k != "responses_create_params"}
+    statuses: Counter[str] = Counter()
+    models: Counter[str] = Counter()
+    hashes: Counter[str] = Counter()
+    sampling: dict[str, Any] | None = None
+    tasks: set[str] = set()
+    if src.rollouts:
+        with open(src.rollouts, "rb") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                r = json.loads(line)
+                statuses[r.get("status", "?")] += 1
+                tasks.add(r.get("task_id"))
+                if r.get("model"):
+                    models[r["model"]] += 1
+                if r.get("config_hash"):
+                    hashes[r["config_hash"]] += 1
+                sampling = sampling or r.get("sampling")
+    with open(src.curated, "rb") as f:
+        curated = sum(1 for line in f if line.strip())
+    out.update(models=sorted(models), collection_hashes=sorted(hashes), sampling=sampling,
+               tasks_collected=len(tasks) if src.rollouts else None,
+               rollouts=sum(statuses.values()) if src.rollouts else None,
+               rollouts_by_status=dict(sorted(statuses.items())), curated=curated)
+    return out
+
+
+def _table(rows: list[tuple[str, Any]]) -> list[str]:
+    return ["| | |", "|---|---|", *(f"| {k} | {'`' + json.dumps(v) + '`' if isinstance(v, (dict, list)) else v} |"
+                                   for k, v in rows if v not in (None, {}, []))]
+
+
+def _front_matter(cfg: Any, splits: dict[str, int]) -> list[str]:
+    lines = ["---", f"license: {cfg.license or 'unknown'}", "tags:", "- rollgen", f"- {cfg.kind}", "- synthetic",
+             "task_categories:", "- text-generation", "configs:", "- config_name: default", "  data_files:"]
+    for name, n in splits.items():
+        if n:
+            lines += [f"  - split: {name}", f"    path: {name}.jsonl"]
+    return [*lines, "---", ""]
+
+
+def write_card(out: Path, cfg: Any, summary: dict[str, Any], src: Source, seed: int) -> dict[str, Any]:
+    """Write ``out/README.md``; return the provenance it states."""
+    prov = provenance(src)
+    stats = summary["stats"]
+    lines = _front_matter(cfg, summary["splits"])
+    lines += [f"# rollgen dataset: {cfg.kind}", "", DESCRIPTIONS[cfg.kind], "",
+              "```python", "from datasets import load_dataset", "",
+              f'ds = load_dataset("json", data_dir="{out}")', "```", "",
+              "## Splits", "", "Whole tasks are assigned to a split (seeded), so no prompt is in two splits.", "",
+              "| split | rows | tasks |", "|---|---|---|",
+              *(f"| {s} | {n} | {summary['tasks'].get(s, 0)} |" for s, n in summary["splits"].items()), "",
+              "## Provenance", ""]
+    lines += _table([
+        ("rollgen version", prov["rollgen_version"]), ("rollgen version of the run", prov.get("rollgen_version_of_run")),
+        ("run config hash", prov.get("run_config_hash")), ("collection hash", ", ".join(prov["collection_hashes"])),
+        ("model", ", ".join(prov["models"])), ("sampling", prov["sampling"]), ("sampler", prov.get("sampler")),
+        ("server", prov.get("server")), ("policy", prov.get("policy")), ("verifier", prov.get("verifier")),
+        ("quality", prov.get("quality")), ("format", cfg.model_dump(mode="json")), ("seed", seed),
+        ("licence", cfg.license or "unknown (set format.license)"),
+    ])
+    lines += ["", "## Counts per stage", "", "| stage | count |", "|---|---|"]
+    if prov["rollouts"] is not None:
+        by_status = ", ".join(f"{k} {v}" for k, v in prov["rollouts_by_status"].items())
+        lines += [f"| tasks collected | {prov['tasks_collected']} |", f"| rollouts | {prov['rollouts']} ({by_status}) |"]
+    lines += [f"| curated rollouts | {prov['curated']} |", f"| dataset rows | {summary['rows']} |"]
+    lines += [f"| left out: {reason} | {n} |" for reason, n in summary["dropped"].items()]
+    if "labels" in summary:
+        lab = summary["labels"]
+        lines += ["", "## Labels", "", f"desirable {lab['desirable']}, undesirable {lab['undesirable']}, "
+                  f"desirable ratio {lab['desirable_ratio']}"
+                  + (f"; {lab['dropped_to_balance']} rows dropped to balance" if lab["balanced"] else "")
+                  + (f"; TRL weights that balance them: `{json.dumps(lab['suggested_trl_weights'])}`"
+                     if lab["suggested_trl_weights"] else "")]
+    lines += ["", "## Statistics", "", "Lengths in characters of what a reader sees (contents and tool calls).", "",
+              "| field | n | mean | p50 | p90 | p99 | max |", "|---|---|---|---|---|---|---|"]
+    for name, s in (stats.get("length_chars") or {}).items():
+        if s:
+            lines.append(f"| {name} (chars) | {s['n']} | {s['mean']} | {s['p50']} | {s['p90']} | {s['p99']} | {s['max']} |")
+    for name, s in (stats.get("values") or {}).items():
+        if s:
+            lines.append(f"| {name} | {s['n']} | {s['mean']} | {s['p50']} | {s['p90']} | {s['p99']} | {s['max']} |")
+    if summary["notes"]:
+        lines += ["", "## Notes", "", *(f"- {n}" for n in summary["notes"])]
+    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return prov

@@ -1,0 +1,197 @@
+"""Dataset rows of one task, per format. Field names follow TRL's conversational forms (frameworks.md B.1).
+
+- sft: ``messages`` (or ``prompt`` + ``completion``), ``tools`` when tools were offered, ``task_id``,
+  ``rollout_id``, ``reward``.
+- dpo: ``prompt``, ``chosen``, ``rejected`` (message lists), ``chosen_reward``, ``rejected_reward``,
+  ``margin``, ``task_id``, ``chosen_id``, ``rejected_id`` (+ ``tools``).
+- kto: ``prompt``, ``completion``, ``label`` (bool), ``reward``, ``task_id``, ``rollout_id`` (+ ``tools``).
+- rl: ``prompt``, ``ground_truth``, ``verifier``, ``task_id``, ``metadata``, and what collection saw:
+  ``n_rollouts``, ``n_passed``, ``pass_rate``, ``mean_reward``, ``reward_variance``, ``reward_std``
+  (population statistics over the task's scored rollouts, before quality filters) (+ ``tools``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+from rollgen.config import DpoFormat, KtoFormat, RlFormat, SftFormat
+from rollgen.formats.messages import BadToolCall, normalize, prompt_len, text_key, with_system
+from rollgen.formats.pairs import candidate_pairs, default_cap
+from rollgen.formats.source import Entry, Reader, TaskStats, task_stats
+
+__all__ = ["Context", "ROW_BUILDERS"]
+
+Row = dict[str, Any]
+Message = dict[str, Any]
+
+
+class Turns(NamedTuple):
+    """A rollout's conversation, normalized, split where the first assistant turn starts."""
+
+    rollout: dict[str, Any]
+    prompt: list[Message]
+    completion: list[Message]
+
+
+class Context:
+    """What row builders share: the config, the reader, the seed, and tallies of what was left out."""
+
+    def __init__(self, cfg: SftFormat | DpoFormat | KtoFormat | RlFormat, reader: Reader, seed: int):
+        self.cfg, self.reader, self.seed = cfg, reader, seed
+        self.dropped: Counter[str] = Counter()  # rollouts (or pairs, or tasks) left out, by reason
+        self.stats: dict[str, TaskStats] = {}
+        if isinstance(cfg, RlFormat):
+            src = reader.source.rollouts or reader.source.curated
+            self.stats = task_stats(src, cfg.pass_threshold)
+
+    def turns(self, entry: Entry) -> Turns | None:
+        """The rollout at ``entry`` as prompt + completion turns, or None (counted) when unusable."""
+        r = self.reader.rollout(entry.offset)
+        try:
+            msgs = with_system(normalize(r["messages"], self.cfg.tool_arguments), self.cfg.system_prompt)
+        except BadToolCall:
+            self.dropped["tool-call arguments not a JSON object"] += 1
+            return None
+        cut = prompt_len(msgs)
+        if cut == len(msgs) or cut == 0:
+            self.dropped["no prompt or no assistant turn"] += 1
+            return None
+        return Turns(r, msgs[:cut], msgs[cut:])
+
+    def with_tools(self, row: Row, task_id: str) -> Row:
+        tools = self.reader.tools_for(self.reader.task(task_id))
+        if tools:
+            row["tools"] = tools
+        return row
+
+
+def sft_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
+    """The best ``best_k`` rollouts (highest reward, then lowest repeat), distinct completions only."""
+    cfg = ctx.cfg
+    assert isinstance(cfg, SftFormat)
+    seen: set[str] = set()
+    for e in sorted(entries, key=lambda e: (e.reward is None, -(e.reward or 0.0), e.repeat)):
+        if len(seen) == cfg.best_k:
+            break
+        t = ctx.turns(e)
+        if t is None:
+            continue
+        key = text_key(t.completion)
+        if key in seen:
+            ctx.dropped["duplicate completion in task"] += 1
+            continue
+        seen.add(key)
+        row: Row = ({"messages": t.prompt + t.completion} if cfg.style == "messages"
+                    else {"prompt": t.prompt, "completion": t.completion})
+        ctx.with_tools(row, task_id)
+        row.update(task_id=task_id, rollout_id=t.rollout["id"], reward=t.rollout.get("reward"))
+        yield row
+
+
+def dpo_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
+    """Pairs by ``strategy`` with margin ≥ ``min_quality_difference``; same-text pairs are skipped."""
+    cfg = ctx.cfg
+    assert isinstance(cfg, DpoFormat)
+    scored = sorted((e for e in entries if e.reward is not None), key=lambda e: e.repeat)
+    rewards = [float(e.reward) for e in scored]  # type: ignore[arg-type]
+    cap = default_cap(cfg.strategy, cfg.max_pairs_per_task)
+    rng = random.Random(f"{ctx.seed}:{task_id}")
+    loaded: dict[int, Turns | None] = {}
+
+    def load(i: int) -> Turns | None:
+        if i not in loaded:
+            loaded[i] = ctx.turns(scored[i])
+        return loaded[i]
+
+    made = 0
+    for c, r in candidate_pairs(rewards, cfg.min_quality_difference, cfg.strategy, rng):
+        if cap is not None and made >= cap:
+            break
+        chosen, rejected = load(c), load(r)
+        if chosen is None or rejected is None:
+            continue
+        if text_key(chosen.completion) == text_key(rejected.completion):
+            ctx.dropped["pair with identical chosen and rejected text"] += 1
+            continue
+        if chosen.prompt != rejected.prompt:
+            ctx.dropped["pair whose prompts differ"] += 1
+            continue
+        row: Row = {"prompt": chosen.prompt, "chosen": chosen.completion, "rejected": rejected.completion}
+        ctx.with_tools(row, task_id)
+        row.update(chosen_reward=rewards[c], rejected_reward=rewards[r], margin=round(rewards[c] - rewards[r], 9),
+                   task_id=task_id, chosen_id=chosen.rollout["id"], rejected_id=rejected.rollout["id"])
+        made += 1
+        yield row
+    if not made:
+        ctx.dropped["task without a qualifying pair"] += 1
+
+
+def kto_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
+    """Every scored rollout (distinct completions), ``label = reward >= desirable_threshold``."""
+    cfg = ctx.cfg
+    assert isinstance(cfg, KtoFormat)
+    seen: set[str] = set()
+    for e in sorted(entries, key=lambda e: e.repeat):
+        if e.reward is None:
+            ctx.dropped["rollout without a reward"] += 1
+            continue
+        t = ctx.turns(e)
+        if t is None:
+            continue
+        key = text_key(t.completion)
+        if key in seen:
+            ctx.dropped["duplicate completion in task"] += 1
+            continue
+        seen.add(key)
+        row: Row = {"prompt": t.prompt, "completion": t.completion, "label": e.reward >= cfg.desirable_threshold}
+        ctx.with_tools(row, task_id)
+        row.update(reward=e.reward, task_id=task_id, rollout_id=t.rollout["id"])
+        yield row
+
+
+def _ground_truth(answer: Any) -> str | None:
+    if answer is None or isinstance(answer, str):
+        return answer
+    return json.dumps(answer, ensure_ascii=False)
+
+
+def rl_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
+    """One prompt per task, from tasks.jsonl (else from a rollout), with the difficulty seen in collection."""
+    cfg = ctx.cfg
+    assert isinstance(cfg, RlFormat)
+    task = ctx.reader.task(task_id)
+    if task is not None:
+        prompt = task.get("messages") or [{"role": "user", "content": task.get("prompt")}]
+        try:
+            prompt = with_system(normalize(prompt, cfg.tool_arguments), cfg.system_prompt)
+        except BadToolCall:
+            ctx.dropped["tool-call arguments not a JSON object"] += 1
+            return
+    else:
+        t = ctx.turns(min(entries, key=lambda e: e.repeat))
+        if t is None:
+            return
+        prompt = t.prompt
+        ctx.dropped["task not in tasks.jsonl: prompt from a rollout, no ground truth"] += 1
+    s = ctx.stats.get(task_id, TaskStats(0, 0.0, 0.0, 0))
+    mean = s.total / s.n if s.n else None
+    var = max(0.0, s.total_sq / s.n - mean * mean) if mean is not None else None
+    row: Row = {"prompt": prompt, "ground_truth": _ground_truth((task or {}).get("answer")),
+                "verifier": ctx.reader.source.verifier}
+    ctx.with_tools(row, task_id)
+    row.update(task_id=task_id, metadata=(task or {}).get("metadata") or {}, n_rollouts=s.n, n_passed=s.passed,
+               pass_rate=round(s.passed / s.n, 6) if s.n else None,
+               mean_reward=round(mean, 6) if mean is not None else None,
+               reward_variance=round(var, 6) if var is not None else None,
+               reward_std=round(math.sqrt(var), 6) if var is not None else None)
+    yield row
+
+
+ROW_BUILDERS: dict[str, Callable[[Context, str, list[Entry]], Iterator[Row]]] = {
+    "sft": sft_rows, "dpo": dpo_rows, "kto": kto_rows, "rl": rl_rows,
+}
