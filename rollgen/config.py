@@ -9,6 +9,8 @@ remaining keys.
 from __future__ import annotations
 
 import importlib
+import os
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,10 +42,208 @@ class SamplerConfig(_Model):
         description="stop the run when this share of the last failure_window rollouts failed (endpoint down)")
 
 
+class StatusFilter(_Model):
+    """Drop failed rollouts: the statuses listed (``truncated`` also catches ``finish_reason: length``)."""
+
+    drop: list[Literal["error", "timeout", "verifier_error", "truncated"]] = Field(
+        ["error", "timeout", "verifier_error", "truncated"], description="statuses that are dropped")
+
+
+class RewardFilter(_Model):
+    """Reward bounds: ``quality.min_reward_threshold <= reward <= max`` and per-criterion minimums."""
+
+    max: float = Field(1.0, ge=0.0, le=1.0, description="drop rewards above this (e.g. 0.99 keeps unsolved only)")
+    criteria: dict[str, float] = Field(
+        {}, description="reward_details key -> minimum value (booleans count as 0/1; a missing key drops)")
+
+
+class LengthFilter(_Model):
+    """Completion length in characters and in tokens (``usage``); rows without usage skip the token bounds."""
+
+    min_chars: int = Field(1, ge=0, description="drop completions shorter than this (1 drops empty ones)")
+    max_chars: int | None = Field(None, ge=1, description="drop completions longer than this")
+    min_tokens: int | None = Field(None, ge=0, description="usage completion/output tokens at least")
+    max_tokens: int | None = Field(None, ge=1, description="usage completion/output tokens at most")
+    max_prompt_tokens: int | None = Field(None, ge=1, description="usage prompt/input tokens at most (trainer cap)")
+
+
+class RepetitionFilter(_Model):
+    """Degenerate loops: the share of repeated word n-grams in the completion."""
+
+    ngram: int = Field(4, ge=1, le=32, description="n of the word n-grams")
+    max_repeated_ratio: float = Field(
+        0.5, gt=0.0, le=1.0, description="drop when 1 - distinct/total n-grams exceeds this")
+    min_ngrams: int = Field(20, ge=1, description="completions with fewer n-grams are not judged")
+
+
+class RefusalFilter(_Model):
+    """Refusals: any of ``phrases`` (case-insensitive) near the start of the completion."""
+
+    phrases: list[str] = Field(
+        ["i'm sorry, but i can't", "i am sorry, but i cannot", "i can't help with", "i cannot help with",
+         "i can't assist with", "i cannot assist with", "as an ai language model", "i'm unable to help"],
+        description="lower-case substrings that mark a refusal")
+    first_chars: int | None = Field(400, ge=1, description="look only at this many leading characters (null: all)")
+
+
+class AnswerFormatFilter(_Model):
+    """Missing final-answer format: the completion must match ``pattern`` (a Python regex)."""
+
+    pattern: str = Field(r"\\boxed\{", description="regex searched in the completion")
+    last_chars: int | None = Field(None, ge=1, description="search only this many trailing characters (null: all)")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression ({e})") from None
+        return pattern
+
+
+DedupField = Literal["prompt", "completion", "prompt_completion"]
+
+
+class ExactDedupFilter(_Model):
+    """Exact duplicates after normalisation (lower case, words only); keeps the best-rewarded copy.
+
+    ``field: prompt`` works on tasks (the best task by mean reward keeps its rollouts), ``completion`` on
+    completions across all tasks, ``prompt_completion`` on the pair (duplicate answers to one prompt).
+    """
+
+    field: DedupField = "prompt_completion"
+
+
+class NearDedupFilter(_Model):
+    """Near duplicates by MinHash LSH (datasketch) on word n-gram shingles; keeps the best-rewarded one."""
+
+    field: DedupField = "prompt_completion"
+    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="estimated Jaccard similarity that counts as a duplicate")
+    ngram: int = Field(5, ge=1, le=32, description="words per shingle")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations (accuracy vs speed)")
+    seed: int = Field(1, ge=0, description="MinHash permutation seed")
+
+
+class DecontaminateFilter(_Model):
+    """Drop tasks whose prompt shares a word n-gram with a row of an evaluation file (any task-file format)."""
+
+    eval_files: list[str] = Field([], description="JSONL task files of benchmarks (rollgen, NeMo Gym, question/answer)")
+    ngram: int = Field(13, ge=3, le=64, description="words per n-gram; benchmark rows shorter than this match whole")
+    field: Literal["prompt", "prompt_completion"] = Field("prompt", description="check prompts, or completions too")
+
+    @field_validator("eval_files")
+    @classmethod
+    def _exist(cls, files: list[str]) -> list[str]:
+        missing = [f for f in files if not os.path.isfile(f)]
+        if missing:
+            raise ValueError(f"no such evaluation file: {', '.join(missing)}")
+        return files
+
+
+class PassRateFilter(_Model):
+    """Keep tasks whose mean reward over their rollouts lies in ``[min, max]`` (neither always nor never solved)."""
+
+    min: float = Field(0.1, ge=0.0, le=1.0, description="lowest mean reward kept")
+    max: float = Field(0.9, ge=0.0, le=1.0, description="highest mean reward kept")
+    min_group_size: int = Field(2, ge=1, description="tasks with fewer rewarded rollouts are dropped (no estimate)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PassRateFilter:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class ZeroVarianceFilter(_Model):
+    """Drop tasks whose rollouts all got the same reward (no GRPO advantage, no DPO pair)."""
+
+    min_group_size: int = Field(2, ge=1, description="smaller groups count as zero-variance too")
+
+
+class CapPerTaskFilter(_Model):
+    """At most ``max_per_task`` rollouts per task, the best-rewarded first."""
+
+    max_per_task: int = Field(4, ge=1)
+
+
+class StratifyFilter(_Model):
+    """Rebalance strata of a task metadata key (domain, difficulty, source) to target proportions."""
+
+    by: str = Field("difficulty", description="task metadata key (tasks.jsonl); nested keys with dots")
+    targets: dict[str, float] = Field(
+        {}, description="stratum -> share (normalised); unlisted strata are dropped; empty: equal shares")
+    max_per_stratum: int | None = Field(None, ge=1, description="cap on rollouts per stratum")
+    missing: str = Field("unknown", description="stratum of tasks without the key")
+    seed: int = Field(0, description="which rollouts a downsampled stratum keeps")
+
+    @field_validator("targets")
+    @classmethod
+    def _shares(cls, targets: dict[str, float]) -> dict[str, float]:
+        if any(v < 0 for v in targets.values()) or (targets and sum(targets.values()) <= 0):
+            raise ValueError("shares must be >= 0 with a positive sum")
+        return targets
+
+
+class KtoBalanceFilter(_Model):
+    """Downsample the larger of desirable (reward >= threshold) and undesirable rollouts to ``ratio``."""
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="reward at or above which a rollout is desirable")
+    ratio: float = Field(1.0, gt=0.0, le=100.0, description="desirable : undesirable after balancing")
+    seed: int = Field(0, description="which rollouts the larger class keeps")
+
+
+class QualityFilters(_Model):
+    """Parameters of every filter; ``quality.chain`` decides which run, in which order."""
+
+    status: StatusFilter = StatusFilter()
+    reward: RewardFilter = RewardFilter()
+    length: LengthFilter = LengthFilter()
+    repetition: RepetitionFilter = RepetitionFilter()
+    refusal: RefusalFilter = RefusalFilter()
+    answer_format: AnswerFormatFilter = AnswerFormatFilter()
+    exact_dedup: ExactDedupFilter = ExactDedupFilter()
+    near_dedup: NearDedupFilter = NearDedupFilter()
+    decontaminate: DecontaminateFilter = DecontaminateFilter()
+    pass_rate: PassRateFilter = PassRateFilter()
+    zero_variance: ZeroVarianceFilter = ZeroVarianceFilter()
+    cap_per_task: CapPerTaskFilter = CapPerTaskFilter()
+    stratify: StratifyFilter = StratifyFilter()
+    kto_balance: KtoBalanceFilter = KtoBalanceFilter()
+
+
+FilterName = Literal["status", "reward", "length", "repetition", "refusal", "answer_format", "exact_dedup",
+                     "near_dedup", "decontaminate", "pass_rate", "zero_variance", "cap_per_task", "stratify",
+                     "kto_balance"]
+
+
 class QualityConfig(_Model):
-    kind: Literal["default"] = "default"
-    min_reward_threshold: float = Field(0.0, ge=0.0, le=1.0)
-    drop_failed: bool = True
+    """The quality stage: ``chain`` names filters in order; ``filters.<name>`` holds each one's parameters."""
+
+    kind: Literal["default", "sft", "dpo", "rl", "custom"] = Field(
+        "default", description="which preset this is (custom: your own)")
+    min_reward_threshold: float = Field(
+        0.0, ge=0.0, le=1.0, description="keep rollouts with reward >= this (the `reward` filter; set by sampler presets)")
+    chain: list[FilterName] = Field(
+        ["status", "reward", "length", "repetition", "refusal", "exact_dedup", "near_dedup", "decontaminate"],
+        description="filters applied in this order; each sees only what the previous ones kept")
+    filters: QualityFilters = QualityFilters()
+    plots: bool = Field(True, description="write plots/*.png (matplotlib) and link them from report.md")
+
+    @field_validator("chain")
+    @classmethod
+    def _once_each(cls, chain: list[str]) -> list[str]:
+        twice = sorted({f for f in chain if chain.count(f) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed more than once")
+        return chain
+
+    @model_validator(mode="after")
+    def _threshold_applies(self) -> QualityConfig:
+        if self.min_reward_threshold > 0 and "reward" not in self.chain:
+            raise ValueError(f"min_reward_threshold={self.min_reward_threshold} has no effect: "
+                             "add `reward` to quality.chain or set it to 0")
+        return self
 
 
 class _FormatBase(_Model):

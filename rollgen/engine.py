@@ -179,11 +179,13 @@ def run(cfg: RunConfig) -> dict[str, Any]:
 
 def _downstream(cfg: RunConfig, rd: RunDir) -> dict[str, Any]:
     """Quality → format → integration on the collected rollouts (no model calls)."""
-    funnel = quality.curate(cfg.quality, rd.rollouts, rd.curated, rd.rejected)
+    curation = quality.curate(cfg.quality, rd.rollouts, rd.curated, rd.rejected, tasks=rd.tasks,
+                              plots_dir=rd.root / "plots")
+    log.info("%s", quality.format_funnel(curation, str(rd.rejected)))
     dataset = formats.write_dataset(cfg.format, rd.curated, rd.dataset, cfg.seed)
     integration = cfg.integration.build()
     exported = integration.export(rd.dataset, rd.export / cfg.integration.target.rsplit(".", 1)[-1].lower(),
                                   cfg.format.kind)
-    curated = funnel[-1]["out"] if funnel else None
-    return {"funnel": funnel, "dataset": dataset, "export": exported,
-            "kept": {"curated": curated, "dataset_rows": sum(dataset.values())}}
+    return {"funnel": curation.funnel, "quality": curation.metrics, "plots": curation.plots,
+            "contamination": curation.contamination, "dataset": dataset, "export": exported,
+            "kept": {"curated": curation.curated, "dataset_rows": sum(dataset.values())}}

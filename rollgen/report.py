@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 from rollgen.rundir import RunDir, read_jsonl, write_json
@@ -52,9 +53,54 @@ def write_report(rd: RunDir, report: dict[str, Any]) -> None:
         f"| {report['wall_time_s']} | {report['rollouts_per_s']} |", "",
         "Rollouts by status: " + ", ".join(f"{k} {v}" for k, v in c["by_status"].items()), "",
         "Tokens: " + (", ".join(f"{k} {v}" for k, v in c["tokens"].items()) or "not reported"), "",
-        "## Quality funnel", "", "| filter | in | out |", "|---|---|---|",
-        *(f"| {f['filter']} | {f['in']} | {f['out']} |" for f in report["funnel"]), "",
+        *_quality_lines(report),
         "## Dataset", "", f"format `{report['format']}`: "
         + ", ".join(f"{k} {v} rows" for k, v in report["dataset"].items()), "",
     ]
     rd.report_md.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def _quality_lines(report: dict[str, Any]) -> list[str]:
+    """The funnel (with the main reasons), quality metrics, contamination and plot links, as markdown."""
+    lines = ["## Quality funnel", "", "| filter | in | out | dropped | main reasons |", "|---|---|---|---|---|"]
+    for f in report["funnel"]:
+        why = ", ".join(f"{k} ({v})" for k, v in list(f.get("reasons", {}).items())[:3])
+        lines.append(f"| {f['filter']} | {f['in']} | {f['out']} | {f.get('dropped', f['in'] - f['out'])} | {why} |")
+    lines += ["", "Every dropped rollout is in `rejected.jsonl` with its filter, reason and detail.", ""]
+    q = report.get("quality")
+    if q:
+        r, ln, pr = q["reward"], q["length"], q["pass_rate"]
+        d, dup = q["distinct"], q["duplicates"]["exact_rate"]
+        lines += [
+            "## Quality metrics", "",
+            "| | rollouts | mean reward | reward std | median length | p90 length | exact duplicates "
+            + "".join(f"| {k.replace('_', '-')} " for k in d) + "|",
+            "|---" * (7 + len(d)) + "|",
+        ]
+        for which, n in (("all", q["rollouts"]), ("curated", q["curated"])):
+            lines.append(f"| {which} | {n} | {r[which].get('mean', '–')} | {r[which].get('std', '–')} "
+                         f"| {ln[which].get('p50', '–')} | {ln[which].get('p90', '–')} | {_pct(dup[which])} "
+                         + "".join(f"| {_pct(v[which])} " for v in d.values()) + "|")
+        lines += ["", f"Length in {ln['unit']}. Tasks: {pr['tasks']}, never solved {pr['never_solved']}, always "
+                      f"solved {pr['always_solved']}, mixed {pr['mixed']} (mean reward of their rollouts).", ""]
+        for key, table in q.get("by_metadata", {}).items():
+            lines += [f"By `{key}`:", "", "| value | tasks | rollouts | curated | mean reward | curated mean reward |",
+                      "|---|---|---|---|---|---|",
+                      *(f"| {t['value']} | {t['tasks']} | {t['rollouts']} | {t['curated']} | {t['mean_reward']} "
+                        f"| {t['curated_mean_reward']} |" for t in table), ""]
+    c = report.get("contamination")
+    if c and c["files"]:
+        lines += [f"## Decontamination ({c['ngram']}-gram overlap)", "",
+                  "| evaluation file | rows | matched rows | rows too short to check |", "|---|---|---|---|",
+                  *(f"| `{path}` | {s['rows']} | {s['matched_rows']} | {s['too_short']} |" for path, s in c["files"].items()),
+                  "", *(f"- `{m['file']}` row `{m['row']}`: {', '.join(m['matched'])}"
+                        + (f" (+{m['n_matched'] - len(m['matched'])} more)" if m["n_matched"] > len(m["matched"]) else "")
+                        for m in c["matches"]), ""]
+    if report.get("plots"):
+        lines += ["## Plots", "", *(f"![{Path(p).stem}]({p})" for p in report["plots"]), ""]
+    return lines
+

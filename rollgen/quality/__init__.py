@@ -1,0 +1,89 @@
+"""Quality: filter, curate and balance rollouts into ``curated.jsonl``; nothing is lost.
+
+``quality.chain`` lists the filters in order (``status``, ``reward``, ``length``, ``repetition``,
+``refusal``, ``answer_format``, ``decontaminate``, ``exact_dedup``, ``near_dedup``, ``pass_rate``,
+``zero_variance``, ``cap_per_task``, ``stratify``, ``kto_balance``); ``quality.filters.<name>`` holds
+each one's parameters (``rollgen/config.py`` documents them). Every dropped rollout goes to
+``rejected.jsonl`` with the filter, a reason and a detail; the funnel (rows in and out per filter, in
+order, with the reasons counted) goes to the report and the terminal, with quality metrics and plots.
+
+Two streaming passes (``chain.py``): 100,000 rollouts of a few hundred words take well under a minute
+and a few hundred MB (``bench/quality.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rollgen.config import QualityConfig
+from rollgen.quality.chain import build, run_chain
+from rollgen.quality.metrics import BREAKDOWN, Metrics
+
+__all__ = ["Curation", "curate", "format_funnel"]
+
+
+@dataclass
+class Curation:
+    """What the quality stage did: the funnel, metrics, plot paths (relative to the run dir), contamination."""
+
+    total: int
+    curated: int
+    funnel: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    plots: list[str] = field(default_factory=list)
+    contamination: dict[str, Any] | None = None
+
+    @property
+    def rejected(self) -> int:
+        return self.total - self.curated
+
+
+def _task_meta(tasks: os.PathLike[str] | None, keys: set[str]) -> dict[str, dict[str, Any]]:
+    """task id -> the metadata values under ``keys`` (top-level key names), from the run's tasks.jsonl."""
+    if tasks is None or not Path(tasks).is_file():
+        return {}
+    out = {}
+    with open(tasks, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                meta = row.get("metadata") or {}
+                out[str(row.get("id"))] = {k: meta[k] for k in keys if k in meta}
+    return out
+
+
+def curate(cfg: QualityConfig, rollouts: os.PathLike[str], curated: os.PathLike[str], rejected: os.PathLike[str],
+           *, tasks: os.PathLike[str] | None = None, plots_dir: os.PathLike[str] | None = None) -> Curation:
+    """Filter ``rollouts`` into ``curated`` and ``rejected``; measure; draw ``plots_dir/*.png`` when asked.
+
+    ``tasks`` (the run's tasks.jsonl) gives the task metadata that ``stratify`` and the per-difficulty
+    metrics read; without it every task is in the ``missing`` stratum.
+    """
+    keys = set(BREAKDOWN) | ({cfg.filters.stratify.by.split(".")[0]} if "stratify" in cfg.chain else set())
+    task_meta = _task_meta(tasks, keys)
+    chain = build(cfg, task_meta)
+    metrics = Metrics(task_meta)
+    rows, dropped_by, funnel = run_chain(chain, Path(rollouts), Path(curated), Path(rejected), [metrics.observe])
+    summary = metrics.finish(rows, dropped_by < 0)
+    contamination = next((f.summary() for name, f in chain if name == "decontaminate"), None)
+    result = Curation(total=len(rows), curated=int((dropped_by < 0).sum()), funnel=funnel, metrics=summary,
+                      contamination=contamination)
+    if cfg.plots and plots_dir is not None and len(rows):
+        from rollgen import plots
+
+        result.plots = plots.write_plots(metrics, funnel, Path(plots_dir))
+    return result
+
+
+def format_funnel(c: Curation, rejected_path: str = "rejected.jsonl") -> str:
+    """The funnel as a small text table for the terminal."""
+    lines = [f"quality: {c.total} rollouts -> {c.curated} curated, {c.rejected} rejected ({rejected_path})"]
+    width = max([len(f["filter"]) for f in c.funnel] + [6])
+    for f in c.funnel:
+        why = ", ".join(f"{label} {n}" for label, n in list(f["reasons"].items())[:3])
+        lines.append(f"  {f['filter']:<{width}} {f['in']:>8} -> {f['out']:<8} -{f['dropped']:<7} {why}".rstrip())
+    return "\n".join(lines)

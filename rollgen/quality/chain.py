@@ -1,0 +1,129 @@
+"""The filter chain in two streaming passes over ``rollouts.jsonl``, with bounded memory.
+
+Pass 1 parses each row once: row filters run in chain order until the first that drops it; group
+filters (dedup, pass rate, balance) only *observe* the rows that reach them and keep a few bytes per
+row or task. Then, in memory and in chain order, every filter decides on the rows still alive at its
+turn, which gives the funnel. Pass 2 copies each raw line to ``curated.jsonl`` or, wrapped with the
+filter and reason, to ``rejected.jsonl``, without parsing it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rollgen.config import QualityConfig
+from rollgen.quality import dedup, groupfilters, rowfilters
+from rollgen.quality.decontam import Decontaminate
+from rollgen.quality.view import Reason, Rows, RowView
+
+__all__ = ["build", "lines", "run_chain"]
+
+GROUP = {"exact_dedup", "near_dedup", "pass_rate", "zero_variance", "cap_per_task", "stratify", "kto_balance"}
+
+
+def build(cfg: QualityConfig, task_meta: dict[str, dict[str, Any]]) -> list[tuple[str, Any]]:
+    """``(name, filter)`` in chain order."""
+    f = cfg.filters
+    make = {
+        "status": lambda: rowfilters.Status(f.status),
+        "reward": lambda: rowfilters.Reward(f.reward, cfg.min_reward_threshold),
+        "length": lambda: rowfilters.Length(f.length),
+        "repetition": lambda: rowfilters.Repetition(f.repetition),
+        "refusal": lambda: rowfilters.Refusal(f.refusal),
+        "answer_format": lambda: rowfilters.AnswerFormat(f.answer_format),
+        "decontaminate": lambda: Decontaminate(f.decontaminate),
+        "exact_dedup": lambda: dedup.ExactDedup(f.exact_dedup),
+        "near_dedup": lambda: dedup.NearDedup(f.near_dedup),
+        "pass_rate": lambda: groupfilters.PassRate(f.pass_rate),
+        "zero_variance": lambda: groupfilters.ZeroVariance(f.zero_variance),
+        "cap_per_task": lambda: groupfilters.CapPerTask(f.cap_per_task),
+        "stratify": lambda: groupfilters.Stratify(f.stratify, task_meta),
+        "kto_balance": lambda: groupfilters.KtoBalance(f.kto_balance),
+    }
+    return [(name, make[name]()) for name in cfg.chain]
+
+
+def lines(path: str | os.PathLike[str]) -> Iterator[str]:
+    """The non-blank lines of a JSONL file, stripped; the same numbering in both passes."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                yield line
+
+
+def run_chain(chain: list[tuple[str, Any]], rollouts: Path, curated: Path, rejected: Path,
+              observers: list[Callable[[RowView], None]]) -> tuple[Rows, np.ndarray, list[dict[str, Any]]]:
+    """Filter ``rollouts`` into ``curated`` / ``rejected``; return the rows, who dropped each (-1: kept), the funnel.
+
+    ``observers`` see every row in pass 1 (metrics), whatever the filters say.
+    """
+    rows = Rows()
+    # (position, is a row filter, the call): row filters check, dedup filters observe, the rest wait
+    steps = [(pos, name not in GROUP, f.observe if name in GROUP else f.check)
+             for pos, (name, f) in enumerate(chain) if name not in GROUP or hasattr(f, "observe")]
+    first_fail: dict[int, tuple[int, Reason]] = {}
+    for n, line in enumerate(lines(rollouts), 1):
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{rollouts}:{n}: not valid JSON ({e})") from None
+        view = rows.add(row)
+        for observe in observers:
+            observe(view)
+        for pos, is_row, step in steps:
+            if not is_row:
+                step(view)
+            elif (reason := step(view)) is not None:
+                first_fail[view.index] = pos, reason
+                break
+    rows.freeze()
+
+    dropped_by = np.full(len(rows), -1, dtype=np.int16)
+    reasons: dict[int, Reason] = {}
+    fail_at: dict[int, list[int]] = {}
+    for i, (pos, _) in first_fail.items():
+        fail_at.setdefault(pos, []).append(i)
+    funnel = []
+    alive = len(rows)
+    for pos, (name, f) in enumerate(chain):
+        if name in GROUP:
+            drops = f.decide(np.flatnonzero(dropped_by < 0), rows) if alive else {}
+        else:
+            drops = {i: first_fail[i][1] for i in fail_at.get(pos, []) if dropped_by[i] < 0}
+        for i, reason in drops.items():
+            dropped_by[i] = pos
+            reasons[i] = reason
+        labels = Counter(label for label, _ in drops.values())
+        funnel.append({"filter": name, "in": alive, "out": alive - len(drops), "dropped": len(drops),
+                       "reasons": dict(labels.most_common())})
+        alive -= len(drops)
+
+    _write(rollouts, curated, rejected, dropped_by, reasons, [name for name, _ in chain])
+    return rows, dropped_by, funnel
+
+
+def _write(rollouts: Path, curated: Path, rejected: Path, dropped_by: np.ndarray, reasons: dict[int, Reason],
+           names: list[str]) -> None:
+    """Pass 2: each raw line to curated, or wrapped to rejected; both written to temp files, then renamed."""
+    tmp_keep, tmp_drop = curated.with_name(curated.name + ".tmp"), rejected.with_name(rejected.name + ".tmp")
+    who = dropped_by.tolist()
+    with open(tmp_keep, "w", encoding="utf-8") as keep, open(tmp_drop, "w", encoding="utf-8") as drop:
+        for i, line in enumerate(lines(rollouts)):
+            if i >= len(who):
+                raise RuntimeError(f"{rollouts} grew while it was being curated; run `rollgen curate` when it is complete")
+            if who[i] < 0:
+                keep.write(line + "\n")
+                continue
+            label, detail = reasons[i]
+            drop.write(f'{{"filter": {json.dumps(names[who[i]])}, "reason": {json.dumps(label, ensure_ascii=False)}, '
+                       f'"detail": {json.dumps(detail, ensure_ascii=False)}, "rollout": {line}}}\n')
+    os.replace(tmp_keep, curated)
+    os.replace(tmp_drop, rejected)

@@ -1,0 +1,166 @@
+"""Quality metrics over all rollouts and over the curated ones, gathered in the filters' first pass.
+
+Reward histogram, pass rate per task and per metadata value (difficulty, domain, source), completion
+length, exact-duplicate rate and lexical diversity (distinct-1/2: distinct word n-grams / all). Memory
+stays bounded: a few numbers per row, and distinct n-grams are counted by hash sampling (keep the hashes
+whose top ``level`` bits are zero, raise the level when more than ``CAP`` are kept, scale back by
+``2**level``), which is exact for small runs and within about 1% for large ones.
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from typing import Any
+
+import numpy as np
+
+from rollgen.quality.text import exact_key, ngram_hashes
+from rollgen.quality.view import Rows, RowView
+
+__all__ = ["BREAKDOWN", "Metrics"]
+
+BREAKDOWN = ("domain", "difficulty", "source", "source_dataset")  # task metadata keys broken down by
+BINS = np.linspace(0.0, 1.0, 11)
+CAP = 1 << 20
+
+
+class _Distinct:
+    """Distinct hashed n-grams per row subset, by adaptive hash sampling."""
+
+    def __init__(self) -> None:
+        self.level = 0
+        self.chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        self.kept = 0
+        self.totals = array("i")
+
+    def add(self, index: int, grams: np.ndarray) -> None:
+        self.totals.append(len(grams))
+        if self.level:
+            grams = grams[(grams >> np.uint64(64 - self.level)) == 0]
+        if len(grams):
+            self.chunks.append((grams, np.full(len(grams), index, dtype=np.int32)))
+            self.kept += len(grams)
+        if self.kept > CAP:
+            self.level += 1
+            h, r = self._all()
+            keep = (h >> np.uint64(64 - self.level)) == 0
+            self.chunks, self.kept = [(h[keep], r[keep])], int(keep.sum())
+
+    def _all(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.chunks:
+            return np.zeros(0, np.uint64), np.zeros(0, np.int32)
+        if len(self.chunks) > 1:
+            self.chunks = [(np.concatenate([c[0] for c in self.chunks]), np.concatenate([c[1] for c in self.chunks]))]
+        return self.chunks[0]
+
+    def ratio(self, mask: np.ndarray) -> float | None:
+        totals = np.frombuffer(self.totals, dtype=np.int32)
+        total = int(totals[mask].sum())
+        if total == 0:
+            return None
+        h, r = self._all()
+        return round(min(1.0, len(np.unique(h[mask[r]])) * 2.0 ** self.level / total), 4)
+
+
+def _summary(x: np.ndarray) -> dict[str, Any]:
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return {"n": 0}
+    return {"n": int(len(x)), "mean": round(float(x.mean()), 4), "std": round(float(x.std()), 4),
+            "min": round(float(x.min()), 4), "p50": round(float(np.median(x)), 4),
+            "p90": round(float(np.quantile(x, 0.9)), 4), "max": round(float(x.max()), 4)}
+
+
+class Metrics:
+    """``observe`` every row in pass 1; ``finish`` with the decisions. Arrays stay for the plots."""
+
+    def __init__(self, task_meta: dict[str, dict[str, Any]]):
+        self.task_meta = task_meta
+        self.chars, self.tokens = array("i"), array("i")
+        self.keys = array("Q")
+        self.distinct = {1: _Distinct(), 2: _Distinct()}
+
+    def observe(self, v: RowView) -> None:
+        self.chars.append(len(v.completion))
+        self.tokens.append(-1 if v.completion_tokens is None else v.completion_tokens)
+        self.keys.append(int.from_bytes(exact_key(v.prompt_words, v.completion_words), "little"))
+        self.distinct[1].add(v.index, ngram_hashes(v.completion_words, 1))
+        self.distinct[2].add(v.index, ngram_hashes(v.completion_words, 2))
+
+    def finish(self, rows: Rows, kept: np.ndarray) -> dict[str, Any]:
+        """``kept``: a boolean per row. Sets the arrays ``plots`` draws from."""
+        self.kept, self.rows = kept, rows
+        reward = rows.reward
+        tokens = np.frombuffer(self.tokens, dtype=np.int32)
+        self.length_unit = "tokens" if len(tokens) and (tokens >= 0).mean() >= 0.5 else "chars"
+        self.length = (np.where(tokens >= 0, tokens, np.nan) if self.length_unit == "tokens"
+                       else np.frombuffer(self.chars, dtype=np.int32).astype(np.float64))
+        self.task_mean = self._task_means(rows, np.ones(len(rows), dtype=bool))
+        keys = np.frombuffer(self.keys, dtype=np.uint64)
+        out: dict[str, Any] = {
+            "rollouts": len(rows), "curated": int(kept.sum()),
+            "reward": {"all": _summary(reward), "curated": _summary(reward[kept]),
+                       "bins": BINS.round(2).tolist(),
+                       "histogram": {"all": np.histogram(reward[~np.isnan(reward)], BINS)[0].tolist(),
+                                     "curated": np.histogram(reward[kept & ~np.isnan(reward)], BINS)[0].tolist()}},
+            "length": {"unit": self.length_unit, "all": _summary(self.length), "curated": _summary(self.length[kept])},
+            "pass_rate": self._pass_rate(),
+            "by_metadata": self._by_metadata(rows, kept),
+            "duplicates": {"exact_rate": {"all": _dup_rate(keys), "curated": _dup_rate(keys[kept])}},
+            "distinct": {f"distinct_{n}": {"all": d.ratio(np.ones(len(rows), dtype=bool)), "curated": d.ratio(kept)}
+                         for n, d in self.distinct.items()},
+        }
+        self.summary = out
+        return out
+
+    @staticmethod
+    def _task_means(rows: Rows, mask: np.ndarray) -> np.ndarray:
+        has = mask & ~np.isnan(rows.reward)
+        n = np.bincount(rows.task[has], minlength=len(rows.task_ids))
+        s = np.bincount(rows.task[has], weights=rows.reward[has], minlength=len(rows.task_ids))
+        return np.divide(s, n, out=np.full(len(n), np.nan), where=n > 0)
+
+    def _pass_rate(self) -> dict[str, Any]:
+        m = self.task_mean[~np.isnan(self.task_mean)]
+        return {"tasks": int(len(m)), "never_solved": int((m == 0).sum()), "always_solved": int((m == 1).sum()),
+                "mixed": int(((m > 0) & (m < 1)).sum()), "mean_of_tasks": round(float(m.mean()), 4) if len(m) else None,
+                "histogram": np.histogram(m, BINS)[0].tolist()}
+
+    def _by_metadata(self, rows: Rows, kept: np.ndarray) -> dict[str, list[dict[str, Any]]]:
+        out = {}
+        curated_mean = self._task_means(rows, kept)
+        for key in BREAKDOWN:
+            values = [_label(self.task_meta.get(t, {}).get(key)) for t in rows.task_ids]
+            if all(v is None for v in values):
+                continue
+            groups: dict[str, list[int]] = {}
+            for code, v in enumerate(values):
+                groups.setdefault("(none)" if v is None else v, []).append(code)
+            rollouts = np.bincount(rows.task, minlength=len(values))
+            kept_n = np.bincount(rows.task[kept], minlength=len(values))
+            table = []
+            for value, codes in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:20]:
+                idx = np.array(codes)
+                means, cmeans = self.task_mean[idx], curated_mean[idx]
+                table.append({"value": value, "tasks": len(codes), "rollouts": int(rollouts[idx].sum()),
+                              "curated": int(kept_n[idx].sum()),
+                              "mean_reward": _round(np.nanmean(means) if (~np.isnan(means)).any() else None),
+                              "curated_mean_reward": _round(np.nanmean(cmeans) if (~np.isnan(cmeans)).any() else None)})
+            out[key] = table
+        return out
+
+
+def _label(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _round(x: Any) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
+def _dup_rate(keys: np.ndarray) -> float | None:
+    return round(1.0 - len(np.unique(keys)) / len(keys), 4) if len(keys) else None
