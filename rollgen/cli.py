@@ -86,7 +86,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     if report["status"] == "aborted":
         print(f"rollgen: stopped early: {report['reason']}", file=sys.stderr)
         sys.exit(3)
-    return c["mean_reward"]
+    from rollgen.metrics import run_metrics
+
+    return run_metrics(run_cfg.output_dir).get(run_cfg.objective)
 
 
 def _subcommand(argv: list[str]) -> int | None:
