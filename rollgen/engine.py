@@ -181,7 +181,7 @@ def _downstream(cfg: RunConfig, rd: RunDir) -> dict[str, Any]:
     """Quality → format → integration on the collected rollouts (no model calls)."""
     curation = quality.curate(cfg.quality, rd.rollouts, rd.curated, rd.rejected, tasks=rd.tasks,
                               plots_dir=rd.root / "plots")
-    log.info("%s", quality.format_funnel(curation, str(rd.rejected)))
+    log.info("%s", quality.format_funnel(curation.funnel, curation.total, str(rd.rejected)))
     dataset = formats.write_dataset(cfg.format, rd.curated, rd.dataset, cfg.seed)
     integration = cfg.integration.build()
     exported = integration.export(rd.dataset, rd.export / cfg.integration.target.rsplit(".", 1)[-1].lower(),

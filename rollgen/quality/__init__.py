@@ -79,11 +79,12 @@ def curate(cfg: QualityConfig, rollouts: os.PathLike[str], curated: os.PathLike[
     return result
 
 
-def format_funnel(c: Curation, rejected_path: str = "rejected.jsonl") -> str:
-    """The funnel as a small text table for the terminal."""
-    lines = [f"quality: {c.total} rollouts -> {c.curated} curated, {c.rejected} rejected ({rejected_path})"]
-    width = max([len(f["filter"]) for f in c.funnel] + [6])
-    for f in c.funnel:
+def format_funnel(funnel: list[dict[str, Any]], total: int, rejected_path: str = "rejected.jsonl") -> str:
+    """The funnel as a small text table for the terminal: rows in -> out per filter, the main reasons."""
+    curated = funnel[-1]["out"] if funnel else total
+    lines = [f"quality: {total} rollouts -> {curated} curated, {total - curated} rejected ({rejected_path})"]
+    width = max([len(f["filter"]) for f in funnel] + [6])
+    for f in funnel:
         why = ", ".join(f"{label} {n}" for label, n in list(f["reasons"].items())[:3])
         lines.append(f"  {f['filter']:<{width}} {f['in']:>8} -> {f['out']:<8} -{f['dropped']:<7} {why}".rstrip())
     return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""``rollgen curate RUN_DIR [overrides...]``: re-run quality, then format and export, on a finished run.
+
+    rollgen curate outputs/2026-11-25/15-40-12 quality.min_reward_threshold=0.9
+    rollgen curate RUN_DIR quality=rl quality.filters.pass_rate.min=0.2
+    rollgen curate RUN_DIR 'quality.chain=[status,reward,near_dedup]' quality.filters.near_dedup.threshold=0.7
+    rollgen curate RUN_DIR quality.filters.decontaminate.eval_files=[aime24.jsonl,math500.jsonl]
+
+Reads RUN_DIR/rollouts.jsonl and makes no model or network call, so thresholds can be tuned in
+seconds. Overrides are Hydra-style and apply to the run's saved config (run_config.json): a group
+choice (quality=default|sft|dpo|rl, format=...) replaces that section, key=value edits one key. A
+quality preset does not set min_reward_threshold (the run's sampler preset did), so the run's value is
+kept unless you override it. Rewrites curated.jsonl, rejected.jsonl (every dropped rollout with its
+filter, reason and detail), dataset/, export/, plots/, report.json and report.md, and saves the config
+it used to run_config.json. Prints the funnel: rollouts in -> out per filter, in chain order.
+Exit status: 0 done, 2 bad arguments, config or run dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "recurate"]
+
+
+def _config(run: Path, overrides: list[str]) -> Any:
+    from rollgen.api import rerun_config
+    from rollgen.config import validate_run_config
+
+    cfg = rerun_config(run, overrides)
+    if any(o.lstrip("+~").startswith("quality.min_reward_threshold") for o in overrides):
+        return cfg
+    saved = json.loads((run / "run_config.json").read_text(encoding="utf-8")).get("quality", {})
+    if "min_reward_threshold" not in saved or saved["min_reward_threshold"] == cfg.quality.min_reward_threshold:
+        return cfg
+    data = cfg.model_dump(mode="json", by_alias=True)
+    data["quality"]["min_reward_threshold"] = saved["min_reward_threshold"]
+    return validate_run_config(data)
+
+
+def recurate(run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Quality → format → export → report on ``run_dir``'s rollouts with ``overrides``; returns the report.
+
+    Raises ``ConfigError`` for a bad override or run dir, FileNotFoundError without rollouts.
+    """
+    from rollgen import __version__
+    from rollgen.engine import _downstream
+    from rollgen.report import rollout_stats, write_report
+    from rollgen.rundir import RunDir, write_json
+
+    rd = RunDir(run_dir)
+    overrides = list(overrides or [])
+    cfg = _config(rd.root, overrides)
+    if not rd.rollouts.is_file():
+        raise FileNotFoundError(f"{rd.root}: no rollouts.jsonl (collect first)")
+    t0 = time.perf_counter()
+    down = _downstream(cfg, rd)
+    try:
+        report = json.loads(rd.report_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # a run that never finished: rebuild what the report needs
+        stats = rollout_stats(rd.rollouts)
+        report = {"status": "complete", "rollgen_version": __version__, "config_hash": None, "model": None,
+                  "collection": stats, "wall_time_s": None, "rollouts_per_s": None,
+                  "kept": {"rollouts": stats["rollouts"]}}
+    report["kept"] = {**report.get("kept", {}), **down.pop("kept")}
+    report.update(down)
+    report["format"] = cfg.format.kind
+    report["curated_with"] = {"overrides": overrides, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                              "time_s": round(time.perf_counter() - t0, 3)}
+    write_json(rd.config, {"rollgen_version": __version__, **cfg.model_dump(mode="json", by_alias=True)})
+    write_report(rd, report)
+    return report
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="rollgen curate", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("run_dir", help="a run directory (with run_config.json and rollouts.jsonl)")
+    ap.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. quality=sft quality.min_reward_threshold=0.9")
+    args = ap.parse_args(argv)
+
+    from rollgen.config import ConfigError
+    from rollgen.quality import format_funnel
+
+    try:
+        report = recurate(args.run_dir, args.overrides)
+    except ConfigError as e:
+        for line in e.lines:
+            print(f"rollgen: config error: {line}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"rollgen curate: {e}", file=sys.stderr)
+        return 2
+    run = Path(args.run_dir)
+    print(format_funnel(report["funnel"], report["quality"]["rollouts"], str(run / "rejected.jsonl")))
+    print(f"{report['kept']['curated']} curated -> {run / 'curated.jsonl'}; {report['kept']['dataset_rows']} "
+          f"{report['format']} dataset rows -> {run / 'dataset'}; report: {run / 'report.md'}")
+    return 0
