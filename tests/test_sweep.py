@@ -93,3 +93,20 @@ def test_compare_prints_each_runs_metrics(tmp_path: Path) -> None:
     reports = [json.loads((tmp_path / n / "report.json").read_text()) for n in "ab"]
     assert [r["mean_reward"] for r in rows] == [rep["collection"]["mean_reward"] for rep in reports]
     assert compare([str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.slow
+def test_optuna_sweep_maximizes_the_objective(tmp_path: Path) -> None:
+    import yaml
+
+    tasks = write_arith_tasks(tmp_path / "t.jsonl", 8)
+    with serve_in_thread(FakeOpenAI(correct_rate=0.5, seed=2)) as url:
+        p = subprocess.run(
+            [sys.executable, "-m", "rollgen", "+sweep=optuna_dpo", "policy=openai", f"policy.base_url={url}",
+             f"server.data_path={tasks}", "progress=false", "hydra.sweeper.n_trials=3", "hydra.sweep.dir=sw"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    best = yaml.safe_load((tmp_path / "sw" / "optimization_results.yaml").read_text())["best_value"]
+    summary = json.loads((tmp_path / "sw" / "sweep_summary.json").read_text())
+    assert len(summary["jobs"]) == 3
+    assert best == max(j["dpo_pairs_per_1k_calls"] for j in summary["jobs"]) > 0
