@@ -182,10 +182,11 @@ def _downstream(cfg: RunConfig, rd: RunDir) -> dict[str, Any]:
     curation = quality.curate(cfg.quality, rd.rollouts, rd.curated, rd.rejected, tasks=rd.tasks,
                               plots_dir=rd.root / "plots")
     log.info("%s", quality.format_funnel(curation.funnel, curation.total, str(rd.rejected)))
-    dataset = formats.write_dataset(cfg.format, rd.curated, rd.dataset, cfg.seed)
+    built = formats.build_dataset(cfg.format, rd.curated, rd.dataset, cfg.seed)
+    dataset = built["splits"]
     integration = cfg.integration.build()
     exported = integration.export(rd.dataset, rd.export / cfg.integration.target.rsplit(".", 1)[-1].lower(),
                                   cfg.format.kind)
     return {"funnel": curation.funnel, "quality": curation.metrics, "plots": curation.plots,
-            "contamination": curation.contamination, "dataset": dataset, "export": exported,
+            "contamination": curation.contamination, "dataset": dataset, "dataset_details": built, "export": exported,
             "kept": {"curated": curation.curated, "dataset_rows": sum(dataset.values())}}

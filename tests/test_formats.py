@@ -61,7 +61,8 @@ def make_run(root: Path, rewards: dict[int, list[float | None]], *, texts: dict[
                                 "metadata": {"domain": "math", "difficulty": task % 3}}) + "\n")
             all_rewards = [*rs, *(extra_rollouts or {}).get(task, [])]
             for repeat, reward in enumerate(all_rewards):
-                text = texts.get((task, repeat), f"Repeat {repeat}: the answer is \\boxed{{{task + 1 if reward else task}}}.")
+                answer = task + 1 if reward else task
+                text = texts.get((task, repeat), f"Repeat {repeat}: the answer is \\boxed{{{answer}}}.")
                 row = {"id": f"t{task}#{repeat}", "task_id": f"t{task}", "repeat": repeat,
                        "messages": _conversation(task, repeat, text, tools), "completion": text, "reward": reward,
                        "status": "ok", "model": "fake-model", "sampling": {"temperature": 0.7, "top_p": 1.0},
@@ -177,7 +178,8 @@ def test_dpo_never_pairs_identical_text_or_equal_rewards(tmp_path: Path) -> None
     summary = build_dataset(DpoFormat(validation_fraction=0), curated, tmp_path / "ds", seed=0)
     rows = _rows(tmp_path / "ds")["train"]
     assert [(r["chosen_id"], r["rejected_id"]) for r in rows] == [("t0#0", "t0#1")]
-    assert summary["dropped"] == {"pair with identical chosen and rejected text": 1, "task without a qualifying pair": 3}
+    assert summary["dropped"] == {"pair with identical chosen and rejected text": 1,
+                                  "task without a qualifying pair": 3}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -211,7 +213,8 @@ def test_dpo_pairs_respect_the_margin_on_random_inputs(groups: list[list[tuple[f
         limit = cap if cap is not None else (None if strategy == "all_pairs" else 1)
         for i, g in enumerate(groups):
             possible = [(a, b) for a in range(len(g)) for b in range(len(g))
-                        if g[a][0] - g[b][0] >= margin - EPS and g[a][0] > g[b][0] and g[a][1].strip() != g[b][1].strip()]
+                        if g[a][0] - g[b][0] >= margin - EPS and g[a][0] > g[b][0]
+                        and g[a][1].strip() != g[b][1].strip()]
             n = per_task.get(f"t{i}", 0)
             assert n == (len(possible) if limit is None else min(limit, len(possible))), (g, n)
         assert validate(Path(d) / "ds", "dpo", min_margin=margin).ok or not rows
@@ -309,6 +312,8 @@ def test_rl_rows_carry_ground_truth_verifier_and_collection_difficulty(tmp_path:
 
 def test_card_states_provenance_and_the_folder_loads_by_its_card(tmp_path: Path) -> None:
     curated = make_run(tmp_path / "run", {i: [1.0, 0.0] for i in range(10)})
+    (tmp_path / "run" / "rejected.jsonl").write_text(
+        '{"filter": "length", "reason": "too short", "rollout": {}}\n' * 2 + '{"filter": "near_dedup", "reason": "x"}\n')
     out = tmp_path / "run" / "dataset"
     counts = write_dataset(DpoFormat(license="cc-by-4.0"), curated, out, seed=0)
     assert counts == {"train": 9, "validation": 1}
@@ -316,7 +321,8 @@ def test_card_states_provenance_and_the_folder_loads_by_its_card(tmp_path: Path)
     assert card.startswith("---\nlicense: cc-by-4.0\n")
     for needle in ["| rollgen version | 0.1.0 |", "| collection hash | c0ffee |", "| model | fake-model |",
                    '"temperature": 0.7', "| rollouts | 20 (ok 20) |", "| curated rollouts | 20 |",
-                   "| dataset rows | 10 |", "| train | 9 | 9 |", "run config hash", "margin"]:
+                   "| dataset rows | 10 |", "| train | 9 | 9 |", "run config hash", "margin",
+                   "| dropped by quality filter `length` | 2 |", "| dropped by quality filter `near_dedup` | 1 |"]:
         assert needle in card, needle
     by_card = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))  # the card's `configs`
     assert {k: len(v) for k, v in by_card.items()} == counts

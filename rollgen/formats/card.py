@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from rollgen import __version__
 from rollgen.formats.source import Source
 
 __all__ = ["provenance", "write_card"]
+
+_FILTER = re.compile(rb'^\{"filter": ("(?:[^"\\]|\\.)*")')  # rejected.jsonl rows start with the filter's name
 
 DESCRIPTIONS = {
     "sft": "Supervised fine-tuning demonstrations: the best verified rollouts of each task as chat `messages` "
@@ -66,6 +69,17 @@ def provenance(src: Source) -> dict[str, Any]:
                 sampling = sampling or r.get("sampling")
     with open(src.curated, "rb") as f:
         curated = sum(1 for line in f if line.strip())
+    rejected: Counter[str] = Counter()
+    rejected_path = src.curated.parent / "rejected.jsonl"
+    if rejected_path.is_file():
+        with open(rejected_path, "rb") as f:
+            for line in f:
+                m = _FILTER.match(line)
+                if m:
+                    rejected[json.loads(m.group(1))] += 1
+                elif line.strip():
+                    rejected[str(json.loads(line).get("filter", "?"))] += 1
+    out["rejected_by_filter"] = dict(rejected)
     out.update(models=sorted(models), collection_hashes=sorted(hashes), sampling=sampling,
                tasks_collected=len(tasks) if src.rollouts else None,
                rollouts=sum(statuses.values()) if src.rollouts else None,
@@ -100,7 +114,8 @@ def write_card(out: Path, cfg: Any, summary: dict[str, Any], src: Source, seed: 
               *(f"| {s} | {n} | {summary['tasks'].get(s, 0)} |" for s, n in summary["splits"].items()), "",
               "## Provenance", ""]
     lines += _table([
-        ("rollgen version", prov["rollgen_version"]), ("rollgen version of the run", prov.get("rollgen_version_of_run")),
+        ("rollgen version", prov["rollgen_version"]),
+        ("rollgen version of the run", prov.get("rollgen_version_of_run")),
         ("run config hash", prov.get("run_config_hash")), ("collection hash", ", ".join(prov["collection_hashes"])),
         ("model", ", ".join(prov["models"])), ("sampling", prov["sampling"]), ("sampler", prov.get("sampler")),
         ("server", prov.get("server")), ("policy", prov.get("policy")), ("verifier", prov.get("verifier")),
@@ -110,7 +125,9 @@ def write_card(out: Path, cfg: Any, summary: dict[str, Any], src: Source, seed: 
     lines += ["", "## Counts per stage", "", "| stage | count |", "|---|---|"]
     if prov["rollouts"] is not None:
         by_status = ", ".join(f"{k} {v}" for k, v in prov["rollouts_by_status"].items())
-        lines += [f"| tasks collected | {prov['tasks_collected']} |", f"| rollouts | {prov['rollouts']} ({by_status}) |"]
+        lines += [f"| tasks collected | {prov['tasks_collected']} |",
+                  f"| rollouts | {prov['rollouts']} ({by_status}) |"]
+    lines += [f"| dropped by quality filter `{name}` | {n} |" for name, n in prov["rejected_by_filter"].items()]
     lines += [f"| curated rollouts | {prov['curated']} |", f"| dataset rows | {summary['rows']} |"]
     lines += [f"| left out: {reason} | {n} |" for reason, n in summary["dropped"].items()]
     if "labels" in summary:
@@ -122,10 +139,9 @@ def write_card(out: Path, cfg: Any, summary: dict[str, Any], src: Source, seed: 
                      if lab["suggested_trl_weights"] else "")]
     lines += ["", "## Statistics", "", "Lengths in characters of what a reader sees (contents and tool calls).", "",
               "| field | n | mean | p50 | p90 | p99 | max |", "|---|---|---|---|---|---|---|"]
-    for name, s in (stats.get("length_chars") or {}).items():
-        if s:
-            lines.append(f"| {name} (chars) | {s['n']} | {s['mean']} | {s['p50']} | {s['p90']} | {s['p99']} | {s['max']} |")
-    for name, s in (stats.get("values") or {}).items():
+    measured = [(f"{k} (chars)", s) for k, s in (stats.get("length_chars") or {}).items()]
+    measured += list((stats.get("values") or {}).items())
+    for name, s in measured:
         if s:
             lines.append(f"| {name} | {s['n']} | {s['mean']} | {s['p50']} | {s['p90']} | {s['p99']} | {s['max']} |")
     if summary["notes"]:

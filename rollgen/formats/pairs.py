@@ -44,7 +44,8 @@ def candidate_pairs(rewards: Sequence[float], min_margin: float, strategy: Strat
         raise ValueError("min_margin must be positive: a pair of equal rewards teaches nothing")
     rank = sorted(range(len(rewards)), key=lambda i: (-rewards[i], i))
     if strategy in ("best_vs_worst", "all_pairs"):
-        pairs = [(c, r) for a, c in enumerate(rank) for r in rank[a + 1:] if _qualifies(rewards[c], rewards[r], min_margin)]
+        pairs = [(c, r) for a, c in enumerate(rank) for r in rank[a + 1:]
+                 if _qualifies(rewards[c], rewards[r], min_margin)]
         pairs.sort(key=lambda p: (-(rewards[p[0]] - rewards[p[1]]), p[0], p[1]))
         yield from pairs
     elif strategy == "best_vs_random_lower":

@@ -40,7 +40,7 @@ def load_counter(spec: str) -> Callable[[str], int]:
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise TokenizerUnavailable("counting with a GGUF vocabulary needs llama-cpp-python (the local extra)") from None
+            raise TokenizerUnavailable("a GGUF vocabulary needs llama-cpp-python (the local extra)") from None
         if not Path(spec).is_file():
             raise TokenizerUnavailable(f"{spec}: no such GGUF file")
         with _quiet_stderr():  # llama.cpp logs a context warning from C even with verbose=False

@@ -188,7 +188,7 @@ def _dpo(row: dict[str, Any], min_margin: float | None) -> list[str]:
 
 def _sft(row: dict[str, Any]) -> list[str]:
     if "messages" in row:
-        return _messages(row["messages"], "messages", "user", ends=("assistant",)) + _assistant_in(row["messages"])
+        return _assistant_in(row["messages"]) or _messages(row["messages"], "messages", "user", ends=("assistant",))
     if "prompt" in row and "completion" in row:
         return (_messages(row["prompt"], "prompt", "user", ends=("user", "tool"))
                 + _messages(row["completion"], "completion", "assistant", ends=("assistant",))
