@@ -13,7 +13,7 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 
 class _Model(BaseModel):
@@ -345,13 +345,69 @@ class Component(_Model):
         return self.cls(self.params)
 
 
+class GuardsConfig(_Model):
+    """Reward-hacking checks that run before any verifier; a rollout that trips one scores 0 (rollgen/guards.py)."""
+
+    enabled: bool = True
+    truncated: bool = Field(True, description="finish_reason == length: the answer was cut off")
+    max_chars: int | None = Field(32_000, ge=1, description="a completion longer than this scores 0 (null = no limit)")
+    empty: bool = Field(True, description="no answer text after </think>, or only an opener such as 'Solution:'")
+    copied_from_prompt: bool = Field(True, description="the completion mostly repeats the prompt")
+    copy_threshold: float = Field(0.8, gt=0.0, le=1.0, description="share of the completion found in the prompt")
+    copy_min_chars: int = Field(20, ge=1, description="shorter completions are not checked for copying")
+    repetition: bool = Field(True, description="a long completion that is one phrase over and over")
+    repetition_min_chars: int = Field(2000, ge=100)
+    min_compression_ratio: float = Field(0.1, gt=0.0, lt=1.0, description="zlib ratio below which text is degenerate")
+    hedging: bool = Field(True, description="several candidate answers: two different \\boxed{}, 'A or B', a list "
+                          "where the gold has one value")
+
+
+RenderingKind = Literal["plain", "boxed", "answer_is", "trailing_period", "inline_math", "reasoning", "think",
+                        "units", "thousands", "no_thousands", "decimal", "fraction", "latex_frac", "boxed_fraction",
+                        "letter_paren"]
+PerturbationKind = Literal["off_by_one", "sign_flip", "other_task", "empty", "question_repeated", "hedged",
+                           "buried_in_list", "truncated", "rambling"]
+
+
+class ValidateConfig(_Model):
+    """``rollgen validate``: gold answers and equivalent renderings must score 1, perturbed answers 0."""
+
+    max_false_positive_rate: float = Field(0.0, ge=0.0, le=1.0, description="per perturbation kind; above it, exit 1")
+    max_false_negative_rate: float = Field(0.01, ge=0.0, le=1.0, description="per rendering kind; above it, exit 1")
+    renderings: list[RenderingKind] | None = Field(None, description="null = all that apply to each gold answer")
+    perturbations: list[PerturbationKind] | None = Field(None, description="null = all")
+    examples: int = Field(5, ge=0, le=100, description="failures shown per kind")
+    concurrency: int = Field(64, ge=1, le=100_000, description="verifications in flight")
+    verifier_alone: bool = Field(True, description="also score guard-caught cases without guards (what each guard saves)")
+    rambling_chars: int = Field(40_000, ge=1000, description="length of the 'rambling' perturbation")
+    agreement_threshold: float = Field(0.5, ge=0.0, le=1.0, description="run mode: a reward at or above is a pass (kappa)")
+    min_kappa: float | None = Field(None, ge=-1.0, le=1.0, description="run mode: exit 1 when agreement is lower")
+    output_dir: str | None = Field(None, description="null = outputs/validate/<date>/<time>, or <run>/validate")
+
+
+class VerifierComponent(Component):
+    """The ``verifier`` group: ``build()`` returns the verifier behind the run's guards (``RunConfig.guards``)."""
+
+    _guards: GuardsConfig | None = PrivateAttr(None)
+
+    def build(self) -> Any:
+        verifier = super().build()
+        if self._guards is None:
+            return verifier
+        from rollgen.guards import Guarded
+
+        return Guarded(verifier, self._guards)
+
+
 class RunConfig(_Model):
     """One whole run, validated before any I/O."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     server: Component
     sampler: SamplerConfig
     policy: Component
-    verifier: Component
+    verifier: VerifierComponent
     quality: QualityConfig
     format: FormatConfig
     integration: Component
@@ -363,6 +419,14 @@ class RunConfig(_Model):
     reuse_rollouts: bool = Field(True, description="start from an earlier run's rollouts of the same collection hash")
     cache_dir: str | None = Field(None, description="rollout index and task cache; null = $ROLLGEN_CACHE_DIR or ~/.cache/rollgen")
     on_bad_row: Literal["error", "skip"] = "error"
+
+    guards: GuardsConfig = GuardsConfig()
+    validation: ValidateConfig = Field(ValidateConfig(), alias="validate")
+
+    @model_validator(mode="after")
+    def _guard_the_verifier(self) -> RunConfig:
+        self.verifier._guards = self.guards
+        return self
 
 
 COMPONENTS = ("server", "policy", "verifier", "integration")

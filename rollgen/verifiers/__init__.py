@@ -1,17 +1,27 @@
-"""Verifiers: turn a rollout into a reward in [0, 1] with per-criterion details."""
+"""Verifiers: turn a rollout into a reward in [0, 1] with per-criterion details.
+
+A verifier is a class with a pydantic ``Params`` model and one ``verify(task, rollout)`` method, async or
+sync (a sync one runs in a thread, off the event loop). ``verify`` returns a ``Verdict``; a user's verifier
+may also return a bare reward (``0.7``) or ``(reward, details)``. Raising means "could not verify": the
+rollout gets status ``verifier_error``, never a silent 0.
+
+A verifier that cannot decide (nothing to parse) says so with ``details["decided"] = False`` or
+``details["extracted"] = None``; compositions (``rollgen.verifiers.combine.Cascade``) and ``rollgen
+validate`` read that through ``undecided``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from rollgen.records import Rollout, Task, Verdict
 
-__all__ = ["Verifier", "verify"]
+__all__ = ["Verifier", "as_verdict", "undecided", "verifier_name", "verify"]
 
 
 class Verifier(ABC):
@@ -34,8 +44,45 @@ class Verifier(ABC):
         """Release workers; called once at the end of a run."""
 
 
-async def verify(verifier: Verifier, task: Task, rollout: Rollout) -> Verdict:
+def verifier_name(verifier: Any) -> str:
+    return str(getattr(verifier, "name", None) or type(verifier).__name__)
+
+
+def as_verdict(result: Any, name: str) -> Verdict:
+    """A ``Verdict`` from what a verifier returned: a Verdict, a reward, or ``(reward, details)``.
+
+    Anything else, or a reward outside [0, 1] (NaN included), raises: the rollout becomes ``verifier_error``.
+    """
+    if isinstance(result, Verdict):
+        return result
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
+        return Verdict(reward=_reward(result[0], name), details=result[1], verifier=name)
+    return Verdict(reward=_reward(result, name), verifier=name)
+
+
+def _reward(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, (int, float)):
+        raise TypeError(f"verifier {name} returned {type(value).__name__}; return a Verdict, a float or (float, dict)")
+    reward = float(value)
+    if not 0.0 <= reward <= 1.0:  # also false for NaN
+        raise ValueError(f"verifier {name} returned reward {reward!r}, outside [0, 1]")
+    return reward
+
+
+async def verify(verifier: Any, task: Task, rollout: Rollout) -> Verdict:
     """Call ``verifier.verify`` whether it is async or sync, never blocking the loop with sync work."""
-    if inspect.iscoroutinefunction(verifier.verify):
-        return await verifier.verify(task, rollout)
-    return await asyncio.to_thread(verifier.verify, task, rollout)
+    fn = verifier.verify
+    if inspect.iscoroutinefunction(fn):
+        result = await fn(task, rollout)
+    else:
+        result = await asyncio.to_thread(fn, task, rollout)
+        if inspect.isawaitable(result):
+            result = await result
+    return as_verdict(result, verifier_name(verifier))
+
+
+def undecided(details: dict[str, Any]) -> bool:
+    """True when a verdict's details say the verifier could not decide (nothing it could parse)."""
+    return details.get("decided") is False or ("extracted" in details and details["extracted"] is None)

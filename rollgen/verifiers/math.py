@@ -117,13 +117,34 @@ def _last_number(text: str) -> str | None:
     return None
 
 
+_TRAILING_MATH = re.compile(
+    r"(?:\$\$(?P<a>[^$]+)\$\$|\$(?P<b>[^$]+)\$|\\\((?P<c>.+?)\\\)|\\\[(?P<d>.+?)\\\]"
+    r"|(?P<e>-?\\[dt]?frac\{[^{}]+\}\{[^{}]+\}))[\s.]*$",
+    re.DOTALL,
+)
+_TAIL_CHARS = 512
+
+
+def _trailing_math(text: str) -> str | None:
+    """The math the text ends with: ``... is $\\frac{23}{131}$.`` or ``... = \\frac{1}{2}`` (whose last number
+    is only the denominator)."""
+    tail = text[-_TAIL_CHARS:]
+    m = _TRAILING_MATH.search(tail)
+    if not m:
+        return None
+    ans = next(g for g in m.groups() if g is not None).strip()
+    return ans or None
+
+
 def extract_answer(text: str) -> tuple[str | None, str]:
     """The final answer in a completion and the rule that found it: ``boxed``, ``answer_is``,
-    ``last_number`` or ``none``. Text before the last ``</think>`` is ignored."""
+    ``trailing_math`` (the ``$...$`` or ``\\frac{}{}`` the text ends with), ``last_number`` or ``none``.
+    Text before the last ``</think>`` is ignored."""
     think_end = text.rfind("</think>")
     if think_end >= 0:
         text = text[think_end + len("</think>") :]
-    for rule, find in (("boxed", _last_boxed), ("answer_is", _answer_is), ("last_number", _last_number)):
+    for rule, find in (("boxed", _last_boxed), ("answer_is", _answer_is), ("trailing_math", _trailing_math),
+                       ("last_number", _last_number)):
         ans = find(text)
         if ans:
             return ans, rule
@@ -287,8 +308,15 @@ def _fast_score(completion: str, gold: str) -> tuple[float | None, dict[str, Any
     if gold_num is not None and pred_num is not None:
         details["method"] = "numeric"
         return float(gold_num == pred_num), details
+    if gold_num is not None and _NUMBER_LIST.fullmatch(extracted.replace("$", "")):
+        details["method"] = "numeric"  # several numbers ("6, 7, 9", "7 or 8") never equal one number
+        return 0.0, details
     details["method"] = "math_verify"
     return None, details
+
+
+_PLAIN = r"[-+]?\d+(?:\.\d+)?(?:/\d+)?"
+_NUMBER_LIST = re.compile(rf"\s*{_PLAIN}(?:\s*(?:,|;|\bor\b|\band\b)\s*{_PLAIN})+\s*\.?\s*")
 
 
 def _finish(equal: bool | None, gold: str) -> float:

@@ -1,0 +1,156 @@
+"""Test cases for ``rollgen validate``: equivalent renderings of a gold answer (must score 1) and
+perturbations of it (must score 0).
+
+Numbers get the renderings people and models write (``0.5`` / ``1/2`` / ``\\frac{1}{2}`` / ``\\boxed{1/2}``,
+``1,000`` / ``1000``, units, a trailing period, "The answer is 12.", reasoning before the answer, a wrong
+guess inside ``<think>``) and the numeric perturbations (off by one, sign flip). Every gold gets the
+generic perturbations: another task's answer, empty, the question repeated, a hedge ("7 or 8"), the right
+answer buried in a list, output truncated mid-way (``finish_reason=length``), a long rambling answer.
+Kinds that do not apply to a gold (a sign flip of 0, thousands of 12) are skipped, not counted.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from fractions import Fraction
+
+from rollgen.records import Task
+from rollgen.verifiers.math import parse_number
+
+__all__ = ["PERTURBATIONS", "RENDERINGS", "Case", "equivalent", "perturbations", "render_number", "renderings"]
+
+RENDERINGS = ("plain", "boxed", "answer_is", "trailing_period", "inline_math", "reasoning", "think", "units",
+              "thousands", "no_thousands", "decimal", "fraction", "latex_frac", "boxed_fraction", "letter_paren")
+PERTURBATIONS = ("off_by_one", "sign_flip", "other_task", "empty", "question_repeated", "hedged", "buried_in_list",
+                 "truncated", "rambling")
+
+_LETTER = re.compile(r"\(?([A-J])\)?")
+_MAX_DENOMINATOR = 10_000  # fraction renderings only for "nice" fractions
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    kind: str
+    positive: bool
+    completion: str
+    finish_reason: str = "stop"
+
+
+def render_number(v: Fraction) -> str:
+    """Integer, terminating decimal, or ``p/q``."""
+    if v.denominator == 1:
+        return str(v.numerator)
+    d = v.denominator
+    twos = fives = 0
+    while d % 2 == 0:
+        d //= 2
+        twos += 1
+    while d % 5 == 0:
+        d //= 5
+        fives += 1
+    if d != 1:
+        return f"{v.numerator}/{v.denominator}"
+    with localcontext() as ctx:
+        ctx.prec = len(str(abs(v.numerator))) + max(twos, fives) + 5
+        text = format(Decimal(v.numerator) / Decimal(v.denominator), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _frac_tex(v: Fraction) -> str:
+    sign = "-" if v < 0 else ""
+    return f"{sign}\\frac{{{abs(v.numerator)}}}{{{v.denominator}}}"
+
+
+def renderings(gold: str, kinds: set[str] | None = None) -> list[Case]:
+    """Completions equivalent to ``gold`` (each should score 1)."""
+    value = parse_number(gold)
+    g = gold.strip()
+    c = render_number(value) if value is not None else g
+    out = {
+        "plain": g,
+        "boxed": f"\\boxed{{{g}}}",
+        "answer_is": f"The answer is {g}.",
+        "trailing_period": f"{g}.",
+        "reasoning": ("Let me work through this step by step.\nFirst I write down what is given, then I simplify "
+                      f"it carefully.\nSo the final answer is \\boxed{{{c}}}."),
+    }
+    if value is not None:
+        wrong = render_number(value + 3)
+        out["think"] = f"<think>\nMaybe it is {wrong}? No, let me check that again.\n</think>\nThe answer is \\boxed{{{c}}}."
+        out["inline_math"] = f"The answer is ${c}$."
+        out["units"] = f"\\boxed{{{c} \\text{{ cm}}}}"
+        if value.denominator == 1 and abs(value) >= 1000:
+            out["thousands"] = f"\\boxed{{{value.numerator:,}}}"
+        if re.search(r"\d,\d{3}", g):
+            out["no_thousands"] = f"\\boxed{{{c}}}"
+        if value.denominator != 1:
+            dec = render_number(value)
+            if "/" not in dec and dec != g:
+                out["decimal"] = f"\\boxed{{{dec}}}"
+            if value.denominator <= _MAX_DENOMINATOR:
+                out["fraction"] = f"The answer is {value.numerator}/{value.denominator}."
+                out["latex_frac"] = f"\\boxed{{{_frac_tex(value)}}}"
+                out["boxed_fraction"] = f"\\boxed{{{value.numerator}/{value.denominator}}}"
+    else:
+        out["think"] = f"<think>\nIt could be something else, let me check.\n</think>\nThe answer is \\boxed{{{g}}}."
+        if m := _LETTER.fullmatch(g):
+            out["letter_paren"] = f"The correct option is ({m.group(1)})."
+    return [Case(k, True, text) for k, text in out.items() if kinds is None or k in kinds]
+
+
+def equivalent(a: str, b: str) -> bool:
+    """Whether two gold answers are the same (numerically, else after trimming and case folding)."""
+    x, y = parse_number(a), parse_number(b)
+    if x is not None and y is not None:
+        return x == y
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def _question(task: Task) -> str:
+    for m in reversed(task.chat()):
+        if m.get("role") == "user" and isinstance(m.get("content"), str):
+            return m["content"]
+    return task.prompt or ""
+
+
+def _rambling(gold: str, decoys: list[str], chars: int, rng: random.Random) -> str:
+    """Thousands of characters of going back and forth between candidates, ending on the gold answer."""
+    openers = ["Hmm, maybe it is {x}.", "Wait, perhaps {x} instead.", "Let me reconsider, {x} could work.",
+               "Or is it {x}?", "I keep going back and forth on {x}."]
+    block = " ".join(rng.choice(openers).format(x=rng.choice([*decoys, gold])) for _ in range(40))
+    return " ".join([block] * (chars // (len(block) + 1) + 1)) + f" I am not sure, so maybe {gold}"
+
+
+def perturbations(task: Task, gold: str, other: str | None, kinds: set[str] | None = None,
+                  rambling_chars: int = 40_000) -> list[Case]:
+    """Completions that must score 0 for ``gold`` (``other`` is another task's, different, answer)."""
+    value = parse_number(gold)
+    g = gold.strip()
+    rng = random.Random(task.id)
+    if value is not None:
+        near = [render_number(value - 1), render_number(value + 1), render_number(value + 2)]
+    else:
+        near = [other or "something else", "none of these", "unknown"]
+    out: dict[str, Case] = {}
+
+    def add(kind: str, text: str, finish_reason: str = "stop") -> None:
+        if kinds is None or kind in kinds:
+            out[kind] = Case(kind, False, text, finish_reason)
+
+    if value is not None:
+        add("off_by_one", f"So the answer is \\boxed{{{render_number(value + 1)}}}.")
+        if value != 0:
+            add("sign_flip", f"So the answer is \\boxed{{{render_number(-value)}}}.")
+    if other is not None:
+        add("other_task", f"So the answer is \\boxed{{{other.strip()}}}.")
+    add("empty", "")
+    add("question_repeated", _question(task))
+    add("hedged", f"The answer is {near[1]} or {g}.")
+    add("buried_in_list", f"The answer is one of these: \\boxed{{{near[0]}, {g}, {near[2]}}}")
+    add("truncated", f"Let me work through this step by step. First we find {g}, and then we still need to",
+        finish_reason="length")
+    add("rambling", _rambling(g, near, rambling_chars, rng))
+    return list(out.values())

@@ -1,0 +1,112 @@
+"""Re-verify a finished run's rollouts with another verifier config: no model calls.
+
+Shared by ``rollgen verify`` (new rewards + a diff) and ``rollgen validate RUN_DIR`` (agreement between
+two verifiers). Rollouts are rescored in file order, ``concurrency`` at a time, guards first as in a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from rollgen.api import compose, hydra_error_line
+from rollgen.config import ConfigError, RunConfig, validate_run_config
+from rollgen.records import Rollout, Task
+from rollgen.rundir import RunDir, read_jsonl
+from rollgen.verifiers import verify
+
+__all__ = ["GROUPS", "load_tasks", "rerun_config", "rescore", "scorable"]
+
+GROUPS = ("server", "sampler", "policy", "verifier", "quality", "format", "integration", "guards", "validate")
+_SCORED_STATUSES = ("ok", "truncated", "verifier_error")
+
+
+def rerun_config(run_dir: str | Path, overrides: list[str] | None = None, config_dir: str | None = None) -> RunConfig:
+    """The run's saved config with ``overrides``: a group choice (``verifier=judge``, from rollgen's groups
+    or ``config_dir``'s) replaces that section; ``key.path=value`` edits the saved value.
+
+    Like ``rollgen.api.rerun_config``, plus ``config_dir`` (a training repo's groups) and the guards and
+    validate groups. Raises ``ConfigError`` naming bad keys.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    run_dir = Path(run_dir)
+    saved_path = RunDir(run_dir).config
+    if not saved_path.is_file():
+        raise ConfigError([f"{run_dir}: not a rollgen run directory (no run_config.json)"])
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    saved.pop("rollgen_version", None)
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides or []))
+    except HydraException as e:
+        raise ConfigError([hydra_error_line(e)]) from None
+    choices = [o.input_line for o in parsed if "." not in o.key_or_group and o.key_or_group in GROUPS]
+    fresh = compose(choices, config_dir=config_dir, output_dir=str(run_dir)).model_dump(mode="json", by_alias=True)
+    for o in parsed:
+        if o.input_line in choices:
+            saved[o.key_or_group] = fresh[o.key_or_group]
+    for key in ("guards", "validate"):  # runs from before these sections existed
+        saved.setdefault(key, fresh[key])
+    cfg = OmegaConf.create(saved)
+    for o in parsed:
+        if o.input_line not in choices:
+            OmegaConf.update(cfg, o.key_or_group.lstrip("+"), o.value(), merge=True)
+    cfg.output_dir = str(run_dir)
+    return validate_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+
+
+def load_tasks(run_dir: str | Path) -> dict[str, Task]:
+    path = RunDir(run_dir).tasks
+    if not path.is_file():
+        raise ConfigError([f"{run_dir}: no tasks.jsonl; rewards cannot be recomputed without the tasks"])
+    return {row["id"]: Task.model_validate(row) for row in read_jsonl(path)}
+
+
+def scorable(row: dict[str, Any]) -> bool:
+    """Whether a run verified (or tried to verify) this rollout: it has a completion to score."""
+    return row.get("status") in _SCORED_STATUSES or row.get("reward") is not None
+
+
+async def _rescore_one(row: dict[str, Any], tasks: dict[str, Task], verifier: Any) -> Rollout:
+    old = Rollout.model_validate(row)
+    if not scorable(row):
+        return old
+    task = tasks.get(old.task_id)
+    if task is None:
+        raise ConfigError([f"rollout {old.id}: task {old.task_id!r} is not in the run's tasks.jsonl"])
+    status = old.status
+    if status == "verifier_error":  # what it was before the verifier failed
+        status = "truncated" if old.finish_reason == "length" else "ok"
+    new = old.model_copy(update={"status": status, "error": None if old.status == "verifier_error" else old.error})
+    try:
+        verdict = await verify(verifier, task, new)
+    except Exception as e:  # a crashed verifier is a status, never a silent 0
+        return new.model_copy(update={"status": "verifier_error", "error": f"{type(e).__name__}: {e}",
+                                      "reward": None, "reward_details": {}, "verifier": None})
+    return new.model_copy(update={"reward": verdict.reward, "reward_details": verdict.details,
+                                  "verifier": verdict.verifier})
+
+
+async def rescore(rows: Iterable[dict[str, Any]], tasks: dict[str, Task], verifier: Any,
+                  concurrency: int = 64) -> AsyncIterator[tuple[dict[str, Any], Rollout]]:
+    """``(old row, rescored Rollout)`` in file order, with at most ``concurrency`` verifications in flight."""
+    pending: deque[tuple[dict[str, Any], asyncio.Task[Rollout]]] = deque()
+    try:
+        for row in rows:
+            pending.append((row, asyncio.create_task(_rescore_one(row, tasks, verifier))))
+            if len(pending) >= concurrency:
+                old, task = pending.popleft()
+                yield old, await task
+        while pending:
+            old, task = pending.popleft()
+            yield old, await task
+    finally:
+        for _, task in pending:
+            task.cancel()
