@@ -35,6 +35,7 @@ class CalcServer(MathServer):
 
 def test_tool_loop_runs_and_is_recorded(tmp_path: Path) -> None:
     tasks = write_arith_tasks(tmp_path / "t.jsonl", 6)
+    CalcServer.calls = 0
     fake = FakeOpenAI(keep_bodies=True)
     with serve_in_thread(fake) as url:
         cfg = rollgen.compose(["policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}",
