@@ -70,23 +70,48 @@ def test_end_to_end_run_against_fake(tmp_path: Path) -> None:
     assert secret not in p.stdout + p.stderr
 
 
-def test_ctrl_c_leaves_every_line_valid(tmp_path: Path) -> None:
+def _start_slow_run(tmp_path: Path, url: str) -> tuple[subprocess.Popen, Path]:
     tasks = write_arith_tasks(tmp_path / "tasks.jsonl", 200)
-    with serve_in_thread(FakeOpenAI(latency_s=0.05)) as url:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rollgen", "policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}",
-             "sampler.num_samples_in_parallel=4", "hydra.run.dir=run"],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        path = tmp_path / "run" / "rollouts.jsonl"
-        deadline = time.monotonic() + 60
-        while not (path.exists() and path.stat().st_size > 0) and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rollgen", "policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}",
+         "sampler.num_samples_in_parallel=4", "hydra.run.dir=run"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    path = tmp_path / "run" / "rollouts.jsonl"
+    deadline = time.monotonic() + 60
+    while not (path.exists() and path.stat().st_size > 0) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    return proc, path
+
+
+def _all_lines_valid(path: Path) -> int:
     lines = path.read_text().splitlines()
-    assert 0 < len(lines) < 200
     for line in lines:
         assert json.loads(line)["status"] in ("ok", "error", "timeout")
+    return len(lines)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_cleanly_with_an_interrupted_report(tmp_path: Path, sig: signal.Signals) -> None:
+    with serve_in_thread(FakeOpenAI(latency_s=0.05)) as url:
+        proc, path = _start_slow_run(tmp_path, url)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    n = _all_lines_valid(path)
+    assert 0 < n < 200
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["status"] == "interrupted" and report["collection"]["rollouts"] == n
+
+
+def test_second_ctrl_c_exits_at_once_with_valid_files(tmp_path: Path) -> None:
+    with serve_in_thread(FakeOpenAI(latency_s=0.05)) as url:
+        proc, path = _start_slow_run(tmp_path, url)
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        proc.communicate(timeout=60)
+        elapsed = time.monotonic() - t0
+    assert proc.returncode == 130 and elapsed < 10
+    assert _all_lines_valid(path) > 0
