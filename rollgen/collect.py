@@ -47,6 +47,8 @@ class CollectStats:
     first_rollout_s: float | None = None
     peak_in_flight: int = 0
     last_error: str | None = None
+    lowest_limit: int | None = None  # the adaptive concurrency limit's lowest value
+    throttled: int = 0  # 429/503 responses seen
 
     @property
     def failures(self) -> int:
@@ -196,6 +198,8 @@ async def collect(
                         tg.create_task(c.one(task, repeat))
             except* EndpointDown as group:
                 raise group.exceptions[0] from None
+            finally:
+                c.stats.lowest_limit, c.stats.throttled = limit.lowest, limit.throttles
             bar.set_postfix_str(c.stats.postfix(), refresh=True)
             return c.stats
     finally:

@@ -92,7 +92,9 @@ async def _collect(cfg: RunConfig, rd: RunDir, server: Any, verifier: Any, polic
             loop.remove_signal_handler(sig)
         await verifier.close()
         await asyncio.to_thread(writer.close)
-    outcome.update(first_rollout_s=stats.first_rollout_s, peak_in_flight=stats.peak_in_flight)
+    outcome.update(first_rollout_s=stats.first_rollout_s, peak_in_flight=stats.peak_in_flight,
+                   concurrency={"max": cfg.sampler.num_samples_in_parallel, "lowest": stats.lowest_limit,
+                                "throttled_responses": stats.throttled})
     return outcome
 
 
@@ -163,6 +165,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "dataset": {},
         "first_rollout_s": round(live["first_rollout_s"], 3) if live["first_rollout_s"] is not None else None,
         "peak_in_flight": live["peak_in_flight"],
+        "concurrency": live["concurrency"],
         "collect_time_s": round(collect_s, 3),
         "rollouts_per_s": round((stats["rollouts"] - prior.reused) / collect_s, 2) if collect_s > 0 else None,
     }

@@ -144,6 +144,32 @@ def test_429_storm_halves_concurrency_and_honours_retry_after(tmp_path: Path) ->
                                   "sampler.num_samples_in_parallel=16", "sampler.max_failure_rate=1.0"))
     assert report["collection"]["by_status"] == {"ok": 60}
     assert fake.injected["429"] > 10
+    assert report["concurrency"]["throttled_responses"] == fake.injected["429"]
+    assert report["concurrency"]["lowest"] <= 8  # halved at least once from 16
+
+
+def test_adaptive_limit_halves_once_per_burst_and_grows_back() -> None:
+    import asyncio
+
+    from rollgen.limiter import AdaptiveLimit
+
+    async def main() -> None:
+        lim = AdaptiveLimit(16)
+        for _ in range(5):  # one burst of 429s: one halving
+            lim.on_throttle()
+        assert lim.limit == 8 and lim.throttles == 5
+        await asyncio.gather(*(lim.acquire() for _ in range(8)))
+        waiter = asyncio.ensure_future(lim.acquire())
+        await asyncio.sleep(0)
+        assert not waiter.done()  # the 9th slot waits while the limit is 8
+        for _ in range(8):
+            lim.on_success()
+        assert lim.limit == 9
+        await asyncio.sleep(0)
+        assert waiter.done()  # growing the limit woke it
+        assert AdaptiveLimit(16, adaptive=False).limit == 16
+
+    asyncio.run(main())
 
 
 def test_failure_budget_stops_a_dead_endpoint(tmp_path: Path) -> None:
