@@ -45,6 +45,7 @@ class Context:
         self.cfg, self.reader, self.seed = cfg, reader, seed
         self.dropped: Counter[str] = Counter()  # rollouts (or pairs, or tasks) left out, by reason
         self.stats: dict[str, TaskStats] = {}
+        self._tools_of: tuple[str | None, list[dict[str, Any]] | None] = (None, None)
         if isinstance(cfg, RlFormat):
             src = reader.source.rollouts or reader.source.curated
             self.stats = task_stats(src, cfg.pass_threshold)
@@ -64,9 +65,10 @@ class Context:
         return Turns(r, msgs[:cut], msgs[cut:])
 
     def with_tools(self, row: Row, task_id: str) -> Row:
-        tools = self.reader.tools_for(self.reader.task(task_id))
-        if tools:
-            row["tools"] = tools
+        if self._tools_of[0] != task_id:  # rows of a task come together: read its tools once
+            self._tools_of = (task_id, self.reader.tools_for(self.reader.task(task_id)))
+        if self._tools_of[1]:
+            row["tools"] = self._tools_of[1]
         return row
 
 
