@@ -191,7 +191,10 @@ class LLMJudge(Verifier):
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
     async def _reply(self, key: str, prompt: str) -> tuple[str, bool]:
-        """The judge's reply text and whether it came from the cache; one call per key at a time."""
+        """The judge's reply text and whether it came from the cache; one call per key at a time
+        (``cache: off``: every verification is its own call, e.g. to sample several judgements)."""
+        if self.params.cache == "off":
+            return await self._call(prompt), False
         if key in self._memory:
             return self._memory[key], True
         if (pending := self._inflight.get(key)) is not None:
@@ -204,8 +207,7 @@ class LLMJudge(Verifier):
             if text is None:
                 text = await self._call(prompt)
                 await self._disk_put(key, text)
-            if self.params.cache != "off":
-                self._memory[key] = text
+            self._memory[key] = text
             future.set_result(text)
             return text, cached
         except BaseException as e:

@@ -36,8 +36,8 @@ def normalize_text(s: str, *, lowercase: bool = True, articles: bool = True) -> 
     if lowercase:
         s = s.lower()
     s = _PUNCT.sub(lambda m: " " if m.group(1) else m.group(0), s)
-    if articles:
-        s = _ARTICLES.sub(" ", s)
+    if articles and (without := _ARTICLES.sub(" ", s)).strip():  # "A" alone is a letter, not an article
+        s = without
     return _SPACES.sub(" ", s).strip()
 
 
