@@ -4,6 +4,8 @@
     rollgen validate RUN_DIR [OVERRIDES...] [--against OVERRIDES...]
                                                          a run's reward distribution; with --against, the
                                                          agreement (Cohen's kappa) of two verifiers on it
+                                                         (A: the recorded rewards, or re-scored when the
+                                                         overrides change verifier or guards; B: --against)
 
 Overrides are Hydra-style (``verifier=exact``, ``server.size=1000``, ``validate.max_false_negative_rate=0.05``,
 ``guards=off``); ``--config-dir DIR`` adds a training repo's config groups. Writes ``report.md`` and
@@ -110,10 +112,12 @@ def _run(run_dir: Path, overrides: list[str], against: list[str] | None, config_
     cfg = rerun_config(run_dir, overrides, config_dir)
     cfg_b = rerun_config(run_dir, against, config_dir) if against else None
     rows = list(read_jsonl(RunDir(run_dir).rollouts))
-    rows_a = asyncio.run(_rescored(run_dir, cfg, rows)) if overrides else rows
+    # Verifier A is the recorded rewards unless an override changes the verifier or the guards.
+    rescore_a = any(o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] in ("verifier", "guards") for o in overrides)
+    rows_a = asyncio.run(_rescored(run_dir, cfg, rows)) if rescore_a else rows
     report: dict[str, Any] = {
         "mode": "run", "run_dir": str(run_dir),
-        "verifier_a": "as recorded in rollouts.jsonl" if not overrides else cfg.verifier.model_dump(mode="json", by_alias=True),
+        "verifier_a": cfg.verifier.model_dump(mode="json", by_alias=True) if rescore_a else "as recorded in rollouts.jsonl",
         "stats": reward_stats(rows_a), "passed": True, "problems": [],
     }
     if cfg_b is not None:
