@@ -42,7 +42,7 @@ def test_bad_config_is_one_line_no_traceback_no_run_dir(tmp_path: Path, override
 def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     p = rollgen("--help", cwd=tmp_path)
     assert p.returncode == 0
-    for line in ["sampler: dpo, ppo, sft", "policy: local, openai", "server: math", "format: dpo, sft"]:
+    for line in ["sampler: dpo, ppo, sft", "policy: local, openai", "server: math", "format: dpo, kto, rl, sft"]:
         assert line in p.stdout, p.stdout
 
 
