@@ -121,8 +121,10 @@ class NearDedupFilter(_Model):
     field: DedupField = "prompt_completion"
     threshold: float = Field(0.8, gt=0.0, lt=1.0, description="estimated Jaccard similarity that counts as a duplicate")
     ngram: int = Field(5, ge=1, le=32, description="words per shingle")
-    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations (accuracy vs speed)")
-    seed: int = Field(1, ge=0, description="MinHash permutation seed")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash signature length (accuracy vs speed)")
+    seed: int = Field(1, ge=0, description="MinHash hashing seed")
+    scheme: Literal["oph", "classic"] = Field(
+        "oph", description="oph: one-permutation MinHash (fast); classic: num_perm permutations (datasketch's)")
 
 
 class DecontaminateFilter(_Model):

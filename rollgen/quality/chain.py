@@ -1,6 +1,6 @@
 """The filter chain in two streaming passes over ``rollouts.jsonl``, with bounded memory.
 
-Pass 1 parses each row once: row filters run in chain order until the first that drops it; group
+Pass 1 parses each row once (in batches, whose text features are hashed together, ``batch.py``): row filters run in chain order until the first that drops it; group
 filters (dedup, pass rate, balance) only *observe* the rows that reach them and keep a few bytes per
 row or task. Then, in memory and in chain order, every filter decides on the rows still alive at its
 turn, which gives the funnel. Pass 2 copies each raw line to ``curated.jsonl`` or, wrapped with the
@@ -25,6 +25,7 @@ from rollgen.quality.view import Reason, Rows, RowView
 
 __all__ = ["build", "lines", "run_chain"]
 
+BATCH = 256  # rows parsed and hashed together (a few MB of text features)
 GROUP = {"exact_dedup", "near_dedup", "pass_rate", "zero_variance", "cap_per_task", "stratify", "kto_balance"}
 
 
@@ -50,40 +51,51 @@ def build(cfg: QualityConfig, task_meta: dict[str, dict[str, Any]]) -> list[tupl
     return [(name, make[name]()) for name in cfg.chain]
 
 
-def lines(path: str | os.PathLike[str]) -> Iterator[str]:
-    """The non-blank lines of a JSONL file, stripped; the same numbering in both passes."""
-    with open(path, encoding="utf-8") as f:
+def lines(path: str | os.PathLike[str]) -> Iterator[bytes]:
+    """The non-blank lines of a JSONL file as bytes, stripped; the same numbering in both passes."""
+    with open(path, "rb") as f:
         for line in f:
             line = line.strip()
             if line:
                 yield line
 
 
+def _batches(path: Path, size: int = BATCH) -> Iterator[list[dict[str, Any]]]:
+    batch = []
+    for n, line in enumerate(lines(path), 1):
+        try:
+            batch.append(json.loads(line))
+        except ValueError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def run_chain(chain: list[tuple[str, Any]], rollouts: Path, curated: Path, rejected: Path,
-              observers: list[Callable[[RowView], None]]) -> tuple[Rows, np.ndarray, list[dict[str, Any]]]:
+              observers: list[Callable[[list[RowView]], None]]) -> tuple[Rows, np.ndarray, list[dict[str, Any]]]:
     """Filter ``rollouts`` into ``curated`` / ``rejected``; return the rows, who dropped each (-1: kept), the funnel.
 
-    ``observers`` see every row in pass 1 (metrics), whatever the filters say.
+    ``observers`` see every batch of rows in pass 1 (metrics), whatever the filters say.
     """
     rows = Rows()
     # (position, is a row filter, the call): row filters check, dedup filters observe, the rest wait
     steps = [(pos, name not in GROUP, f.observe if name in GROUP else f.check)
              for pos, (name, f) in enumerate(chain) if name not in GROUP or hasattr(f, "observe")]
     first_fail: dict[int, tuple[int, Reason]] = {}
-    for n, line in enumerate(lines(rollouts), 1):
-        try:
-            row = json.loads(line)
-        except ValueError as e:
-            raise ValueError(f"{rollouts}:{n}: not valid JSON ({e})") from None
-        view = rows.add(row)
+    for batch in _batches(rollouts):
+        views = rows.add(batch)
         for observe in observers:
-            observe(view)
-        for pos, is_row, step in steps:
-            if not is_row:
-                step(view)
-            elif (reason := step(view)) is not None:
-                first_fail[view.index] = pos, reason
-                break
+            observe(views)
+        for view in views:
+            for pos, is_row, step in steps:
+                if not is_row:
+                    step(view)
+                elif (reason := step(view)) is not None:
+                    first_fail[view.index] = pos, reason
+                    break
     rows.freeze()
 
     dropped_by = np.full(len(rows), -1, dtype=np.int16)
@@ -115,15 +127,16 @@ def _write(rollouts: Path, curated: Path, rejected: Path, dropped_by: np.ndarray
     """Pass 2: each raw line to curated, or wrapped to rejected; both written to temp files, then renamed."""
     tmp_keep, tmp_drop = curated.with_name(curated.name + ".tmp"), rejected.with_name(rejected.name + ".tmp")
     who = dropped_by.tolist()
-    with open(tmp_keep, "w", encoding="utf-8") as keep, open(tmp_drop, "w", encoding="utf-8") as drop:
+    with open(tmp_keep, "wb") as keep, open(tmp_drop, "wb") as drop:
         for i, line in enumerate(lines(rollouts)):
             if i >= len(who):
                 raise RuntimeError(f"{rollouts} grew while it was being curated; run `rollgen curate` when it is complete")
             if who[i] < 0:
-                keep.write(line + "\n")
+                keep.write(line + b"\n")
                 continue
             label, detail = reasons[i]
-            drop.write(f'{{"filter": {json.dumps(names[who[i]])}, "reason": {json.dumps(label, ensure_ascii=False)}, '
-                       f'"detail": {json.dumps(detail, ensure_ascii=False)}, "rollout": {line}}}\n')
+            head = (f'{{"filter": {json.dumps(names[who[i]])}, "reason": {json.dumps(label, ensure_ascii=False)}, '
+                    f'"detail": {json.dumps(detail, ensure_ascii=False)}, "rollout": ')
+            drop.write(head.encode("utf-8") + line + b"}\n")
     os.replace(tmp_keep, curated)
     os.replace(tmp_drop, rejected)

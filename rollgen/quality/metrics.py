@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from rollgen.quality.text import exact_key, ngram_hashes
 from rollgen.quality.view import Rows, RowView
 
 __all__ = ["BREAKDOWN", "Metrics"]
@@ -30,29 +29,37 @@ class _Distinct:
 
     def __init__(self) -> None:
         self.level = 0
-        self.chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        self.below = np.uint64(0)
+        self.hashes, self.rows = np.zeros(0, np.uint64), np.zeros(0, np.int32)
+        self.pending: list[np.ndarray] = []
+        self.pending_rows: list[np.ndarray] = []
         self.kept = 0
         self.totals = array("i")
 
-    def add(self, index: int, grams: np.ndarray) -> None:
-        self.totals.append(len(grams))
+    def add(self, first: int, size: int, grams: np.ndarray, rows: np.ndarray) -> None:
+        """The n-gram hashes of rows ``first .. first + size - 1``, ``rows`` counting from 0."""
+        self.totals.extend(np.bincount(rows, minlength=size).astype(np.int32).tolist())
         if self.level:
-            grams = grams[(grams >> np.uint64(64 - self.level)) == 0]
+            keep = grams < self.below
+            grams, rows = grams[keep], rows[keep]
         if len(grams):
-            self.chunks.append((grams, np.full(len(grams), index, dtype=np.int32)))
+            self.pending.append(grams)
+            self.pending_rows.append((rows + first).astype(np.int32))
             self.kept += len(grams)
-        if self.kept > CAP:
-            self.level += 1
-            h, r = self._all()
-            keep = (h >> np.uint64(64 - self.level)) == 0
-            self.chunks, self.kept = [(h[keep], r[keep])], int(keep.sum())
+            if self.kept > CAP:
+                self.level += 1
+                self.below = np.uint64(1 << (64 - self.level))
+                h, r = self._all()
+                keep = h < self.below
+                self.hashes, self.rows, self.kept = h[keep], r[keep], int(keep.sum())
 
     def _all(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self.chunks:
-            return np.zeros(0, np.uint64), np.zeros(0, np.int32)
-        if len(self.chunks) > 1:
-            self.chunks = [(np.concatenate([c[0] for c in self.chunks]), np.concatenate([c[1] for c in self.chunks]))]
-        return self.chunks[0]
+        """Every kept hash and its row (pending ones folded in)."""
+        if self.pending:
+            self.hashes = np.concatenate([self.hashes, *self.pending])
+            self.rows = np.concatenate([self.rows, *self.pending_rows])
+            self.pending, self.pending_rows = [], []
+        return self.hashes, self.rows
 
     def ratio(self, mask: np.ndarray) -> float | None:
         totals = np.frombuffer(self.totals, dtype=np.int32)
@@ -60,7 +67,7 @@ class _Distinct:
         if total == 0:
             return None
         h, r = self._all()
-        return round(min(1.0, len(np.unique(h[mask[r]])) * 2.0 ** self.level / total), 4)
+        return round(min(1.0, count_distinct(h[mask[r]]) * 2.0 ** self.level / total), 4)
 
 
 def _summary(x: np.ndarray) -> dict[str, Any]:
@@ -81,12 +88,17 @@ class Metrics:
         self.keys = array("Q")
         self.distinct = {1: _Distinct(), 2: _Distinct()}
 
-    def observe(self, v: RowView) -> None:
-        self.chars.append(len(v.completion))
-        self.tokens.append(-1 if v.completion_tokens is None else v.completion_tokens)
-        self.keys.append(int.from_bytes(exact_key(v.prompt_words, v.completion_words), "little"))
-        self.distinct[1].add(v.index, ngram_hashes(v.completion_words, 1))
-        self.distinct[2].add(v.index, ngram_hashes(v.completion_words, 2))
+    def observe(self, views: list[RowView]) -> None:
+        """A batch of rows (consecutive indices)."""
+        for v in views:
+            self.chars.append(len(v.completion))
+            self.tokens.append(-1 if (t := v.completion_tokens) is None else t)
+            self.keys.append(v.pair_key)
+        if views:
+            batch, first = views[0].batch, views[0].index
+            for n, d in self.distinct.items():
+                h, r = batch.ngrams(n)
+                d.add(first, batch.size, h, r)
 
     def finish(self, rows: Rows, kept: np.ndarray) -> dict[str, Any]:
         """``kept``: a boolean per row. Sets the arrays ``plots`` draws from."""
@@ -163,4 +175,12 @@ def _round(x: Any) -> float | None:
 
 
 def _dup_rate(keys: np.ndarray) -> float | None:
-    return round(1.0 - len(np.unique(keys)) / len(keys), 4) if len(keys) else None
+    return round(1.0 - count_distinct(keys) / len(keys), 4) if len(keys) else None
+
+
+def count_distinct(x: np.ndarray) -> int:
+    """Distinct values, by sorting (numpy's hash-based ``unique`` is several times slower on uint64)."""
+    if len(x) == 0:
+        return 0
+    s = np.sort(x)
+    return 1 + int(np.count_nonzero(s[1:] != s[:-1]))

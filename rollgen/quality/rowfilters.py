@@ -9,10 +9,7 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
-
 from rollgen import config as c
-from rollgen.quality.text import ngram_hashes
 from rollgen.quality.view import Reason, RowView
 
 __all__ = ["AnswerFormat", "Length", "Refusal", "Repetition", "Reward", "Status"]
@@ -77,22 +74,14 @@ class Length:
         return None
 
 
-def repeated_ratio(tokens: np.ndarray, n: int) -> tuple[float, int]:
-    """``1 - distinct / total`` word n-grams, and the total."""
-    grams = ngram_hashes(tokens, n)
-    if len(grams) == 0:
-        return 0.0, 0
-    return 1.0 - len(np.unique(grams)) / len(grams), len(grams)
-
-
 class Repetition:
     def __init__(self, p: c.RepetitionFilter):
         self.p = p
 
     def check(self, v: RowView) -> Reason | None:
-        if len(v.completion_words) - self.p.ngram + 1 < self.p.min_ngrams:
+        ratio, total = v.repetition(self.p.ngram)
+        if total < self.p.min_ngrams:
             return None
-        ratio, total = repeated_ratio(v.completion_words, self.p.ngram)
         if ratio > self.p.max_repeated_ratio:
             return "repetitive", f"{ratio:.0%} of {total} word {self.p.ngram}-grams repeat"
         return None

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 from array import array
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from rollgen.quality.text import words
+from rollgen.quality.batch import Batch
+from rollgen.quality.text import MinHasher, exact_key, words
 
 __all__ = ["Reason", "RowView", "Rows", "content_text", "prompt_text"]
 
-Reason = tuple[str, str]  # (label counted in the funnel, detail for rejected.jsonl)
+Reason = tuple[str, str]
+PROMPT_CACHE = 4096  # tasks whose prompt words are kept (rollouts of one task are written close together)  # (label counted in the funnel, detail for rejected.jsonl)
 
 
 def content_text(content: Any) -> str:
@@ -36,33 +37,70 @@ def prompt_text(messages: list[dict[str, Any]] | None) -> str:
     return "\n".join(parts)
 
 
+class _lazy:
+    """``functools.cached_property`` without its per-access lock (Python 3.11 takes one): computed once."""
+
+    def __init__(self, f: Any):
+        self.f, self.name = f, f.__name__
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.f(obj)
+        return value
+
+
 class RowView:
     """``row`` with ``index`` (line order), ``task`` (a small int per task id) and lazy text features."""
 
-    def __init__(self, row: dict[str, Any], index: int, task: int):
+    def __init__(self, row: dict[str, Any], index: int, task: int, prompts: dict[int, np.ndarray] | None = None,
+                 batch: Batch | None = None, pos: int = 0):
         self.row, self.index, self.task = row, index, task
+        self._prompts = prompts  # prompt words of recent tasks: the rollouts of one task share its prompt
+        self.batch, self.pos = batch or Batch([self.completion]), pos
 
     @property
     def reward(self) -> float:
         r = self.row.get("reward")
         return float(r) if isinstance(r, (int, float)) else math.nan
 
-    @cached_property
+    @_lazy
     def completion(self) -> str:
         c = self.row.get("completion")
         return c if isinstance(c, str) else ""
 
-    @cached_property
+    @_lazy
     def prompt(self) -> str:
         return prompt_text(self.row.get("messages"))
 
-    @cached_property
+    @_lazy
     def completion_words(self) -> np.ndarray:
-        return words(self.completion)
+        return self.batch.words(self.pos)
 
-    @cached_property
+    def repetition(self, n: int) -> tuple[float, int]:
+        """``1 - distinct / total`` word n-grams of the completion, and the total."""
+        ratio, total = self.batch.repetition(n)
+        return float(ratio[self.pos]), int(total[self.pos])
+
+    def signature(self, hasher: MinHasher, n: int) -> np.ndarray:
+        """MinHash signature of the completion's word n-grams."""
+        return self.batch.signatures(hasher, n)[self.pos]
+
+    @_lazy
     def prompt_words(self) -> np.ndarray:
-        return words(self.prompt)
+        if self._prompts is None:
+            return words(self.prompt)
+        cached = self._prompts.get(self.task)
+        if cached is None:
+            if len(self._prompts) >= PROMPT_CACHE:
+                del self._prompts[next(iter(self._prompts))]  # the oldest task
+            cached = self._prompts[self.task] = words(self.prompt)
+        return cached
+
+    @_lazy
+    def pair_key(self) -> int:
+        """Exact-duplicate key of (prompt, completion) words, shared by ``exact_dedup`` and the metrics."""
+        return int.from_bytes(exact_key(self.prompt_words, self.completion_words), "little")
 
     def usage(self, *keys: str) -> int | None:
         """The first of ``keys`` present in ``usage`` as an int (chat and responses APIs name them differently)."""
@@ -89,22 +127,29 @@ class Rows:
         self.ids: list[str] = []
         self.task_ids: list[str] = []  # task code -> task id
         self._codes: dict[str, int] = {}
+        self._prompts: dict[int, np.ndarray] = {}
         self._task = array("i")
         self._reward = array("d")
         self.task = np.zeros(0, dtype=np.int32)
         self.reward = np.zeros(0, dtype=np.float64)
 
-    def add(self, row: dict[str, Any]) -> RowView:
-        task_id = str(row.get("task_id", ""))
-        code = self._codes.get(task_id)
-        if code is None:
-            code = self._codes[task_id] = len(self.task_ids)
-            self.task_ids.append(task_id)
-        view = RowView(row, len(self.ids), code)
-        self.ids.append(str(row.get("id", view.index)))
-        self._task.append(code)
-        self._reward.append(view.reward)
-        return view
+    def add(self, batch: list[dict[str, Any]]) -> list[RowView]:
+        """Views of a batch of rows, numbered on from the rows added before."""
+        texts = [c if isinstance(c := row.get("completion"), str) else "" for row in batch]
+        features = Batch(texts)
+        views = []
+        for pos, row in enumerate(batch):
+            task_id = str(row.get("task_id", ""))
+            code = self._codes.get(task_id)
+            if code is None:
+                code = self._codes[task_id] = len(self.task_ids)
+                self.task_ids.append(task_id)
+            view = RowView(row, len(self.ids), code, self._prompts, features, pos)
+            self.ids.append(str(row.get("id", view.index)))
+            self._task.append(code)
+            self._reward.append(view.reward)
+            views.append(view)
+        return views
 
     def __len__(self) -> int:
         return len(self.ids)

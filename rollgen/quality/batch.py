@@ -1,0 +1,70 @@
+"""Text features of a batch of completions, computed together.
+
+Hashing one completion takes a dozen numpy calls whose fixed cost (microseconds each) is most of the
+work for a few hundred words; so the first pass reads rows in batches, joins their completions and
+hashes words, n-grams, repetition ratios and MinHash signatures for the whole batch at once. A row's
+features are slices of the batch arrays (``RowView`` asks for them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rollgen.quality.text import _P, MinHasher, mix, word_spans
+
+__all__ = ["Batch"]
+
+
+class Batch:
+    def __init__(self, texts: list[str]):
+        self.size = len(texts)
+        parts = [t.lower().encode("utf-8", "surrogatepass") for t in texts]
+        row_start = np.zeros(self.size, dtype=np.int64)
+        if self.size > 1:
+            np.cumsum([len(p) + 1 for p in parts[:-1]], out=row_start[1:])
+        self.tokens, token_start = word_spans(b"\n".join(parts))  # "\n" is no word byte: rows stay apart
+        self.row = (np.searchsorted(row_start, token_start, side="right") - 1).astype(np.int64)
+        self.offsets = np.searchsorted(self.row, np.arange(self.size + 1))
+        self._cache: dict[Any, Any] = {}
+
+    def words(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i]:self.offsets[i + 1]]
+
+    def ngrams(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mixed hashes of the word n-grams inside each row, and the row of each."""
+        key = ("ngrams", n)
+        if key not in self._cache:
+            m = len(self.tokens) - n + 1
+            if m <= 0:
+                self._cache[key] = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+            else:
+                h = self.tokens[:m].copy()
+                for j in range(1, n):
+                    h *= _P
+                    h += self.tokens[j:m + j]
+                inside = self.row[:m] == self.row[n - 1:]
+                self._cache[key] = mix(h[inside]), self.row[:m][inside]
+        return self._cache[key]
+
+    def repetition(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: ``1 - distinct / total`` word n-grams, and the total."""
+        key = ("repetition", n)
+        if key not in self._cache:
+            h, r = self.ngrams(n)
+            total = np.bincount(r, minlength=self.size)
+            keyed = np.sort((h >> np.uint64(24)) | (r.astype(np.uint64) << np.uint64(40)))  # row, then hash
+            distinct = np.bincount((keyed[np.r_[True, keyed[1:] != keyed[:-1]]] >> np.uint64(40)).astype(np.int64),
+                                   minlength=self.size)
+            ratio = np.where(total > 0, 1.0 - distinct / np.maximum(total, 1), 0.0)
+            self._cache[key] = ratio, total
+        return self._cache[key]
+
+    def signatures(self, hasher: MinHasher, n: int) -> np.ndarray:
+        """One MinHash signature per row (of its word n-gram shingles)."""
+        key = ("signatures", n, id(hasher))
+        if key not in self._cache:
+            h, r = self.ngrams(n)
+            self._cache[key] = hasher.signatures(h, r, self.size)
+        return self._cache[key]
