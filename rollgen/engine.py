@@ -17,6 +17,7 @@ from typing import Any
 from rollgen import __version__, formats, quality
 from rollgen.collect import CollectStats, EndpointDown, collect
 from rollgen.config import RunConfig
+from rollgen.metrics import pass_curves, repeat_groups
 from rollgen.records import Task, rollout_id
 from rollgen.report import rollout_stats, write_report
 from rollgen.resume import Prior, cache_root, collection_lock, find_prior, register, restore
@@ -173,6 +174,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         down = _downstream(cfg, rd)
         report["kept"].update(down.pop("kept"))
         report.update(down)
+        report["pass_at_k"] = pass_curves(repeat_groups(rd.rollouts))
+        if cfg.quality.plots:
+            from rollgen.plots import write_pass_curves
+
+            report["plots"] = [*report.get("plots", []), *write_pass_curves(report["pass_at_k"], rd.root / "plots")]
     else:
         report["reason"] = live.get("reason", "stopped by a signal; re-run the same command to continue")
     report["wall_time_s"] = round(time.perf_counter() - t0, 3)

@@ -16,7 +16,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["distinct_n", "maj_at_k", "pass_at_k", "pass_curves", "run_metrics"]
+__all__ = ["distinct_n", "maj_at_k", "pass_at_k", "pass_curves", "repeat_groups", "run_metrics"]
 
 PASS = 1.0 - 1e-9
 
@@ -81,20 +81,26 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def repeat_groups(rollouts: str | Path) -> dict[str, list[tuple[str | None, bool]]]:
+    """Per task, (extracted answer, passed) of each verified rollout, streamed from a rollouts file."""
+    groups: dict[str, list[tuple[str | None, bool]]] = defaultdict(list)
+    with open(rollouts, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("reward") is not None:
+                groups[r["task_id"]].append(((r.get("reward_details") or {}).get("extracted"), r["reward"] >= PASS))
+    return groups
+
+
 def run_metrics(run_dir: str | Path) -> dict[str, Any]:
     """The headline numbers of one run, flat, from its report and files (used by sweeps and compare)."""
     run_dir = Path(run_dir)
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     c = report["collection"]
-    groups: dict[str, list[tuple[str | None, bool]]] = defaultdict(list)
-    calls = 0
     with open(run_dir / "rollouts.jsonl", encoding="utf-8") as f:
-        for line in f:
-            r = json.loads(line)
-            calls += r.get("turns", 0)
-            if r.get("reward") is not None:
-                groups[r["task_id"]].append(((r.get("reward_details") or {}).get("extracted"), r["reward"] >= PASS))
-    curves = pass_curves(groups)
+        calls = sum(json.loads(line).get("turns", 0) for line in f)
+    curves = {k: {int(n): v for n, v in c.items()} for k, c in report.get("pass_at_k", {}).items()} or \
+        pass_curves(repeat_groups(run_dir / "rollouts.jsonl"))
     rows = [row for split in ("train", "validation", "test") for row in _jsonl(run_dir / "dataset" / f"{split}.jsonl")]
     margins = [row["margin"] for row in rows if isinstance(row.get("margin"), (int, float))]
     completions = [r["completion"] for r in _jsonl(run_dir / "curated.jsonl")]

@@ -95,3 +95,23 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
     ax.legend(loc="lower right")
     _save(fig, plots_dir / "funnel.png", out)
     return out
+
+
+def write_pass_curves(curves: dict[str, dict[int, float]], plots_dir: Path) -> list[str]:
+    """pass@k and maj@k against k (the number of repeats used), one line each."""
+    if len(curves.get("pass@k", {})) < 2:
+        return []
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    fig = _figure(5.0, 3.4)
+    ax = fig.add_subplot()
+    for name, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [curve[k] for k in ks], marker="o", label=name)
+    ax.set_xlabel("k (samples per task)")
+    ax.set_ylabel("mean over tasks")
+    ax.set_ylim(0, 1.02)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out: list[str] = []
+    _save(fig, plots_dir / "pass_at_k.png", out)
+    return out

@@ -53,11 +53,23 @@ def write_report(rd: RunDir, report: dict[str, Any]) -> None:
         f"| {report['wall_time_s']} | {report['rollouts_per_s']} |", "",
         "Rollouts by status: " + ", ".join(f"{k} {v}" for k, v in c["by_status"].items()), "",
         "Tokens: " + (", ".join(f"{k} {v}" for k, v in c["tokens"].items()) or "not reported"), "",
+        *_repeat_lines(report),
         *_quality_lines(report),
         "## Dataset", "", f"format `{report['format']}`: "
         + ", ".join(f"{k} {v} rows" for k, v in report["dataset"].items()), "",
     ]
     rd.report_md.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _repeat_lines(report: dict[str, Any]) -> list[str]:
+    """pass@k and maj@k over the repeats of each task (unbiased pass@k estimator), as a table."""
+    curves = {name: {int(k): v for k, v in c.items()} for name, c in (report.get("pass_at_k") or {}).items()}
+    ks = sorted(curves.get("pass@k", {}))
+    if not ks:
+        return []
+    return ["## pass@k and maj@k", "", "| k | " + " | ".join(str(k) for k in ks) + " |", "|---" * (len(ks) + 1) + "|",
+            *(f"| {name} | " + " | ".join(f"{curve[k]:.3f}" for k in ks) + " |" for name, curve in curves.items()),
+            ""]
 
 
 def _pct(x: float | None) -> str:

@@ -110,3 +110,23 @@ def test_optuna_sweep_maximizes_the_objective(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "sw" / "sweep_summary.json").read_text())
     assert len(summary["jobs"]) == 3
     assert best == max(j["dpo_pairs_per_1k_calls"] for j in summary["jobs"]) > 0
+
+
+def test_run_report_has_pass_and_maj_at_k(tmp_path: Path) -> None:
+    import rollgen
+
+    tasks = write_arith_tasks(tmp_path / "t.jsonl", 8)
+    with serve_in_thread(FakeOpenAI(correct_rate=0.5, seed=4)) as url:
+        report = rollgen.run(rollgen.compose(["policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}",
+                                              "progress=false", "sampler.num_repeats=4"], output_dir=str(tmp_path / "r")))
+    rows = [json.loads(x) for x in (tmp_path / "r" / "rollouts.jsonl").read_text().splitlines()]
+    by_task: dict[str, list[bool]] = {}
+    for r in rows:
+        by_task.setdefault(r["task_id"], []).append(r["reward"] == 1.0)
+    expected = sum(pass_at_k(4, sum(v), 2) for v in by_task.values()) / len(by_task)
+    assert report["pass_at_k"]["pass@k"][2] == pytest.approx(expected)
+    assert report["pass_at_k"]["pass@k"][4] == pytest.approx(sum(any(v) for v in by_task.values()) / len(by_task))
+    assert set(report["pass_at_k"]["maj@k"]) == {1, 2, 3, 4}
+    png = tmp_path / "r" / "plots" / "pass_at_k.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and "plots/pass_at_k.png" in (tmp_path / "r" / "report.md").read_text()
+    assert "## pass@k and maj@k" in (tmp_path / "r" / "report.md").read_text()
