@@ -25,7 +25,12 @@ from typing import Any
 from rollgen.config import GuardsConfig
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier, verifier_name, verify
-from rollgen.verifiers.extract import all_boxed, answer_region, final_answer, is_empty_answer
+from rollgen.verifiers.extract import (
+    all_boxed,
+    answer_region,
+    final_answer,
+    is_empty_answer,
+)
 from rollgen.verifiers.math import _NUMBER
 
 __all__ = ["GUARDS", "Guarded", "check"]

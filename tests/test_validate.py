@@ -13,7 +13,12 @@ import rollgen
 from rollgen.commands.validate import main
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
-from rollgen.verifiers.cases import PERTURBATIONS, perturbations, render_number, renderings
+from rollgen.verifiers.cases import (
+    PERTURBATIONS,
+    perturbations,
+    render_number,
+    renderings,
+)
 from rollgen.verifiers.runcheck import cohen_kappa
 from rollgen.verifiers.validation import run_gold_validation
 from tests.conftest import serve_in_thread, write_arith_tasks

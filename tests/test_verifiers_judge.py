@@ -128,9 +128,8 @@ def test_empty_or_master_key_answers_are_not_sent_to_the_judge() -> None:
                                   JudgeFake(reply="I think it is fine."), JudgeFake(reply="VERDICT: MAYBE"),
                                   JudgeFake(reply="Score: 12/10")])
 def test_judge_failures_raise_never_a_silent_zero(fake: JudgeFake) -> None:
-    with serve_in_thread(fake) as url:
-        with pytest.raises(JudgeError):
-            run_all(judge(url, max_retries=0), [(task(), "\\boxed{7}")])
+    with serve_in_thread(fake) as url, pytest.raises(JudgeError):
+        run_all(judge(url, max_retries=0), [(task(), "\\boxed{7}")])
 
 
 def test_cascade_calls_the_judge_only_when_the_rule_cannot_decide() -> None:

@@ -58,7 +58,7 @@ class AsyncLength(Verifier):
 
 def rollgen(*args: str, cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(pythonpath), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "rollgen", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "rollgen", *args], cwd=cwd, capture_output=True, text=True, check=False,
                           timeout=300, env=env)
 
 

@@ -153,8 +153,8 @@ def _stats_md(title: str, s: dict[str, Any]) -> list[str]:
              + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()) + ")", "",
              "| mean | std | share 0 | share 1 | share partial | share unparseable | share caught by guards |",
              "|---|---|---|---|---|---|---|",
-             f"| {s['mean_reward']} | {s['std_reward']} | {s['share_0']} | {s['share_1']} | {s['share_partial']} "
-             f"| {s['share_unparseable']} | {s['share_guarded']} |", "",
+             (f"| {s['mean_reward']} | {s['std_reward']} | {s['share_0']} | {s['share_1']} | {s['share_partial']} "
+              f"| {s['share_unparseable']} | {s['share_guarded']} |"), "",
              "| reward | count |", "|---|---|", *(f"| {h['bin']} | {h['count']} |" for h in s["histogram"]), ""]
     if s["guards"]:
         lines += ["Guards: " + ", ".join(f"{g} {n}" for g, n in s["guards"].items()), ""]
@@ -171,9 +171,9 @@ def _run_md(report: dict[str, Any]) -> str:
         a = report["agreement"]
         lines += _stats_md(f"Rewards (verifier B: `{report['verifier_b'].get('_target_')}`)", report["stats_b"])
         lines += ["## Agreement", "",
-                  f"{a['compared']} rollouts scored by both (pass = reward ≥ {a['threshold']}): agreement "
-                  f"{a['agreement']}, **Cohen's kappa {a['cohen_kappa']}**, mean |reward A − reward B| "
-                  f"{a['mean_abs_reward_diff']}, {a['disagreements']} disagreements.", "",
+                  (f"{a['compared']} rollouts scored by both (pass = reward ≥ {a['threshold']}): agreement "
+                   f"{a['agreement']}, **Cohen's kappa {a['cohen_kappa']}**, mean |reward A − reward B| "
+                   f"{a['mean_abs_reward_diff']}, {a['disagreements']} disagreements."), "",
                   "| | count |", "|---|---|", *(f"| {k} | {v} |" for k, v in a["table"].items()), ""]
         for ex in a["examples"]:
             lines.append(f"- `{ex['id']}`: A {ex['reward_a']} (extracted {ex['extracted_a']!r}), "

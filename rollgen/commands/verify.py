@@ -153,16 +153,17 @@ def _replace(run_dir: Path, cfg: RunConfig) -> None:
 
 def _md(run_dir: Path, cfg: RunConfig, s: dict[str, Any], replaced: bool) -> str:
     lines = [f"# rollgen verify: `{run_dir}`", "",
-             f"verifier `{cfg.verifier.target}` · {s['rollouts']} rollouts, {s['rescored']} rescored, "
-             f"**{s['changed']} changed** ({s['reward_up']} up, {s['reward_down']} down, "
-             f"{s['became_verifier_error']} became verifier_error, {s['recovered_from_verifier_error']} recovered)", "",
+             (f"verifier `{cfg.verifier.target}` · {s['rollouts']} rollouts, {s['rescored']} rescored, "
+              f"**{s['changed']} changed** ({s['reward_up']} up, {s['reward_down']} down, "
+              f"{s['became_verifier_error']} became verifier_error, {s['recovered_from_verifier_error']} recovered)"),
+             "",
              "| | before | after |", "|---|---|---|",
              f"| mean reward | {s['mean_reward_before']} | {s['mean_reward_after']} |",
              f"| pass rate | {s['pass_rate_before']} | {s['pass_rate_after']} |", "",
              "Transitions (reward 0 / partial / 1 / error): "
              + (", ".join(f"{k}: {v}" for k, v in s["transitions"].items()) or "none"), "",
-             f"New rewards: `{'rollouts.jsonl (originals in rollouts.original.jsonl)' if replaced else REVERIFIED}`; "
-             "one line per change in `reverify_diff.jsonl`.", ""]
+             (f"New rewards: `{'rollouts.jsonl (originals in rollouts.original.jsonl)' if replaced else REVERIFIED}`; "
+              "one line per change in `reverify_diff.jsonl`."), ""]
     if s["examples"]:
         lines += ["## Examples", ""]
         for ex in s["examples"]:

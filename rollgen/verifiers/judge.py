@@ -24,7 +24,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator

@@ -87,7 +87,7 @@ async def _rescore_one(row: dict[str, Any], tasks: dict[str, Task], verifier: An
     new = old.model_copy(update={"status": status, "error": None if old.status == "verifier_error" else old.error})
     try:
         verdict = await verify(verifier, task, new)
-    except Exception as e:  # a crashed verifier is a status, never a silent 0
+    except Exception as e:  # noqa: BLE001 - a crashed verifier is a status, never a silent 0
         return new.model_copy(update={"status": "verifier_error", "error": f"{type(e).__name__}: {e}",
                                       "reward": None, "reward_details": {}, "verifier": None})
     return new.model_copy(update={"reward": verdict.reward, "reward_details": verdict.details,

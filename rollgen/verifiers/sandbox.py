@@ -90,7 +90,7 @@ def network_isolation_available() -> bool:
     if not unshare:
         return False
     try:
-        return subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=10).returncode == 0
+        return subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=10, check=False).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -150,7 +150,7 @@ async def run_python(script: str, files: dict[str, str], limits: Limits, stdin: 
                 except (BrokenPipeError, ConnectionResetError):
                     pass
             await asyncio.wait_for(proc.wait(), limits.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             timed_out = True
         finally:
             _kill_group(proc.pid)  # also ends anything the code left running in its process group

@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
-from rollgen.verifiers.extract import Extract, answer_region, final_answer, gold_answers, strip_wrappers
+from rollgen.verifiers.extract import (
+    Extract,
+    answer_region,
+    final_answer,
+    gold_answers,
+    strip_wrappers,
+)
 from rollgen.verifiers.math import _answer_is, _last_boxed, parse_number
 
 __all__ = ["ExactMatch", "FormatCheck", "MultipleChoice", "NormalizedMatch", "RegexMatch", "normalize_text"]

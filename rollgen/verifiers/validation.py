@@ -213,9 +213,10 @@ def write_gold_report(report: dict[str, Any], out: Path) -> None:
     target = report["verifier"].get("_target_")
     lines = [
         f"# rollgen validate: `{target}`", "",
-        f"**{'PASS' if report['passed'] else 'FAIL'}** · {report['tasks']} tasks, {report['cases']} cases, "
-        f"{report['elapsed_s']} s · thresholds: false-positive rate ≤ {report['thresholds']['max_false_positive_rate']:g}, "
-        f"false-negative rate ≤ {report['thresholds']['max_false_negative_rate']:g} per kind", "",
+        (f"**{'PASS' if report['passed'] else 'FAIL'}** · {report['tasks']} tasks, {report['cases']} cases, "
+         f"{report['elapsed_s']} s · thresholds: false-positive rate ≤ "
+         f"{report['thresholds']['max_false_positive_rate']:g}, false-negative rate ≤ "
+         f"{report['thresholds']['max_false_negative_rate']:g} per kind"), "",
         *(f"- {p}" for p in report["problems"]), "",
         "## Confusion matrix (guards, then the verifier, as in a run)", "",
         "| cases | reward 1 | partial | reward 0 | verifier_error |", "|---|---|---|---|---|",
@@ -232,8 +233,8 @@ def write_gold_report(report: dict[str, Any], out: Path) -> None:
         alone = "" if k["positive"] else str(k["verifier_alone_failures"])
         lines.append(f"| {name} | {1 if k['positive'] else 0} | {k['cases']} | {k['failures']} | {k['rate']:.4f} "
                      f"| {k['errors']} | {k['caught_by_guards']} | {alone} |")
-    lines += ["", "## Guards", "", "Each guard's catches by kind; in brackets, how many of them the verifier alone "
-              "would have rewarded (what the guard saves).", "", "| guard | catches |", "|---|---|"]
+    lines += ["", "## Guards", "", ("Each guard's catches by kind; in brackets, how many of them the verifier alone "
+                                    "would have rewarded (what the guard saves)."), "", "| guard | catches |", "|---|---|"]
     for g, kinds in report["guard_catches"].items():
         saves = report["guard_saves"].get(g, {})
         cells = ", ".join(f"{k} {n}" + (f" [{saves[k]}]" if saves.get(k) else "") for k, n in sorted(kinds.items()))
