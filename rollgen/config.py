@@ -412,7 +412,8 @@ class RunConfig(_Model):
     verifier: VerifierComponent
     quality: QualityConfig
     format: FormatConfig
-    integration: Component
+    integration: dict[str, Component] = Field(
+        description="name -> integration; integration=[trl,verl] picks several (each writes export/<name>/)")
     seed: int = 0
     limit: int | None = Field(None, ge=1)
     progress: bool = True
@@ -424,6 +425,15 @@ class RunConfig(_Model):
 
     guards: GuardsConfig = GuardsConfig()
     validation: ValidateConfig = Field(ValidateConfig(), alias="validate")
+
+    @field_validator("integration", mode="before")
+    @classmethod
+    def _name_integrations(cls, value: Any) -> Any:
+        """A bare component (``_target_`` at the top, as in configs written before several integrations were
+        allowed) is named after its class: ``{"jsonlintegration": {...}}``."""
+        if isinstance(value, dict) and "_target_" in value:
+            return {str(value["_target_"]).rsplit(".", 1)[-1].lower(): value}
+        return value
 
     @model_validator(mode="after")
     def _guard_the_verifier(self) -> RunConfig:
@@ -464,11 +474,13 @@ def validate_run_config(data: dict[str, Any]) -> RunConfig:
         raise ConfigError(_error_lines(e)) from None
     lines = []
     for name in COMPONENTS:
-        comp: Component = getattr(cfg, name)
-        try:
-            comp.cls.Params.model_validate(comp.model_extra or {})
-        except ValidationError as e:
-            lines += _error_lines(e, name)
+        value = getattr(cfg, name)
+        named = {f"{name}.{k}": c for k, c in value.items()} if isinstance(value, dict) else {name: value}
+        for key, comp in named.items():
+            try:
+                comp.cls.Params.model_validate(comp.model_extra or {})
+            except ValidationError as e:
+                lines += _error_lines(e, key)
     if lines:
         raise ConfigError(lines)
     return cfg

@@ -193,9 +193,8 @@ def _downstream(cfg: RunConfig, rd: RunDir) -> dict[str, Any]:
     log.info("%s", quality.format_funnel(curation.funnel, curation.total, str(rd.rejected)))
     built = formats.build_dataset(cfg.format, rd.curated, rd.dataset, cfg.seed)
     dataset = built["splits"]
-    integration = cfg.integration.build()
-    exported = integration.export(rd.dataset, rd.export / cfg.integration.target.rsplit(".", 1)[-1].lower(),
-                                  cfg.format.kind)
+    exported = {name: comp.build().export(rd.dataset, rd.export / name, cfg.format.kind)  # export/<name>/ each
+                for name, comp in cfg.integration.items()}
     return {"funnel": curation.funnel, "quality": curation.metrics, "plots": curation.plots,
             "contamination": curation.contamination, "dataset": dataset, "dataset_details": built, "export": exported,
             "kept": {"curated": curation.curated, "dataset_rows": sum(dataset.values())}}

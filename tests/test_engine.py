@@ -47,7 +47,7 @@ def test_run_writes_every_file_and_rewards_correct_answers(tmp_path: Path) -> No
         report = _run(tmp_path, url, tasks, "sampler=sft")
     run = tmp_path / "run"
     for name in ["run_config.json", "tasks.jsonl", "rollouts.jsonl", "curated.jsonl", "dataset/train.jsonl",
-                 "dataset/validation.jsonl", "report.json", "report.md", "export/jsonlintegration/manifest.json"]:
+                 "dataset/validation.jsonl", "report.json", "report.md", "export/jsonl/manifest.json"]:
         assert (run / name).is_file(), name
     rows = _rollouts(tmp_path)
     assert len(rows) == 12 and all(r["status"] == "ok" and r["reward"] == 1.0 for r in rows)

@@ -1,0 +1,142 @@
+"""What the framework integrations share: reading a dataset's splits, writing JSONL/Parquet, launch scripts.
+
+A rollgen dataset folder holds ``train.jsonl``, ``validation.jsonl`` and maybe ``test.jsonl`` of one format
+(sft, dpo, kto or rl; ``rollgen/formats/rows.py``). Each integration maps every row to its framework's
+schema (``convert``) and writes one file per split under ``<algorithm>/``, then a ``train.sh`` and a
+``manifest.json`` that says what was written, how to load it, and what was left out and why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SPLITS", "Export", "iter_rows", "split_files", "user_text", "write_jsonl", "write_parquet"]
+
+SPLITS = ("train", "validation", "test")
+Row = dict[str, Any]
+
+
+def split_files(dataset_dir: Path) -> dict[str, Path]:
+    """The split files present in ``dataset_dir``, in split order."""
+    return {s: dataset_dir / f"{s}.jsonl" for s in SPLITS if (dataset_dir / f"{s}.jsonl").is_file()}
+
+
+def iter_rows(path: Path) -> Iterator[Row]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def write_jsonl(path: Path, rows: list[Row]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return len(rows)
+
+
+def write_parquet(path: Path, rows: list[Row]) -> int:
+    """Rows as one Parquet file (pyarrow infers the nested struct/list schema; columns must agree across rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    os.replace(tmp, path)
+    return len(rows)
+
+
+def user_text(messages: list[dict[str, Any]]) -> str:
+    """The content of the last user turn (the problem statement of a single-turn prompt)."""
+    for m in reversed(messages):
+        if m.get("role") == "user" and isinstance(m.get("content"), str):
+            return m["content"]
+    return ""
+
+
+class Export:
+    """One framework's export folder: data files, launch script, config snippets, manifest."""
+
+    def __init__(self, out_dir: Path, framework: str, fmt: str, version_matched: str):
+        self.out = out_dir
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.manifest: dict[str, Any] = {"framework": framework, "format": fmt, "matched": version_matched,
+                                         "files": {}, "algorithms": [], "skipped": [], "notes": []}
+
+    def write_splits(self, dataset_dir: Path, sub: str, convert: Callable[[Row, str, int], Row | None],
+                     writer: Callable[[Path, list[Row]], int], suffix: str) -> dict[str, Path]:
+        """Convert every split of ``dataset_dir`` into ``<sub>/<split><suffix>``; returns the files written.
+
+        ``convert(row, split, index)`` returns the framework's row, or None to leave the row out (counted
+        in the manifest's ``skipped`` with the reason given by ``self.skip``).
+        """
+        written: dict[str, Path] = {}
+        for split, src in split_files(dataset_dir).items():
+            rows = [out for i, row in enumerate(iter_rows(src)) if (out := convert(row, split, i)) is not None]
+            if not rows:
+                continue
+            dest = self.out / sub / f"{split}{suffix}"
+            self.manifest["files"][str(dest.relative_to(self.out))] = writer(dest, rows)
+            written[split] = dest
+        return written
+
+    def skip(self, reason: str) -> None:
+        for entry in self.manifest["skipped"]:
+            if entry["reason"] == reason:
+                entry["rows"] += 1
+                return
+        self.manifest["skipped"].append({"reason": reason, "rows": 1})
+
+    def write_text(self, name: str, text: str, executable: bool = False) -> Path:
+        path = self.out / name
+        path.write_text(text, encoding="utf-8")
+        if executable:
+            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        self.manifest["files"].setdefault(name, None)
+        return path
+
+    def write_script(self, header: str, commands: list[list[str]], env: dict[str, str]) -> Path:
+        """``train.sh``: bash, ``HERE`` = the export folder, ``env`` defaults overridable from the caller's
+        environment, each command's arguments one per line, and ``"$@"`` appended to the last command."""
+        lines = ["#!/usr/bin/env bash", *[f"# {h}" if h else "#" for h in header.splitlines()],
+                 "set -euo pipefail", 'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"']
+        lines += [f'{k}="${{{k}:-{v}}}"' for k, v in env.items()]
+        for n, cmd in enumerate(commands):
+            words = [_sh(a) for a in cmd] + (['"$@"'] if n == len(commands) - 1 else [])
+            lines.append(" \\\n  ".join(_group(words)))
+        return self.write_text("train.sh", "\n".join(lines) + "\n", executable=True)
+
+    def finish(self) -> dict[str, Any]:
+        (self.out / "manifest.json").write_text(json.dumps(self.manifest, indent=2) + "\n", encoding="utf-8")
+        return self.manifest
+
+
+def _group(words: list[str]) -> list[str]:
+    """One line per option: a new line at each ``--flag`` or ``key=value`` word (the program stays on line 1)."""
+    lines: list[list[str]] = []
+    for w in words:
+        bare = w.strip("'\"")
+        if lines and (bare.startswith("--") or ("=" in bare and not bare.startswith("-")) or w == '"$@"'):
+            lines.append([w])
+        elif lines:
+            lines[-1].append(w)
+        else:
+            lines.append([w])
+    return [" ".join(line) for line in lines]
+
+
+def _sh(arg: str) -> str:
+    """Quote a shell word, leaving ``$HERE``/``$VAR`` references expandable (double quotes)."""
+    if "$" in arg:
+        return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`") + '"'
+    return shlex.quote(arg)
