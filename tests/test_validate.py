@@ -144,6 +144,46 @@ def test_cases_renderings_and_perturbations() -> None:
     assert render_number(__import__("fractions").Fraction(-3, 8)) == "-0.375"
 
 
+CODE_TASKS = [
+    {"id": "add", "prompt": "Write add(a, b).",
+     "metadata": {"solution": "def add(a, b):\n    return a + b", "tests": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]}},
+    {"id": "rev", "prompt": "Write rev(s), the string reversed.",
+     "metadata": {"solution": "def rev(s):\n    out = ''\n    for ch in s:\n        out = ch + out\n    return out",
+                  "tests": ["assert rev('abc') == 'cba'", "assert rev('') == ''"]}},
+    {"id": "sq", "prompt": "Read n and print n squared.",
+     "metadata": {"solution": "n = int(input())\nprint(n * n)", "tests": [{"input": "3\n", "output": "9"}, {"input": "-2", "output": "4"}]}},
+]
+
+
+def test_code_verifier_validates_with_its_own_cases(tmp_path: Path) -> None:
+    path = tmp_path / "code.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in CODE_TASKS))
+    assert main(["verifier=code", f"server.data_path={path}", "--out", str(tmp_path / "ok")]) == 0
+    kinds = report(tmp_path / "ok")["kinds"]
+    assert {"reference_fenced", "reference_bare", "stub", "forged_results", "truncated", "other_task"} <= set(kinds)
+    assert all(k["failures"] == 0 for k in kinds.values())
+    # A task whose tests do not match its reference solution is a false negative validate names.
+    bad = [*CODE_TASKS[:2], {**CODE_TASKS[2], "metadata": {**CODE_TASKS[2]["metadata"], "tests": [{"input": "3", "output": "6"}]}}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in bad))
+    assert main(["verifier=code", f"server.data_path={path}", "--out", str(tmp_path / "bad")]) == 1
+    r = report(tmp_path / "bad")
+    assert r["kinds"]["reference_fenced"]["failures"] == 1
+    assert r["kinds"]["reference_fenced"]["examples"][0]["task_id"] == "sq"
+
+
+def test_json_verifier_validates_and_a_lenient_one_is_caught(tmp_path: Path) -> None:
+    rows = [{"id": "p1", "prompt": "Ann, 3, as JSON.", "answer": {"name": "Ann", "age": 3}},
+            {"id": "p2", "prompt": "Bob, 5, cat, as JSON.", "answer": {"name": "Bob", "age": 5, "pet": {"kind": "cat"}}}]
+    path = tmp_path / "json.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["verifier=json", f"server.data_path={path}", "--out", str(tmp_path / "ok")]) == 0
+    kinds = report(tmp_path / "ok")["kinds"]
+    assert {"json_fenced", "json_reordered", "field_changed", "field_missing", "invalid_json"} <= set(kinds)
+    # Comparing no fields accepts any valid JSON: a changed field gets full credit.
+    assert main(["verifier=json", "verifier.fields=[]", f"server.data_path={path}", "--out", str(tmp_path / "lax")]) == 1
+    assert report(tmp_path / "lax")["kinds"]["field_changed"]["failures"] == 2
+
+
 def test_cohen_kappa() -> None:
     assert cohen_kappa([True, True, False, False], [True, False, False, False]) == pytest.approx(0.5)
     assert cohen_kappa([True, False] * 5, [True, False] * 5) == pytest.approx(1.0)

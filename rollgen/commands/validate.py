@@ -80,6 +80,10 @@ def _gold(overrides: list[str], config_dir: str | None, out_arg: str | None) -> 
         print("rollgen: the server has no tasks", file=sys.stderr)
         return 2
     report = run_gold_validation(cfg, tasks)
+    if report["cases"] == 0:
+        print(f"rollgen: none of the {len(tasks)} tasks has a gold answer (task.answer) to validate against, and "
+              f"the verifier brings no validation_cases", file=sys.stderr)
+        return 2
     report["server"] = cfg.server.model_dump(mode="json", by_alias=True)
     write_gold_report(report, out)
     verdict = "PASS" if report["passed"] else "FAIL"

@@ -7,6 +7,9 @@ guess inside ``<think>``) and the numeric perturbations (off by one, sign flip).
 generic perturbations: another task's answer, empty, the question repeated, a hedge ("7 or 8"), the right
 answer buried in a list, output truncated mid-way (``finish_reason=length``), a long rambling answer.
 Kinds that do not apply to a gold (a sign flip of 0, thousands of 12) are skipped, not counted.
+
+A verifier whose answers are not short final answers (JSON, code) brings its own cases: a method
+``validation_cases(task, other_task) -> list[Case] | None`` (see ``JsonSchemaVerifier`` and ``CodeTests``).
 """
 
 from __future__ import annotations
@@ -33,10 +36,19 @@ _MAX_DENOMINATOR = 10_000  # fraction renderings only for "nice" fractions
 
 @dataclass(frozen=True, slots=True)
 class Case:
+    """One completion to score. ``bound``: a positive fails below it (default 1), a negative above it
+    (default 0; a partial-credit verifier may allow e.g. 0.5 for one of two fields wrong)."""
+
     kind: str
     positive: bool
     completion: str
     finish_reason: str = "stop"
+    bound: float | None = None
+
+    def failed(self, reward: float | None) -> bool:
+        if self.positive:
+            return reward is None or reward < (1.0 if self.bound is None else self.bound)
+        return reward is not None and reward > (0.0 if self.bound is None else self.bound)
 
 
 def render_number(v: Fraction) -> str:

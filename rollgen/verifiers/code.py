@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
+from rollgen.verifiers.cases import Case
 from rollgen.verifiers.extract import answer_region
 from rollgen.verifiers.sandbox import Limits, Network, run_python
 
@@ -126,6 +127,35 @@ class CodeTests(Verifier):
     def __init__(self, params: Params):
         super().__init__(params)
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def validation_cases(self, task: Task, other: Task | None) -> list[Case] | None:
+        """Cases for ``rollgen validate`` from a reference solution (``task.metadata["solution"]``, else a
+        string ``task.answer``): it must pass every test, in a fence, with prose, or bare; an empty answer,
+        a stub, the solution cut in half, another task's solution, the question, and an attempt to print
+        fake result lines must not. None without a reference solution."""
+        reference = task.metadata.get("solution") or (task.answer if isinstance(task.answer, str) else None)
+        if not reference:
+            return None
+        reference = reference.strip("\n")
+        lines = reference.splitlines()
+        question = next((m.get("content") for m in reversed(task.chat()) if m.get("role") == "user"), "") or ""
+        cases = [
+            Case("reference_fenced", True, f"```python\n{reference}\n```"),
+            Case("reference_with_prose", True, f"Here is my solution:\n\n```python\n{reference}\n```\n\n"
+                                               "It handles every case in the statement."),
+            Case("reference_bare", True, reference),
+            Case("empty", False, ""),
+            Case("stub", False, "```python\ndef solve(*args, **kwargs):\n    pass\n```"),
+            Case("question_repeated", False, str(question)),
+            Case("forged_results", False, "```python\nfor i in range(100):\n    print([i, True, None])\n```"),
+        ]
+        if len(lines) > 1:
+            half = "\n".join(lines[: len(lines) // 2])
+            cases.append(Case("truncated", False, f"```python\n{half}", finish_reason="length"))
+        other_ref = other.metadata.get("solution") if other is not None else None
+        if other_ref and other_ref.strip("\n") != reference:
+            cases.append(Case("other_task", False, f"```python\n{other_ref.strip()}\n```"))
+        return cases
 
     def _limits(self) -> Limits:
         p = self.params

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
+from rollgen.verifiers.cases import Case
 from rollgen.verifiers.extract import answer_region
 from rollgen.verifiers.text import normalize_text
 
@@ -135,6 +136,19 @@ class JsonSchemaVerifier(Verifier):
     params: Params
     name = "json"
 
+    def validation_cases(self, task: Task, other: Task | None) -> list[Case] | None:
+        """Cases for ``rollgen validate`` when the gold answer is a JSON object (else the standard ones)."""
+        def parsed(answer: Any) -> Any:
+            if isinstance(answer, str):
+                try:
+                    return json.loads(answer)
+                except ValueError:
+                    return None
+            return answer
+
+        question = next((m.get("content") for m in reversed(task.chat()) if m.get("role") == "user"), "") or ""
+        return json_cases(parsed(task.answer), parsed(other.answer) if other else None, str(question))
+
     def verify(self, task: Task, rollout: Rollout) -> Verdict:
         p = self.params
         value, reason = extract_json(rollout.completion)
@@ -165,3 +179,47 @@ class JsonSchemaVerifier(Verifier):
         details["fields"] = fields
         details["field_score"] = sum(fields.values()) / len(fields) if fields else 1.0
         return Verdict(reward=details["field_score"], details=details, verifier=self.name)
+
+
+def _changed(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + " (changed)"
+    return None if value is not None else "changed"
+
+
+def json_cases(gold: Any, other: Any, question: str) -> list[Case] | None:
+    """``rollgen validate`` cases for a gold JSON object: renderings that must score 1, breakages that must not."""
+    if not isinstance(gold, dict) or not gold:
+        return None
+    text = json.dumps(gold, ensure_ascii=False)
+    cases = [
+        Case("json_compact", True, json.dumps(gold, ensure_ascii=False, separators=(",", ":"))),
+        Case("json_fenced", True, "Here is the JSON:\n```json\n" + json.dumps(gold, ensure_ascii=False, indent=2) + "\n```"),
+        Case("json_reordered", True, json.dumps(dict(reversed(list(gold.items()))), ensure_ascii=False)),
+        Case("json_with_prose", True, f"Sure! {text} Let me know if you need anything else."),
+        Case("empty", False, ""),
+        Case("question_repeated", False, question),
+        Case("invalid_json", False, text[: max(1, len(text) // 2)]),
+        Case("truncated", False, text[: max(1, len(text) // 2)], finish_reason="length"),
+    ]
+    leaves = _leaves(gold)
+    first = next(iter(leaves))
+    if len(gold) > 1:  # a required field may be missing: the schema, or the field score, must notice
+        missing = dict(list(gold.items())[1:])
+        cases.append(Case("field_missing", False, json.dumps(missing), bound=len(_leaves(missing)) / len(leaves)))
+    wrong = copy.deepcopy(gold)
+    node, *path = first.split(".")
+    target = wrong
+    for key in path:
+        target = target[node]
+        node = key
+    target[node] = _changed(target[node])
+    cases.append(Case("field_changed", False, json.dumps(wrong), bound=(len(leaves) - 1) / len(leaves)))
+    if isinstance(other, dict) and other != gold:
+        share = sum(_get(other, p) == v for p, v in leaves.items()) / len(leaves)
+        cases.append(Case("other_task", False, json.dumps(other), bound=share))
+    return cases

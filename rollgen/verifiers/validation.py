@@ -10,6 +10,7 @@ false-negative rates per kind, up to ``validate.examples`` failures per kind, gu
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from rollgen.config import RunConfig
 from rollgen.guards import Guarded, check
 from rollgen.records import Rollout, Task
 from rollgen.verifiers import verify
-from rollgen.verifiers.cases import Case, equivalent, perturbations, renderings
+from rollgen.verifiers.cases import PERTURBATIONS, RENDERINGS, Case, equivalent, perturbations, renderings
 
 __all__ = ["run_gold_validation", "write_gold_report"]
 
@@ -43,17 +44,18 @@ class Scored:
         """The reward a run would record: 0 when a guard trips, else the verifier's (None: verifier_error)."""
         return 0.0 if self.guards else self.reward
 
-    def failed(self, positive_min: float = 1.0) -> bool:
-        r = self.pipeline
-        return (r is None or r < positive_min) if self.case.positive else (r is not None and r > 0.0)
+    def failed(self) -> bool:
+        return self.case.failed(self.pipeline)
 
 
 def _gold(task: Task) -> str | None:
     a = task.answer
     if a is None:
         return None
-    if isinstance(a, (list, tuple)):
-        return str(a[0]) if a else None
+    if isinstance(a, (list, tuple)):  # several acceptable answers: the first
+        return _gold(task.model_copy(update={"answer": a[0]})) if a else None
+    if isinstance(a, dict):
+        return json.dumps(a, ensure_ascii=False)
     return a if isinstance(a, str) else str(a)
 
 
@@ -93,12 +95,20 @@ async def _score_all(cfg: RunConfig, tasks: list[Task], verifier: Any) -> list[S
         finally:
             slots.release()
 
+    own_cases = getattr(verifier, "validation_cases", None)
+    known = set(RENDERINGS) | set(PERTURBATIONS)
     async with asyncio.TaskGroup() as tg:
         for i, (task, gold) in enumerate(zip(tasks, golds)):
-            if gold is None:
+            cases = own_cases(task, tasks[(i + 1) % len(tasks)] if len(tasks) > 1 else None) if own_cases else None
+            if cases is not None:  # the verifier's own cases; the kind filters apply to the standard kinds
+                wanted = (render_kinds or set(RENDERINGS)) | (perturb_kinds or set(PERTURBATIONS))
+                cases = [c for c in cases if c.kind not in known or c.kind in wanted]
+                gold = gold or "(see the verifier's cases)"
+            elif gold is None:
                 continue
-            cases = renderings(gold, render_kinds) + perturbations(task, gold, _other(golds, i), perturb_kinds,
-                                                                   v.rambling_chars)
+            else:
+                cases = renderings(gold, render_kinds) + perturbations(task, gold, _other(golds, i), perturb_kinds,
+                                                                       v.rambling_chars)
             for j, case in enumerate(cases):
                 await slots.acquire()
                 tg.create_task(one(task, gold, case, j))
@@ -161,7 +171,7 @@ def summarize(cfg: RunConfig, scored: list[Scored]) -> dict[str, Any]:
             k["caught_by_guards"] += 1
             for g in s.guards:
                 guard_catches.setdefault(g, Counter())[s.case.kind] += 1
-            if not s.case.positive and s.reward is not None and s.reward > 0:
+            if not s.case.positive and s.case.failed(s.reward):
                 k["verifier_alone_failures"] += 1
                 guard_saves.setdefault(s.guards[0], Counter())[s.case.kind] += 1
         if s.failed():
@@ -177,8 +187,8 @@ def summarize(cfg: RunConfig, scored: list[Scored]) -> dict[str, Any]:
             problems.append(f"{name}: {what} rate {k['rate']:.4f} > {limit:g} ({k['failures']} of {k['cases']})")
     pos, neg = confusion["positive"], confusion["negative"]
     n_pos, n_neg = sum(pos.values()), sum(neg.values())
-    fn = n_pos - pos["reward_1"]
-    fp = neg["reward_1"] + neg["partial"]
+    fn = sum(k["failures"] for k in kinds.values() if k["positive"])  # a case's own bound decides
+    fp = sum(k["failures"] for k in kinds.values() if not k["positive"])
     return {
         "mode": "gold",
         "passed": not problems,
