@@ -22,7 +22,14 @@ from rollgen.config import RunConfig
 from rollgen.guards import Guarded, check
 from rollgen.records import Rollout, Task
 from rollgen.verifiers import verify
-from rollgen.verifiers.cases import PERTURBATIONS, RENDERINGS, Case, equivalent, perturbations, renderings
+from rollgen.verifiers.cases import (
+    PERTURBATIONS,
+    RENDERINGS,
+    Case,
+    equivalent,
+    perturbations,
+    renderings,
+)
 
 __all__ = ["run_gold_validation", "write_gold_report"]
 
