@@ -19,7 +19,7 @@ from rollgen.quality.view import Rows, RowView
 
 __all__ = ["BREAKDOWN", "Metrics"]
 
-BREAKDOWN = ("domain", "difficulty", "source", "source_dataset")  # task metadata keys broken down by
+BREAKDOWN = ("difficulty", "domain", "source", "source_dataset")  # task metadata keys broken down by
 BINS = np.linspace(0.0, 1.0, 11)
 CAP = 1 << 20
 
