@@ -51,7 +51,7 @@ def _split(args: list[str]) -> tuple[Path | None, list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    ns = _parser().parse_args(argv)
+    ns = _parser().parse_intermixed_args(argv)
     try:
         run_dir, overrides = _split(ns.args)
         if run_dir is None:

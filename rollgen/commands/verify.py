@@ -178,7 +178,7 @@ def main(argv: list[str]) -> int:
     from rollgen.rundir import RunDir, write_json
     from rollgen.verifiers.reverify import rerun_config
 
-    ns = _parser().parse_args(argv)
+    ns = _parser().parse_intermixed_args(argv)
     run_dir: Path = ns.run_dir
     try:
         if not RunDir(run_dir).rollouts.is_file():
