@@ -33,7 +33,7 @@ from rollgen.verifiers.extract import (
 )
 from rollgen.verifiers.math import _NUMBER
 
-__all__ = ["GUARDS", "Guarded", "check"]
+__all__ = ["GUARDS", "Guarded", "check", "guard_verdict"]
 
 GUARDS = ("truncated", "too_long", "empty", "copied_from_prompt", "repetition", "hedging")
 

@@ -305,3 +305,14 @@ def test_verify_accepts_floats_and_tuples_and_rejects_bad_rewards() -> None:
     for bad in (1.5, -0.1, float("nan"), "1", None):
         with pytest.raises((ValueError, TypeError)):
             as_verdict(bad, "v")
+
+
+def test_public_names_exist() -> None:
+    import importlib
+
+    for name in ("rollgen.verifiers", "rollgen.verifiers.text", "rollgen.verifiers.numeric", "rollgen.verifiers.structured",
+                 "rollgen.verifiers.code", "rollgen.verifiers.sandbox", "rollgen.verifiers.judge", "rollgen.verifiers.combine",
+                 "rollgen.verifiers.shaping", "rollgen.verifiers.spec", "rollgen.verifiers.cases", "rollgen.verifiers.extract",
+                 "rollgen.verifiers.validation", "rollgen.verifiers.reverify", "rollgen.verifiers.runcheck", "rollgen.guards"):
+        module = importlib.import_module(name)
+        assert module.__all__ and all(hasattr(module, n) for n in module.__all__), name
