@@ -103,6 +103,18 @@ def test_dpo_presets_end_to_end(tmp_path: Path) -> None:
     assert report["dataset"]["train"] == len(by_task)
 
 
+def test_curate_rebuilds_a_missing_report_and_can_skip_plots(tmp_path: Path) -> None:
+    run = _collect(tmp_path, FakeOpenAI(correct_rate=0.5, seed=4), "quality.min_reward_threshold=0.0")
+    (run / "report.json").unlink()
+    for png in (run / "plots").glob("*.png"):
+        png.unlink()
+    assert curate.main([str(run), "quality.plots=false", "quality=rl"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["collection"]["rollouts"] == 80 and report["plots"] == [] and not list((run / "plots").glob("*.png"))
+    assert [f["filter"] for f in report["funnel"]][-3:] == ["pass_rate", "zero_variance", "reward"]
+    assert "## Quality funnel" in (run / "report.md").read_text()
+
+
 def test_curate_help_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         curate.main(["--help"])

@@ -147,7 +147,8 @@ def _paraphrase(text: str, seed: int, edits: int) -> str:
     return " ".join(toks).replace(" w1", ", W1")
 
 
-def test_near_dedup_on_paraphrases(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["oph", "classic"])
+def test_near_dedup_on_paraphrases(tmp_path: Path, scheme: str) -> None:
     base = prose(7, 200)
     rows = [roll("a", 0, base, reward=0.5, prompt="Explain it."),
             roll("b", 0, _paraphrase(base, 1, 1), reward=1.0, prompt="Explain it, please."),
@@ -155,7 +156,7 @@ def test_near_dedup_on_paraphrases(tmp_path: Path) -> None:
             roll("d", 0, prose(8, 200), reward=0.2, prompt="Explain it."),
             roll("e", 0, _paraphrase(base, 3, 60), reward=0.9, prompt="Explain something else.")]
     result, kept, dropped = curate(tmp_path, rows, ["exact_dedup", "near_dedup"],
-                                   filters={"near_dedup": {"field": "completion"}})
+                                   filters={"near_dedup": {"field": "completion", "scheme": scheme}})
     assert ids(kept) == {"b#0", "d#0", "e#0"}  # b is the best-rewarded of {a, b, c}; e changed 30% of its words
     assert {r["reason"] for r in dropped} == {"near duplicate"}
     assert all("rollout b#0" in r["detail"] for r in dropped)
@@ -194,6 +195,19 @@ def test_decontamination_finds_a_planted_overlap(tmp_path: Path) -> None:
     c = result.contamination
     assert c["files"][str(bench)] == {"rows": 3, "too_short": 0, "matched_rows": 2}
     assert {(m["row"], tuple(m["matched"])) for m in c["matches"]} == {("q2", ("planted",)), ("q3", ("short",))}
+
+
+def test_decontamination_of_completions(tmp_path: Path) -> None:
+    bench = tmp_path / "gsm.jsonl"
+    solution = "Natalia sold 48 clips in April and half as many clips in May so she sold 72 clips altogether"
+    bench.write_text(json.dumps({"id": "g7", "question": solution, "answer": "72"}) + "\n")
+    rows = [roll("a", 0, "Recall: " + solution.lower() + "."), roll("a", 1, "She sold 72 clips.")]
+    _, kept, _ = curate(tmp_path, rows, ["decontaminate"], filters={"decontaminate": {"eval_files": [str(bench)]}})
+    assert ids(kept) == {"a#0", "a#1"}  # prompts only, by default
+    result, kept, dropped = curate(tmp_path, rows, ["decontaminate"], filters={"decontaminate": {
+        "eval_files": [str(bench)], "field": "prompt_completion"}})
+    assert ids(kept) == {"a#1"} and "completion shares a 13-gram" in dropped[0]["detail"]
+    assert result.contamination["matches"][0]["matched"] == ["a#0"]
 
 
 def test_pass_rate_band_and_zero_variance(tmp_path: Path) -> None:
