@@ -139,6 +139,11 @@ def child(out: Path, chain: str | None, plots: bool, settings: list[str]) -> Non
                       "distinct": result.metrics["distinct"], "duplicates": result.metrics["duplicates"]}))
 
 
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000)
@@ -154,7 +159,8 @@ def main() -> None:
         return
     out = Path(args.dir or tempfile.mkdtemp(prefix="rollgen-bench-quality-"))
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / "rollouts.jsonl").is_file() or sum(1 for _ in open(out / "rollouts.jsonl")) != args.n:
+    rollouts = out / "rollouts.jsonl"
+    if not rollouts.is_file() or _count_lines(rollouts) != args.n:
         t0 = time.perf_counter()
         generate(out, args.n)
         size = (out / "rollouts.jsonl").stat().st_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -274,7 +275,7 @@ def test_funnel_counts_add_up_and_nothing_is_lost(tmp_path: Path) -> None:
     f = result.funnel
     assert [s["filter"] for s in f] == chain
     assert f[0]["in"] == len(rows) == result.total
-    for step, nxt in zip(f, f[1:]):
+    for step, nxt in itertools.pairwise(f):
         assert step["out"] == nxt["in"]
     for step in f:
         assert step["in"] == step["out"] + step["dropped"] == step["out"] + sum(step["reasons"].values())

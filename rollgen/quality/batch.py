@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rollgen.quality.text import _P, MinHasher, mix, word_spans
+from rollgen.quality.text import MinHasher, P, mix, word_spans
 
 __all__ = ["Batch"]
 
@@ -42,7 +42,7 @@ class Batch:
             else:
                 h = self.tokens[:m].copy()
                 for j in range(1, n):
-                    h *= _P
+                    h *= P
                     h += self.tokens[j:m + j]
                 inside = self.row[:m] == self.row[n - 1:]
                 self._cache[key] = mix(h[inside]), self.row[:m][inside]

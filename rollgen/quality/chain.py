@@ -1,10 +1,11 @@
 """The filter chain in two streaming passes over ``rollouts.jsonl``, with bounded memory.
 
-Pass 1 parses each row once (in batches, whose text features are hashed together, ``batch.py``): row filters run in chain order until the first that drops it; group
-filters (dedup, pass rate, balance) only *observe* the rows that reach them and keep a few bytes per
-row or task. Then, in memory and in chain order, every filter decides on the rows still alive at its
-turn, which gives the funnel. Pass 2 copies each raw line to ``curated.jsonl`` or, wrapped with the
-filter and reason, to ``rejected.jsonl``, without parsing it again.
+Pass 1 parses each row once (256 at a time, their text hashed together: ``batch.py``): row filters
+run in chain order until the first that drops it; group filters (dedup, pass rate, balance) only
+*observe* the rows that reach them and keep a few bytes per row or task. Then, in memory and in
+chain order, every filter decides on the rows still alive at its turn, which gives the funnel.
+Pass 2 copies each raw line to ``curated.jsonl`` or, wrapped with the filter and reason, to
+``rejected.jsonl``, without parsing it again.
 """
 
 from __future__ import annotations

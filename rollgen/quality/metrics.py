@@ -74,7 +74,7 @@ def _summary(x: np.ndarray) -> dict[str, Any]:
     x = x[~np.isnan(x)]
     if len(x) == 0:
         return {"n": 0}
-    return {"n": int(len(x)), "mean": round(float(x.mean()), 4), "std": round(float(x.std()), 4),
+    return {"n": len(x), "mean": round(float(x.mean()), 4), "std": round(float(x.std()), 4),
             "min": round(float(x.min()), 4), "p50": round(float(np.median(x)), 4),
             "p90": round(float(np.quantile(x, 0.9)), 4), "max": round(float(x.max()), 4)}
 
@@ -135,7 +135,7 @@ class Metrics:
 
     def _pass_rate(self) -> dict[str, Any]:
         m = self.task_mean[~np.isnan(self.task_mean)]
-        return {"tasks": int(len(m)), "never_solved": int((m == 0).sum()), "always_solved": int((m == 1).sum()),
+        return {"tasks": len(m), "never_solved": int((m == 0).sum()), "always_solved": int((m == 1).sum()),
                 "mixed": int(((m > 0) & (m < 1)).sum()), "mean_of_tasks": round(float(m.mean()), 4) if len(m) else None,
                 "histogram": np.histogram(m, BINS)[0].tolist()}
 

@@ -8,16 +8,17 @@ processes (no ``hash()``), so a re-run of ``rollgen curate`` makes the same deci
 from __future__ import annotations
 
 import hashlib
+
 import numpy as np
 
-__all__ = ["MinHasher", "exact_key", "mix", "ngram_hashes", "word_spans", "words"]
+__all__ = ["MinHasher", "P", "exact_key", "mix", "ngram_hashes", "word_spans", "words"]
 
 _WORD = np.zeros(256, dtype=np.int8)
 _WORD[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz0123456789_", dtype=np.uint8)] = 1
 _WORD[128:] = 1
 _ONE = np.uint64(1)
 _MAX32 = np.uint32(0xFFFFFFFF)
-_P = np.uint64(0x100000001B3)  # odd, so it has an inverse modulo 2**64
+P = np.uint64(0x100000001B3)  # odd, so it has an inverse modulo 2**64
 _P_INV = np.uint64(pow(0x100000001B3, -1, 1 << 64))
 _S27, _S30, _S31, _S32 = (np.uint64(k) for k in (27, 30, 31, 32))
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -31,7 +32,7 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     if len(_pow) < n:
         size = max(n, 2 * len(_pow))
         with np.errstate(over="ignore"):
-            _pow = np.cumprod(np.concatenate(([np.uint64(1)], np.full(size - 1, _P, dtype=np.uint64))))
+            _pow = np.cumprod(np.concatenate(([np.uint64(1)], np.full(size - 1, P, dtype=np.uint64))))
             _pow_inv = np.cumprod(np.concatenate(([np.uint64(1)], np.full(size - 1, _P_INV, dtype=np.uint64))))
     return _pow, _pow_inv
 
@@ -78,7 +79,7 @@ def ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
         return np.zeros(0, dtype=np.uint64)
     out = tokens[:m].copy()
     for j in range(1, n):
-        out *= _P
+        out *= P
         out += tokens[j:m + j]
     return mix(out)
 
