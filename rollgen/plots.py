@@ -15,7 +15,9 @@ import numpy as np
 if TYPE_CHECKING:
     from rollgen.quality.metrics import Metrics
 
-__all__ = ["write_plots"]
+__all__ = ["QUALITY_PLOTS", "write_plots"]
+
+QUALITY_PLOTS = ("reward_hist", "pass_rate", "length_hist", "diversity", "funnel")  # what write_plots draws
 
 ALL, KEPT = "#9aa5b1", "#2f6db5"
 

@@ -57,6 +57,7 @@ def test_curate_retunes_without_any_request(tmp_path: Path, capsys: pytest.Captu
     fake = FakeOpenAI(correct_rate=0.5, seed=2)
     run = _collect(tmp_path, fake, "quality.min_reward_threshold=0.0")
     before, requests = _count(run / "curated.jsonl"), fake.requests
+    plots_before = json.loads((run / "report.json").read_text())["plots"]
 
     def no_network(*args: object) -> None:
         raise AssertionError("rollgen curate opened a connection")
@@ -73,6 +74,7 @@ def test_curate_retunes_without_any_request(tmp_path: Path, capsys: pytest.Captu
     report = json.loads((run / "report.json").read_text())
     assert report["kept"]["curated"] == after and report["curated_with"]["overrides"] == ["quality.min_reward_threshold=1.0"]
     assert report["collection"]["rollouts"] == 80  # the collection section survives
+    assert sorted(report["plots"]) == sorted(plots_before)  # quality's redrawn, other stages' (pass@k) kept
     out = capsys.readouterr().out
     assert "quality: 80 rollouts -> " in out and "reward < 1" in out
     saved = json.loads((run / "run_config.json").read_text())

@@ -334,3 +334,8 @@ def test_bad_quality_config_names_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError) as e:
         compose([override], output_dir="x")
     assert any(line.startswith(key) for line in e.value.lines), e.value.lines
+
+
+def test_public_surface() -> None:
+    assert set(quality.__all__) == {"Curation", "curate", "format_funnel"}
+    assert all(callable(getattr(quality, name)) for name in quality.__all__)

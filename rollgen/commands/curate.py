@@ -49,6 +49,7 @@ def recurate(run_dir: str | Path, overrides: list[str] | None = None) -> dict[st
     """
     from rollgen import __version__
     from rollgen.engine import _downstream
+    from rollgen.plots import QUALITY_PLOTS
     from rollgen.report import rollout_stats, write_report
     from rollgen.rundir import RunDir, write_json
 
@@ -67,7 +68,9 @@ def recurate(run_dir: str | Path, overrides: list[str] | None = None) -> dict[st
                   "collection": stats, "wall_time_s": None, "rollouts_per_s": None,
                   "kept": {"rollouts": stats["rollouts"]}}
     report["kept"] = {**report.get("kept", {}), **down.pop("kept")}
+    others = [p for p in report.get("plots", []) if Path(p).stem not in QUALITY_PLOTS]  # e.g. pass@k, not ours
     report.update(down)
+    report["plots"] = [*down["plots"], *others]
     report["format"] = cfg.format.kind
     report["curated_with"] = {"overrides": overrides, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                               "time_s": round(time.perf_counter() - t0, 3)}
