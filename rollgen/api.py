@@ -133,7 +133,7 @@ def rerun_config(run_dir: str | Path, overrides: list[str] | None = None) -> Run
     return validate_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
 
-_GROUPS = ("server", "sampler", "policy", "verifier", "quality", "format", "integration")
+_GROUPS = ("server", "sampler", "policy", "verifier", "guards", "validate", "quality", "format", "integration")
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def test_every_group_has_a_default() -> None:
     assert cfg.server.target.endswith("MathServer")
     assert cfg.policy.target.endswith("LocalPolicy")
     assert cfg.verifier.target.endswith("MathVerifier")
-    assert cfg.format.kind == "sft" and cfg.quality.kind == "default"
+    assert cfg.format.kind == "sft" and cfg.quality.kind == "sft"  # the default sampler preset picks both
 
 
 def test_sft_preset_has_seed_numbers() -> None:
@@ -42,7 +42,7 @@ def test_dpo_preset_has_seed_numbers() -> None:
     assert cfg.sampler.num_repeats == 2
     assert cfg.sampler.responses_create_params.temperature == 0.7
     assert cfg.format.kind == "dpo" and cfg.format.min_quality_difference == 0.1
-    assert cfg.quality.min_reward_threshold == 0.0
+    assert cfg.quality.min_reward_threshold == 0.0 and cfg.quality.kind == "dpo"
 
 
 def test_ppo_preset_has_seed_numbers() -> None:
