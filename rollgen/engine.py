@@ -21,7 +21,7 @@ from rollgen.metrics import pass_curves, repeat_groups
 from rollgen.records import Task, rollout_id
 from rollgen.report import rollout_stats, write_report
 from rollgen.resume import Prior, cache_root, collection_lock, find_prior, register, restore
-from rollgen.rundir import JsonlWriter, RunDir, write_json, write_jsonl
+from rollgen.rundir import JsonlWriter, RunDir, read_jsonl, write_json, write_jsonl
 
 __all__ = ["UserError", "collection_hash", "run"]
 
@@ -76,6 +76,10 @@ async def _collect(cfg: RunConfig, rd: RunDir, server: Any, verifier: Any, polic
     for sig in signals:
         loop.add_signal_handler(sig, on_signal, sig.name)
     try:
+        if prior.rescore and prior.reused:
+            log.info("re-verifying %d reused rollouts: this run's verifier config differs from %s",
+                     prior.reused, prior.source)
+            await _rescore_reused(rd, verifier)
         async with policy.serve() as endpoint:
             outcome["model"] = endpoint.model
             await collect(
@@ -122,8 +126,23 @@ def _start(cfg: RunConfig, rd: RunDir, cache: Path, config_hash: str) -> Prior:
     if rd.rollouts.is_file():
         return restore(rd.rollouts, rd.rollouts, aside)
     if cfg.reuse_rollouts and (source := find_prior(cache, config_hash, rd.root)) is not None:
-        return restore(source / "rollouts.jsonl", rd.rollouts, aside)
+        prior = restore(source / "rollouts.jsonl", rd.rollouts, aside)
+        theirs = json.loads((source / "run_config.json").read_text(encoding="utf-8"))
+        ours = cfg.model_dump(mode="json", by_alias=True)
+        prior.rescore = any(theirs.get(k) != ours.get(k) for k in ("verifier", "guards"))
+        return prior
     return Prior()
+
+
+async def _rescore_reused(rd: RunDir, verifier: Any) -> None:
+    """Reused rollouts were scored by another verifier config: score them again with this run's (no model calls)."""
+    from rollgen.verifiers.reverify import load_tasks, rescore
+
+    tmp = rd.rollouts.with_suffix(".rescore")
+    with open(tmp, "w", encoding="utf-8") as out:
+        async for _, new in rescore(read_jsonl(rd.rollouts), load_tasks(rd.root), verifier):
+            out.write(new.model_dump_json() + "\n")
+    os.replace(tmp, rd.rollouts)
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
@@ -159,7 +178,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "model": live["model"],
         "format": cfg.format.kind,
         "collection": stats,
-        "resume": {"source": prior.source, "reused": prior.reused, "retried": prior.retried, "torn": prior.torn},
+        "resume": {"source": prior.source, "reused": prior.reused, "retried": prior.retried, "torn": prior.torn,
+                   "rescored": prior.reused if prior.rescore else 0},
         "bad_rows": server.bad_rows,
         "funnel": [],
         "kept": {"rollouts": stats["rollouts"], "curated": 0, "dataset_rows": 0},

@@ -73,6 +73,7 @@ class Prior:
     retried: int = 0  # failed rollouts dropped so they are collected again
     torn: int = 0
     done: set[str] = field(default_factory=set)
+    rescore: bool = False  # reused rollouts were verified under another verifier/guards config
 
 
 def restore(source: Path, dest: Path, aside: Path) -> Prior:

@@ -44,6 +44,19 @@ def test_rerun_of_a_finished_collection_makes_no_requests(tmp_path: Path) -> Non
     assert sorted(_ids(tmp_path / "a" / "rollouts.jsonl")) == sorted(_ids(tmp_path / "b" / "rollouts.jsonl"))
 
 
+def test_reused_rollouts_are_rescored_under_a_new_verifier(tmp_path: Path) -> None:
+    tasks = write_arith_tasks(tmp_path / "t.jsonl", 6)
+    fake = FakeOpenAI()
+    with serve_in_thread(fake) as url:
+        rollgen.run(_cfg(tmp_path, url, tasks, "a"))
+        # same collection hash (the verifier is not part of it), another verifier: reused rows are re-scored
+        report = rollgen.run(_cfg(tmp_path, url, tasks, "b", "verifier=exact"))
+    assert fake.requests == 6 and report["resume"]["rescored"] == 6
+    rows = list(read_jsonl(tmp_path / "b" / "rollouts.jsonl"))
+    assert {r["verifier"] for r in rows} != {"math"}
+    assert [r["reward"] for r in read_jsonl(tmp_path / "a" / "rollouts.jsonl")] == [1.0] * 6
+
+
 def test_changed_sampling_never_reuses(tmp_path: Path) -> None:
     tasks = write_arith_tasks(tmp_path / "t.jsonl", 5)
     fake = FakeOpenAI()
@@ -79,7 +92,7 @@ def test_torn_last_line_is_set_aside_and_reported(tmp_path: Path) -> None:
         lines = path.read_text().splitlines(keepends=True)
         path.write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2])  # killed mid-write of line 6
         report = rollgen.run(cfg)  # the same run dir: resume in place
-    assert report["resume"] == {"source": str(path), "reused": 5, "retried": 0, "torn": 1}
+    assert report["resume"] == {"source": str(path), "reused": 5, "retried": 0, "torn": 1, "rescored": 0}
     assert fake.requests == 8 + 3
     assert sorted(_ids(path)) == sorted(f"t{i}#0" for i in range(8))
     assert (tmp_path / "a" / "rollouts.torn.jsonl").read_text().count("\n") == 1
