@@ -164,6 +164,16 @@ def test_near_dedup_on_paraphrases(tmp_path: Path, scheme: str) -> None:
     assert result.funnel[0]["dropped"] == 0 and result.funnel[1]["dropped"] == 2  # none of them is exact
 
 
+@pytest.mark.parametrize("scheme", ["oph", "classic"])
+def test_near_dedup_keeps_short_answers_to_different_prompts(tmp_path: Path, scheme: str) -> None:
+    # a dozen words each, differing only in numbers: true Jaccard of the pairs is below 0.5
+    rows = [roll(f"t{a}_{b}", 0, f"Let me compute. The answer is \\boxed{{{a + b}}}.",
+                 prompt=f"Calculate {a} + {b}.\nPut your final answer within \\boxed{{}}.")
+            for a in range(1, 7) for b in range(2, 7)]
+    _, kept, _ = curate(tmp_path, rows, ["near_dedup"], filters={"near_dedup": {"scheme": scheme}})
+    assert len(kept) == len(rows) == 30
+
+
 def test_near_dedup_threshold_is_respected(tmp_path: Path) -> None:
     base = prose(9, 200)
     rows = [roll("a", 0, base), roll("b", 0, _paraphrase(base, 4, 20), reward=0.5)]

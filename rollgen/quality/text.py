@@ -98,8 +98,8 @@ class MinHasher:
 
     ``scheme="oph"`` (default): one-permutation hashing (Li, Owen & Zhang 2012): each shingle's hash
     picks one of ``num_perm`` bins and the bin keeps its smallest value; O(shingles) instead of
-    O(shingles x num_perm), ~15x faster. Bins left empty (short texts) are filled by ``densify`` from
-    the next non-empty bin (rotation densification, Shrivastava & Li 2014) just before comparing.
+    O(shingles x num_perm), ~15x faster. Bins left empty (short texts) are filled by ``densify`` just
+    before comparing (optimal densification, Shrivastava 2017).
     ``scheme="classic"``: ``num_perm`` independent permutations, datasketch's affine32 scheme and seeds.
     For both, the union of two sets has the element-wise minimum of their (undensified) signatures.
     """
@@ -114,6 +114,7 @@ class MinHasher:
             self._a, self._b = a.astype(np.uint32), b.astype(np.uint32)
         else:
             self._salt = mix(np.array([seed + 0x5EED], dtype=np.uint64))[0]
+            self._probes: list[np.ndarray] = []
 
     def signature(self, shingles: np.ndarray) -> np.ndarray:
         return self.signatures(shingles, np.zeros(len(shingles), dtype=np.int64), 1)[0]
@@ -144,23 +145,34 @@ class MinHasher:
         return out
 
     def densify(self, sigs: np.ndarray) -> np.ndarray:
-        """Fill empty bins (``oph``) with the value of the next non-empty bin to the right (circularly),
-        mixed with the distance; rows without any shingle stay ``empty``. A copy; ``classic`` is returned as is."""
+        """Fill the empty bins of ``oph`` signatures (optimal densification, Shrivastava 2017).
+
+        An empty bin j takes the value of bin ``probe(j, 1)``, else ``probe(j, 2)``... the first
+        probed bin that holds a value; probes depend on the bin and the round only, so two sets agree
+        on a filled bin with probability equal to their Jaccard similarity, as for a real bin. Rows
+        without any shingle stay ``empty``. Returns a copy (``classic`` signatures are returned as is).
+        """
         if self.scheme == "classic" or len(sigs) == 0:
             return sigs
-        if len(sigs) > 4096:  # bounded temporaries
-            return np.concatenate([self.densify(sigs[i:i + 4096]) for i in range(0, len(sigs), 4096)])
-        k = self.num_perm
         full = sigs != _MAX32
-        pos = np.where(full, np.arange(k, dtype=np.int16), np.int16(2 * k))
-        nxt = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1]  # next non-empty bin at or after j
-        first = pos.min(axis=1, keepdims=True)
-        nxt = np.where(nxt >= 2 * k, first + k, nxt)  # none after j: wrap round to the first one
-        dist = (nxt - np.arange(k)).astype(np.uint32)
-        donor = np.take_along_axis(sigs, np.minimum(nxt % k, k - 1), axis=1)
-        filled = np.where(full, sigs, donor * np.uint32(0x9E3779B1) + dist)
-        filled[~full.any(axis=1)] = _MAX32
-        return filled
+        out = sigs.copy()
+        rows, bins = np.nonzero(~full & full.any(axis=1)[:, None])
+        rnd = 0
+        while len(rows):
+            cand = self._probe(rnd)[bins]
+            ok = full[rows, cand]
+            out[rows[ok], bins[ok]] = sigs[rows[ok], cand[ok]]
+            rows, bins = rows[~ok], bins[~ok]
+            rnd += 1
+        return out
+
+    def _probe(self, rnd: int) -> np.ndarray:
+        """Round ``rnd``'s probe: bin j -> another bin, the same for every signature."""
+        while len(self._probes) <= rnd:
+            j = np.arange(self.num_perm, dtype=np.uint64)
+            key = j + np.uint64(self.num_perm) * np.uint64(len(self._probes) + 1) + self._salt
+            self._probes.append((mix(key) % np.uint64(self.num_perm)).astype(np.int64))
+        return self._probes[rnd]
 
     @staticmethod
     def jaccard(a: np.ndarray, b: np.ndarray) -> float:
