@@ -35,9 +35,10 @@ def test_run_reports_funnel_metrics_and_plots(tmp_path: Path, caplog: pytest.Log
     caplog.set_level(logging.INFO, logger="rollgen")
     run = _collect(tmp_path, FakeOpenAI(correct_rate=0.5, seed=1), "quality.min_reward_threshold=0.0")
     report = json.loads((run / "report.json").read_text())
-    assert [f["filter"] for f in report["funnel"]] == ["status", "reward", "length", "repetition", "refusal",
-                                                       "exact_dedup", "near_dedup", "decontaminate"]
-    exact = report["funnel"][5]
+    assert [f["filter"] for f in report["funnel"]] == [  # sampler=sft (the default) picks quality=sft
+        "status", "reward", "length", "repetition", "refusal", "answer_format", "decontaminate", "exact_dedup",
+        "near_dedup", "cap_per_task"]
+    exact = report["funnel"][7]
     assert exact["dropped"] > 0 and exact["reasons"] == {"exact duplicate": exact["dropped"]}  # the fake repeats itself
     curated, rejected = _count(run / "curated.jsonl"), _count(run / "rejected.jsonl")
     assert curated == report["kept"]["curated"] == report["funnel"][-1]["out"] and curated + rejected == 80
