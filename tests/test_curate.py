@@ -36,9 +36,9 @@ def test_run_reports_funnel_metrics_and_plots(tmp_path: Path, caplog: pytest.Log
     run = _collect(tmp_path, FakeOpenAI(correct_rate=0.5, seed=1), "quality.min_reward_threshold=0.0")
     report = json.loads((run / "report.json").read_text())
     assert [f["filter"] for f in report["funnel"]] == [  # sampler=sft (the default) picks quality=sft
-        "status", "reward", "length", "repetition", "refusal", "answer_format", "decontaminate", "exact_dedup",
-        "near_dedup", "cap_per_task"]
-    exact = report["funnel"][7]
+        "status", "reward", "length", "repetition", "refusal", "decontaminate", "exact_dedup", "near_dedup",
+        "cap_per_task"]
+    exact = report["funnel"][6]
     assert exact["dropped"] > 0 and exact["reasons"] == {"exact duplicate": exact["dropped"]}  # the fake repeats itself
     curated, rejected = _count(run / "curated.jsonl"), _count(run / "rejected.jsonl")
     assert curated == report["kept"]["curated"] == report["funnel"][-1]["out"] and curated + rejected == 80
@@ -88,7 +88,7 @@ def test_curate_retunes_without_any_request(tmp_path: Path, capsys: pytest.Captu
     assert curate.main([str(run), "quality=sft", "quality.min_reward_threshold=0.0"]) == 0
     saved = json.loads((run / "run_config.json").read_text())
     assert saved["quality"]["kind"] == "sft" and saved["quality"]["min_reward_threshold"] == 0.0
-    assert _count(run / "curated.jsonl") == before  # sft adds answer_format and a cap of 4: the fake passes both
+    assert _count(run / "curated.jsonl") == before  # the run's own chain (sft) again, at the run's threshold
 
 
 def test_dpo_presets_end_to_end(tmp_path: Path) -> None:
