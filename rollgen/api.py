@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from omegaconf import OmegaConf, open_dict
 
 from rollgen.config import ConfigError, RunConfig, validate_run_config
 
-__all__ = ["compose", "conf_dir", "hydra_error_line", "rerun_config", "run"]
+__all__ = ["GROUPS", "compose", "conf_dir", "hydra_error_line", "rerun_config", "run"]
 
 
 def conf_dir() -> Path:
@@ -97,15 +98,12 @@ def _keys_of_default() -> list[str]:
         return []
 
 
-def rerun_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """A finished run's config with ``overrides`` applied: what you override changes, the rest is as the run had it.
+def rerun_config(run_dir: str | Path, overrides: list[str] | None = None, config_dir: str | None = None) -> RunConfig:
+    """The run's saved config with ``overrides``: a group choice (``verifier=judge``, from rollgen's groups
+    or ``config_dir``'s) replaces that section; ``key.path=value`` edits the saved value.
 
-    ``key.path=value`` overrides edit the run's saved config; a group choice (``quality=sft``) replaces
-    that whole section with the option's YAML (then ``quality.key=v`` edits it). ``output_dir`` stays
-    the run dir. Raises ``ConfigError`` naming bad keys.
+    ``output_dir`` stays the run dir. Raises ``ConfigError`` naming bad keys.
     """
-    import json
-
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -119,21 +117,22 @@ def rerun_config(run_dir: str | Path, overrides: list[str] | None = None) -> Run
         parsed = OverridesParser.create().parse_overrides(list(overrides or []))
     except HydraException as e:
         raise ConfigError([hydra_error_line(e)]) from None
-    choices = [o.input_line for o in parsed if "." not in o.key_or_group and o.key_or_group in _GROUPS]
-    if choices:
-        fresh = compose(choices, output_dir=str(run_dir)).model_dump(mode="json", by_alias=True)
-        for o in parsed:
-            if o.input_line in choices:
-                saved[o.key_or_group] = fresh[o.key_or_group]
+    choices = [o.input_line for o in parsed if "." not in o.key_or_group and o.key_or_group in GROUPS]
+    fresh = compose(choices, config_dir=config_dir, output_dir=str(run_dir)).model_dump(mode="json", by_alias=True)
+    for o in parsed:
+        if o.input_line in choices:
+            saved[o.key_or_group] = fresh[o.key_or_group]
+    for key in ("guards", "validate"):  # runs from before these sections existed
+        saved.setdefault(key, fresh[key])
     cfg = OmegaConf.create(saved)
     for o in parsed:
         if o.input_line not in choices:
-            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+            OmegaConf.update(cfg, o.key_or_group.lstrip("+"), o.value(), merge=True)
     cfg.output_dir = str(run_dir)
     return validate_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
 
-_GROUPS = ("server", "sampler", "policy", "verifier", "guards", "validate", "quality", "format", "integration")
+GROUPS = ("server", "sampler", "policy", "verifier", "quality", "format", "integration", "guards", "validate")
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:

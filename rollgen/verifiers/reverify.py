@@ -7,59 +7,20 @@ two verifiers). Rollouts are rescored in file order, ``concurrency`` at a time, 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from rollgen.api import compose, hydra_error_line
-from rollgen.config import ConfigError, RunConfig, validate_run_config
+from rollgen.api import GROUPS, rerun_config
+from rollgen.config import ConfigError
 from rollgen.records import Rollout, Task
 from rollgen.rundir import RunDir, read_jsonl
 from rollgen.verifiers import verify
 
-__all__ = ["GROUPS", "load_tasks", "rerun_config", "rescore", "scorable"]
+__all__ = ["GROUPS", "load_tasks", "rerun_config", "rescore", "scorable"]  # rerun_config: from rollgen.api
 
-GROUPS = ("server", "sampler", "policy", "verifier", "quality", "format", "integration", "guards", "validate")
 _SCORED_STATUSES = ("ok", "truncated", "verifier_error")
-
-
-def rerun_config(run_dir: str | Path, overrides: list[str] | None = None, config_dir: str | None = None) -> RunConfig:
-    """The run's saved config with ``overrides``: a group choice (``verifier=judge``, from rollgen's groups
-    or ``config_dir``'s) replaces that section; ``key.path=value`` edits the saved value.
-
-    Like ``rollgen.api.rerun_config``, plus ``config_dir`` (a training repo's groups) and the guards and
-    validate groups. Raises ``ConfigError`` naming bad keys.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    run_dir = Path(run_dir)
-    saved_path = RunDir(run_dir).config
-    if not saved_path.is_file():
-        raise ConfigError([f"{run_dir}: not a rollgen run directory (no run_config.json)"])
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    saved.pop("rollgen_version", None)
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides or []))
-    except HydraException as e:
-        raise ConfigError([hydra_error_line(e)]) from None
-    choices = [o.input_line for o in parsed if "." not in o.key_or_group and o.key_or_group in GROUPS]
-    fresh = compose(choices, config_dir=config_dir, output_dir=str(run_dir)).model_dump(mode="json", by_alias=True)
-    for o in parsed:
-        if o.input_line in choices:
-            saved[o.key_or_group] = fresh[o.key_or_group]
-    for key in ("guards", "validate"):  # runs from before these sections existed
-        saved.setdefault(key, fresh[key])
-    cfg = OmegaConf.create(saved)
-    for o in parsed:
-        if o.input_line not in choices:
-            OmegaConf.update(cfg, o.key_or_group.lstrip("+"), o.value(), merge=True)
-    cfg.output_dir = str(run_dir)
-    return validate_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
 
 def load_tasks(run_dir: str | Path) -> dict[str, Task]:
