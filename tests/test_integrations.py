@@ -355,3 +355,45 @@ def test_rl_rows_without_ground_truth_are_counted_not_exported(tmp_path: Path) -
         assert m["skipped"] == [{"reason": m["skipped"][0]["reason"], "rows": 1}], cls.__name__
     cfg = json.loads((tmp_path / "export/VerlIntegration/reward_config.json").read_text())
     assert cfg["source"].startswith("rollgen defaults") and cfg["verifier"]["_target_"].endswith("MathVerifier")
+
+
+def test_a_re_export_replaces_the_previous_files_and_keeps_checkpoints(tmp_path: Path) -> None:
+    sft = _dataset(tmp_path / "a", SftFormat())
+    dpo = _dataset(tmp_path / "b", DpoFormat(validation_fraction=0.0))
+    out = tmp_path / "export"
+    TrlIntegration(TrlIntegration.Params()).export(sft, out, "sft")
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "model.safetensors").write_text("weights")
+    m = TrlIntegration(TrlIntegration.Params()).export(dpo, out, "dpo")
+    assert not (out / "sft").exists() and (out / "dpo/train.jsonl").is_file()
+    assert (out / "checkpoints/model.safetensors").read_text() == "weights"
+    assert sorted(m["files"]) == ["dpo/train.jsonl", "train.sh"]
+
+
+@pytest.mark.slow
+def test_reward_server_command_serves_on_loopback_with_a_token(rl_run: Path) -> None:
+    import os
+    import signal
+    import sys
+
+    env = {**os.environ, "ROLLGEN_REWARD_TOKEN": "t0ken"}
+    proc = subprocess.Popen([sys.executable, "-m", "rollgen.integrations.openrlhf", "--config",
+                             str(rl_run / "export/openrlhf/reward_config.json"), "--port", "0"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "token=$ROLLGEN_REWARD_TOKEN" in line and "http://127.0.0.1:" in line  # the secret is not printed
+        url = line.split("'")[1].replace("$ROLLGEN_REWARD_TOKEN", "t0ken")
+
+        async def post(target: str) -> tuple[int, Any]:
+            async with aiohttp.ClientSession() as s, s.post(target, json={
+                    "query": ["Q: 1+1?\nA: \\boxed{2}</s>"], "prompts": ["Q: 1+1?\nA: "], "labels": ["2"]}) as r:
+                return r.status, await r.json()
+
+        assert asyncio.run(post(url)) == (200, {"rewards": [1.0], "scores": [1.0],
+                                                "extra_logs": {"rollgen_verifier_error": [0.0]}})
+        assert asyncio.run(post(url.split("?")[0]))[0] == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0

@@ -70,6 +70,7 @@ class Export:
     def __init__(self, out_dir: Path, framework: str, fmt: str, version_matched: str):
         self.out = out_dir
         self.out.mkdir(parents=True, exist_ok=True)
+        _remove_previous(self.out)
         self.manifest: dict[str, Any] = {"framework": framework, "format": fmt, "matched": version_matched,
                                          "files": {}, "algorithms": [], "skipped": [], "notes": []}
 
@@ -119,6 +120,25 @@ class Export:
     def finish(self) -> dict[str, Any]:
         (self.out / "manifest.json").write_text(json.dumps(self.manifest, indent=2) + "\n", encoding="utf-8")
         return self.manifest
+
+
+def _remove_previous(out: Path) -> None:
+    """Delete the files an earlier export listed in its manifest (a re-export of another format must not leave
+    stale splits behind); anything else in the folder (checkpoints, resolved configs) stays."""
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        return
+    try:
+        names = list(json.loads(manifest.read_text(encoding="utf-8")).get("files", {}))
+    except (ValueError, AttributeError):
+        return
+    for name in names:
+        path = (out / name).resolve()
+        if path.is_file() and out.resolve() in path.parents:
+            path.unlink()
+            if path.parent != out.resolve() and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+    manifest.unlink()
 
 
 def _group(words: list[str]) -> list[str]:

@@ -148,12 +148,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     scorer = RewardScorer.from_file(args.config) if args.config else RewardScorer.from_server(args.server)
     token = os.environ.get("ROLLGEN_REWARD_TOKEN") or secrets.token_urlsafe(24)
-    shown = token if not os.environ.get("ROLLGEN_REWARD_TOKEN") else "$ROLLGEN_REWARD_TOKEN"
-    print(f"rollgen reward server: --reward.remote_url 'http://{args.host}:{args.port}/get_reward?token={shown}'",
-          file=sys.stderr, flush=True)
-    web.run_app(make_app(scorer, token), host=args.host, port=args.port, print=None)
-    scorer.close()
+    shown = "$ROLLGEN_REWARD_TOKEN" if os.environ.get("ROLLGEN_REWARD_TOKEN") else token
+    try:
+        asyncio.run(_serve(make_app(scorer, token), args.host, args.port, shown))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        scorer.close()
     return 0
+
+
+async def _serve(app: web.Application, host: str, port: int, shown_token: str) -> None:
+    """Serve until SIGINT/SIGTERM; print the URL to give OpenRLHF (with the port actually bound)."""
+    import signal
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    print(f"rollgen reward server: --reward.remote_url 'http://{host}:{bound}/get_reward?token={shown_token}'",
+          file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 class OpenRLHFIntegration(Integration):
