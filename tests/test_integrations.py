@@ -397,3 +397,20 @@ def test_reward_server_command_serves_on_loopback_with_a_token(rl_run: Path) -> 
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_integration_modules_have_a_small_public_surface() -> None:
+    import importlib
+
+    expected = {
+        "common": {"SPLITS", "Export", "iter_rows", "split_files", "user_text", "write_jsonl", "write_parquet"},
+        "reward": {"CONFIG_NAME", "RewardScorer", "completion_text", "prompt_text", "verifier_label",
+                   "write_reward_config"},
+        "trl": {"RewardFunction", "TrlIntegration", "reward_function"},
+        "verl": {"VerlIntegration", "compute_score", "make_compute_score"},
+        "openrlhf": {"OpenRLHFIntegration", "make_app", "make_reward_func", "response_of"},
+        "nemo_rl": {"NemoRLIntegration"},
+    }
+    for name, names in expected.items():
+        module = importlib.import_module(f"rollgen.integrations.{name}")
+        assert set(module.__all__) == names and all(hasattr(module, n) for n in names), name
