@@ -56,6 +56,7 @@ def test_words_ignore_case_and_punctuation() -> None:
     assert (words("The answer, is 42!") == words("the answer is 42")).all()
     assert len(words("héllo wörld")) == 2 and len(words("")) == 0
     assert not (words("the answer is 42") == words("the answer is 43")).all()
+    assert len(words("6 - 2")) == 3 and not (words("6 - 2") == words("6 + 2")).all()  # math symbols are words
 
 
 def test_status_drops_failures_and_length_finish(tmp_path: Path) -> None:
@@ -172,6 +173,15 @@ def test_near_dedup_keeps_short_answers_to_different_prompts(tmp_path: Path, sch
             for a in range(1, 7) for b in range(2, 7)]
     _, kept, _ = curate(tmp_path, rows, ["near_dedup"], filters={"near_dedup": {"scheme": scheme}})
     assert len(kept) == len(rows) == 30
+
+
+@pytest.mark.parametrize("scheme", ["oph", "classic"])
+def test_prompt_near_dedup_on_prompts_shorter_than_a_shingle(tmp_path: Path, scheme: str) -> None:
+    rows = [roll(f"t{i}", 0, "ok", prompt=f"Calculate {a} {op} {b}.")
+            for i, (a, op, b) in enumerate([(5, "-", 3), (5, "+", 3), (6, "-", 3), (5, "-", 3), (7, "*", 2)])]
+    _, kept, dropped = curate(tmp_path, rows, ["near_dedup"], filters={"near_dedup": {"field": "prompt", "scheme": scheme}})
+    assert ids(kept) == {"t0#0", "t1#0", "t2#0", "t4#0"}  # only t3 repeats t0; 4 words each, under one 5-gram
+    assert "task t0" in dropped[0]["detail"]
 
 
 def test_near_dedup_threshold_is_respected(tmp_path: Path) -> None:

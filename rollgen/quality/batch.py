@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rollgen.quality.text import MinHasher, P, mix, word_spans
+from rollgen.quality.text import MinHasher, P, mix, shingles, word_spans
 
 __all__ = ["Batch"]
 
@@ -48,6 +48,21 @@ class Batch:
                 self._cache[key] = mix(h[inside]), self.row[:m][inside]
         return self._cache[key]
 
+    def shingles(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """MinHash shingles and their rows: the n-grams, plus the whole text of rows with 1..n-1 words."""
+        key = ("shingles", n)
+        if key not in self._cache:
+            h, r = self.ngrams(n)
+            counts = np.diff(self.offsets)
+            short = np.flatnonzero((counts > 0) & (counts < n))
+            if len(short):
+                whole = np.array([shingles(self.words(i), n)[0] for i in short.tolist()], dtype=np.uint64)
+                h, r = np.concatenate([h, whole]), np.concatenate([r, short])
+                order = np.argsort(r, kind="stable")
+                h, r = h[order], r[order]
+            self._cache[key] = h, r
+        return self._cache[key]
+
     def repetition(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Per row: ``1 - distinct / total`` word n-grams, and the total."""
         key = ("repetition", n)
@@ -62,9 +77,9 @@ class Batch:
         return self._cache[key]
 
     def signatures(self, hasher: MinHasher, n: int) -> np.ndarray:
-        """One MinHash signature per row (of its word n-gram shingles)."""
+        """One MinHash signature per row (of its shingles)."""
         key = ("signatures", n, id(hasher))
         if key not in self._cache:
-            h, r = self.ngrams(n)
+            h, r = self.shingles(n)
             self._cache[key] = hasher.signatures(h, r, self.size)
         return self._cache[key]

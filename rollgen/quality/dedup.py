@@ -19,7 +19,7 @@ import numpy as np
 
 from rollgen import config as c
 from rollgen.quality.groupfilters import task_stats
-from rollgen.quality.text import MinHasher, exact_key, mix, ngram_hashes
+from rollgen.quality.text import MinHasher, exact_key, mix, shingles
 from rollgen.quality.view import Reason, Rows, RowView
 
 __all__ = ["BandIndex", "ExactDedup", "NearDedup"]
@@ -99,7 +99,7 @@ class NearDedup(_Dedup):
     def _prompt_sig(self, v: RowView) -> np.ndarray:
         sig = self._task_sig.get(v.task)
         if sig is None:
-            sig = self._task_sig[v.task] = self.hasher.signature(ngram_hashes(v.prompt_words, self.p.ngram))
+            sig = self._task_sig[v.task] = self.hasher.signature(shingles(v.prompt_words, self.p.ngram))
         return sig
 
     def observe(self, v: RowView) -> None:

@@ -1,7 +1,9 @@
 """Text features, vectorised with numpy: word hashes, n-gram hashes, exact-duplicate keys, MinHash signatures.
 
-Words are runs of ASCII letters, digits, ``_`` and any non-ASCII bytes, after ``str.lower()``; so
-"The answer, is 42!" and "the answer is 42" have the same words. Hashes are deterministic across
+Words are runs of ASCII letters, digits, ``_`` and any non-ASCII bytes, after ``str.lower()``, and
+each math or code symbol (``+ - * / = < > ^ % $ \\ { } ( ) [ ] | & ~ # @``) on its own; sentence
+punctuation and whitespace only separate them. So "The answer, is 42!" and "the answer is 42" have
+the same words, and "6 - 2" and "6 + 2" do not. Hashes are deterministic across
 processes (no ``hash()``), so a re-run of ``rollgen curate`` makes the same decisions.
 """
 
@@ -11,11 +13,12 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["MinHasher", "P", "exact_key", "mix", "ngram_hashes", "word_spans", "words"]
+__all__ = ["MinHasher", "P", "exact_key", "mix", "ngram_hashes", "shingles", "word_spans", "words"]
 
-_WORD = np.zeros(256, dtype=np.int8)
+_WORD = np.zeros(256, dtype=np.int8)  # 1: part of a word, 2: a symbol that is a word by itself, 0: separator
 _WORD[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz0123456789_", dtype=np.uint8)] = 1
 _WORD[128:] = 1
+_WORD[np.frombuffer(b"+-*/=<>^%$\\{}()[]|&~#@", dtype=np.uint8)] = 2
 _ONE = np.uint64(1)
 _MAX32 = np.uint32(0xFFFFFFFF)
 P = np.uint64(0x100000001B3)  # odd, so it has an inverse modulo 2**64
@@ -43,10 +46,11 @@ def word_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     n = len(b)
     if n == 0:
         return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    is_word = np.zeros(n + 2, dtype=np.int8)
-    np.take(_WORD, b, out=is_word[1:-1])
-    bounds = np.not_equal(is_word[1:], is_word[:-1]).nonzero()[0]  # alternately a word's start and end
-    starts, ends = bounds[0::2], bounds[1::2]
+    kind = np.zeros(n + 2, dtype=np.int8)
+    np.take(_WORD, b, out=kind[1:-1])
+    letter, symbol = kind == 1, (kind == 2)[1:-1]
+    starts = ((letter[1:-1] & ~letter[:-2]) | symbol).nonzero()[0]  # a run of letters begins, or a symbol
+    ends = ((letter[1:-1] & ~letter[2:]) | symbol).nonzero()[0] + 1
     pw, pw_inv = _powers(n + 1)
     prefix = np.empty(n + 1, dtype=np.uint64)
     prefix[0] = 0
@@ -82,6 +86,14 @@ def ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
         out *= P
         out += tokens[j:m + j]
     return mix(out)
+
+
+def shingles(tokens: np.ndarray, n: int) -> np.ndarray:
+    """MinHash shingles: the word n-grams, or for a text of 1..n-1 words the whole text as one shingle
+    (else every short text would have the same, empty, set)."""
+    if 0 < len(tokens) < n:
+        return ngram_hashes(tokens, len(tokens))
+    return ngram_hashes(tokens, n)
 
 
 def exact_key(*parts: np.ndarray) -> bytes:
