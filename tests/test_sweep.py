@@ -39,14 +39,14 @@ def test_maj_at_k_and_curves() -> None:
 
 @pytest.mark.slow
 def test_multirun_collects_once_per_temperature_and_summarizes(tmp_path: Path) -> None:
+    """The seed's sweep (3 temperatures x 0.6,0.8 thresholds, the +sweep=temperature_threshold preset)."""
     tasks = write_arith_tasks(tmp_path / "t.jsonl", 10)
     fake = FakeOpenAI(correct_rate=0.6, seed=5)
     with serve_in_thread(fake) as url:
         p = subprocess.run(
-            [sys.executable, "-m", "rollgen", "-m", "sampler=sft", "sampler.num_repeats=2", "policy=openai", f"policy.base_url={url}",
-             f"server.data_path={tasks}", "progress=false", "hydra.sweep.dir=sweep",
-             "sampler.responses_create_params.temperature=0.2,0.5,0.7", "quality.min_reward_threshold=0.6,0.8",
-             "format.validation_fraction=0", "objective=kept_after_quality"],
+            [sys.executable, "-m", "rollgen", "+sweep=temperature_threshold", "sampler=sft", "sampler.num_repeats=2",
+             "policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}", "progress=false",
+             "hydra.sweep.dir=sweep", "format.validation_fraction=0", "objective=kept_after_quality"],
             cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert fake.requests == 3 * 10 * 2  # 3 collections of 10 tasks x 2 repeats, not 6
