@@ -149,7 +149,21 @@ class Rows:
             self._task.append(code)
             self._reward.append(view.reward)
             views.append(view)
+        self._prompt_words(views)
         return views
+
+    def _prompt_words(self, views: list[RowView]) -> None:
+        """Hash the prompts of the batch's new tasks together, into the prompt cache."""
+        new: dict[int, str] = {}
+        for v in views:
+            if v.task not in self._prompts and v.task not in new:
+                new[v.task] = v.prompt
+        if new:
+            while len(self._prompts) + len(new) > PROMPT_CACHE and self._prompts:
+                del self._prompts[next(iter(self._prompts))]  # the oldest task
+            prompts = Batch(list(new.values()))
+            for k, code in enumerate(new):
+                self._prompts[code] = prompts.words(k)
 
     def __len__(self) -> int:
         return len(self.ids)
