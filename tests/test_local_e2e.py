@@ -26,7 +26,11 @@ def test_default_policy_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
     assert {r["status"] for r in rows} <= {"ok", "truncated"}
     for r in rows:
         assert r["completion"].strip() and r["usage"]["completion_tokens"] > 0
-        assert r["reward"] in (0.0, 1.0) and r["reward_details"]["expected"] is not None
+        assert r["reward"] in (0.0, 1.0) and r["verifier"] in ("math", "guards")
+        if r["verifier"] == "math":  # scored by the verifier: it says what it read and what it expected
+            assert r["reward_details"]["expected"] is not None and r["reward_details"]["rule"]
+        else:  # caught by a reward-hacking guard (hedging, truncation...) before the verifier: reward 0
+            assert r["reward"] == 0.0 and r["reward_details"]["guards"]
         assert r["messages"][-1]["role"] == "assistant" and r["sampling"]["temperature"] == 0.7
     assert (run / "dataset" / "train.jsonl").exists() and (run / "report.md").exists()
     assert "Collecting rollouts" in p.stderr
