@@ -414,3 +414,22 @@ def test_integration_modules_have_a_small_public_surface() -> None:
     for name, names in expected.items():
         module = importlib.import_module(f"rollgen.integrations.{name}")
         assert set(module.__all__) == names and all(hasattr(module, n) for n in names), name
+
+
+def test_curate_re_exports_a_finished_run_to_other_frameworks(tmp_path: Path) -> None:
+    import shutil
+
+    from rollgen.commands.curate import recurate
+
+    run = tmp_path / "run"
+    tasks = write_arith_tasks(tmp_path / "tasks_in.jsonl", 6)
+    with serve_in_thread(FakeOpenAI(correct_rate=0.5, seed=5)) as url:
+        rollgen.run(rollgen.compose(["policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}",
+                                     "progress=false", "sampler=ppo", "sampler.num_repeats=4",
+                                     "quality.min_reward_threshold=0"], output_dir=str(run)))
+    assert sorted(p.name for p in (run / "export").iterdir()) == ["jsonl"]
+    shutil.rmtree(run / "export")
+    report = recurate(run, ["integration=[verl,openrlhf]", "integration.verl.rollout_n=3"])
+    assert sorted(report["export"]) == ["openrlhf", "verl"]
+    assert "actor_rollout_ref.rollout.n=3" in (run / "export/verl/train.sh").read_text()
+    assert (run / "export/openrlhf/rl/train.jsonl").is_file()
