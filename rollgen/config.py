@@ -422,6 +422,9 @@ class RunConfig(_Model):
     reuse_rollouts: bool = Field(True, description="start from an earlier run's rollouts of the same collection hash")
     cache_dir: str | None = Field(None, description="rollout index and task cache; null = $ROLLGEN_CACHE_DIR or ~/.cache/rollgen")
     on_bad_row: Literal["error", "skip"] = "error"
+    objective: Literal[
+        "mean_reward", "pass_rate", "kept_after_quality", "dataset_rows", "sft_rows", "dpo_pairs", "mean_margin",
+        "distinct_2", "dpo_pairs_per_1k_calls"] = "mean_reward"
 
     guards: GuardsConfig = GuardsConfig()
     validation: ValidateConfig = Field(ValidateConfig(), alias="validate")
