@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -50,6 +51,13 @@ def _early_check(argv: list[str]) -> None:
         compose(overrides, config_dir=config_dir, output_dir=".")
     except ConfigError as e:
         _fail(e.lines)
+    # Hydra creates the run dir before rollgen runs: make sure it can, or say so in one line.
+    run_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")), "outputs")
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"rollgen: error: output_dir: cannot write to {run_dir} ({e.strerror or e})", file=sys.stderr)
+        sys.exit(2)
 
 
 def _run_config(cfg: DictConfig) -> RunConfig:
