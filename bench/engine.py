@@ -79,15 +79,36 @@ def first_rollout(url: str, tasks: Path, out: Path) -> float:
         proc.wait(120)
 
 
-def peak_rss(url: str, tasks: Path, out: Path) -> tuple[float, float]:
-    """(peak RSS in MB, wall s) of a CLI run over ``tasks``, from the child's rusage."""
+def _vm_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss(url: str, tasks: Path, out: Path) -> tuple[float, float, float]:
+    """(peak RSS MB during collection, peak RSS MB of the whole run, wall s) of a CLI run over ``tasks``.
+
+    Collection ends when ``rollouts.jsonl`` holds a line per task; RSS is sampled from /proc until then,
+    and the whole run's peak (quality's dedup index, dataset, report) comes from the child's rusage.
+    """
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "rollgen", *overrides(url, tasks, 64, out)], cwd=out.parent,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    collecting, n_tasks, done, rollouts = 0.0, sum(1 for _ in open(tasks)), 0, out / "rollouts.jsonl"
+    while proc.poll() is None and done < n_tasks:
+        collecting = max(collecting, _vm_rss_mb(proc.pid) or 0.0)
+        if rollouts.exists():
+            with open(rollouts, "rb") as f:
+                done = sum(1 for _ in f)
+        time.sleep(0.2)
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise RuntimeError(f"rollgen exited with status {status}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - t0
+    return collecting, usage.ru_maxrss / 1024, time.perf_counter() - t0
 
 
 def main() -> None:
@@ -107,9 +128,11 @@ def main() -> None:
             starts = [first_rollout(url, write_arith_tasks(tmp / f"fr{i}.jsonl", 50), tmp / f"fr{i}") for i in range(3)]
             results["first_rollout_s"] = starts
             print(f"launch -> first rollout (policy=openai, CLI): {', '.join(f'{s:.2f}' for s in starts)} s")
-            rss, wall = peak_rss(url, write_arith_tasks(tmp / "rss.jsonl", n_rss), tmp / "rss")
-            results["streamed"] = {"tasks": n_rss, "peak_rss_mb": rss, "wall_s": wall}
-            print(f"{n_rss} tasks streamed through the CLI: peak RSS {rss:.0f} MB, {wall:.1f} s")
+            coll, rss, wall = peak_rss(url, write_arith_tasks(tmp / "rss.jsonl", n_rss), tmp / "rss")
+            results["streamed"] = {"tasks": n_rss, "collection_peak_rss_mb": coll, "run_peak_rss_mb": rss,
+                                   "wall_s": wall}
+            print(f"{n_rss} tasks streamed through the CLI: peak RSS {coll:.0f} MB while collecting, "
+                  f"{rss:.0f} MB for the whole run (quality, dataset, report), {wall:.1f} s")
         with FakeProcess(0.1) as url:
             r = in_process(url, write_arith_tasks(tmp / "little.jsonl", n_little), 64, tmp / "little")
             ideal = 64 / 0.1
