@@ -137,7 +137,7 @@ class FakeOpenAI:
 
     async def _chat(self, request: web.Request) -> web.Response:
         got = await self._answer(request)
-        if isinstance(got, web.Response):
+        if isinstance(got, web.StreamResponse):
             return got
         text, body = got
         finish = "length" if self.mode == "truncated" else "stop"
@@ -152,7 +152,7 @@ class FakeOpenAI:
 
     async def _responses(self, request: web.Request) -> web.Response:
         got = await self._answer(request)
-        if isinstance(got, web.Response):
+        if isinstance(got, web.StreamResponse):
             return got
         text, body = got
         assert isinstance(text, str), "tool calls are served on the chat API only"
