@@ -13,11 +13,23 @@ import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"not a valid regular expression: {e}") from None
+    return pattern
+
+
+Regex = Annotated[str, AfterValidator(_check_regex)]
+"""A Python regular expression, checked when the config is validated."""
 
 
 class ResponsesCreateParams(_Model):
@@ -89,17 +101,8 @@ class RefusalFilter(_Model):
 class AnswerFormatFilter(_Model):
     """Missing final-answer format: the completion must match ``pattern`` (a Python regex)."""
 
-    pattern: str = Field(r"\\boxed\{", description="regex searched in the completion")
+    pattern: Regex = Field(r"\\boxed\{", description="regex searched in the completion")
     last_chars: int | None = Field(None, ge=1, description="search only this many trailing characters (null: all)")
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, pattern: str) -> str:
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            raise ValueError(f"not a valid regular expression ({e})") from None
-        return pattern
 
 
 DedupField = Literal["prompt", "completion", "prompt_completion"]

@@ -270,7 +270,7 @@ def test_real_composition_math_then_format() -> None:
 
 @pytest.mark.parametrize(("overrides", "key"), [
     (["verifier=cascade", "verifier.stages.0._target_=nope.Verifier"], "verifier.stages.0._target_:"),
-    (["verifier=weighted", "verifier.verifiers.1.required=[\"(\"]"], "verifier.verifiers.1.required:"),
+    (["verifier=weighted", "verifier.verifiers.1.required=[\"(\"]"], "verifier.verifiers.1.required.0:"),
     (["verifier=cascade", "+verifier.stages.0.timeout=3"], "verifier.stages.0.timeout:"),
     (["verifier=weighted", "verifier.weights=[1]"], "verifier:"),
     (["verifier=numeric", "verifier.rel_tol=-1"], "verifier.rel_tol:"),

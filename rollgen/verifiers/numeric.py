@@ -6,8 +6,9 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rollgen.config import Regex
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.extract import Extract, final_answer, gold_answers
@@ -75,20 +76,12 @@ class PartsMatch(Verifier):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
-        separator: str = Field(r",\s+|;\s*|\s+and\s+|\n", description="regex between parts (a bare ',' "
+        separator: Regex = Field(r",\s+|;\s*|\s+and\s+|\n", description="regex between parts (a bare ',' "
                                "between digits is a thousands separator, so the default wants ', ')")
         mode: Literal["f1", "recall", "all"] = "f1"
         ordered: bool = Field(False, description="compare part i with gold part i")
         extract: Extract = "auto"
 
-        @field_validator("separator")
-        @classmethod
-        def _compiles(cls, separator: str) -> str:
-            try:
-                re.compile(separator)
-            except re.error as e:
-                raise ValueError(f"not a valid regular expression: {e}") from None
-            return separator
 
     params: Params
     name = "parts"

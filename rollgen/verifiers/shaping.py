@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from rollgen.config import Regex
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier, undecided, verify
 from rollgen.verifiers.spec import VerifierSpec
@@ -36,20 +37,11 @@ class Penalized(Verifier):
         max_chars: int | None = Field(None, ge=1, description="no length penalty up to this many characters")
         per_1k_chars: float = Field(0.1, ge=0.0, le=1.0)
         max_length_penalty: float = Field(0.5, ge=0.0, le=1.0)
-        required: list[str] = Field(default_factory=list, description="regexes the completion must match")
-        forbidden: list[str] = Field(default_factory=list, description="regexes it must not match")
+        required: list[Regex] = Field(default_factory=list, description="regexes the completion must match")
+        forbidden: list[Regex] = Field(default_factory=list, description="regexes it must not match")
         format_penalty: float = Field(0.2, ge=0.0, le=1.0, description="per violated pattern")
         max_format_penalty: float = Field(1.0, ge=0.0, le=1.0)
 
-        @field_validator("required", "forbidden")
-        @classmethod
-        def _compile(cls, patterns: list[str]) -> list[str]:
-            for i, pattern in enumerate(patterns):
-                try:
-                    re.compile(pattern)
-                except re.error as e:
-                    raise ValueError(f"pattern {i} ({pattern!r}) is not a valid regular expression: {e}") from None
-            return patterns
 
     params: Params
     name = "penalized"

@@ -12,8 +12,9 @@ import re
 import unicodedata
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from rollgen.config import Regex
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.extract import (
@@ -112,20 +113,12 @@ class RegexMatch(Verifier):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
-        pattern: str = Field(r"(?i)answer\s*[:=]\s*(?P<answer>[^\n]+?)\s*$", description="a Python regex")
+        pattern: Regex = Field(r"(?i)answer\s*[:=]\s*(?P<answer>[^\n]+?)\s*$", description="a Python regex")
         occurrence: Literal["last", "first"] = "last"
         compare: Literal["exact", "normalized", "numeric"] = "normalized"
         multiline: bool = Field(True, description="^ and $ match at line breaks")
         pattern_key: str | None = Field("output_regex", description="task.metadata key of a per-task pattern")
 
-        @field_validator("pattern")
-        @classmethod
-        def _compiles(cls, pattern: str) -> str:
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise ValueError(f"not a valid regular expression: {e}") from None
-            return pattern
 
     params: Params
     name = "regex"
@@ -212,19 +205,10 @@ class FormatCheck(Verifier):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
-        required: list[str] = Field(default_factory=lambda: [r"\\boxed\{"], description="regexes that must match")
-        forbidden: list[str] = Field(default_factory=list, description="regexes that must not match")
+        required: list[Regex] = Field(default_factory=lambda: [r"\\boxed\{"], description="regexes that must match")
+        forbidden: list[Regex] = Field(default_factory=list, description="regexes that must not match")
         region: Literal["answer", "full"] = Field("full", description="answer: only the text after </think>")
 
-        @field_validator("required", "forbidden")
-        @classmethod
-        def _compile(cls, patterns: list[str]) -> list[str]:
-            for i, pattern in enumerate(patterns):
-                try:
-                    re.compile(pattern)
-                except re.error as e:
-                    raise ValueError(f"pattern {i} ({pattern!r}) is not a valid regular expression: {e}") from None
-            return patterns
 
     params: Params
     name = "format"
