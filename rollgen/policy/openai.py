@@ -11,29 +11,38 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.policy import Endpoint, Policy
 
-__all__ = ["OpenAIPolicy"]
+__all__ = ["EndpointParams", "OpenAIPolicy"]
+
+
+class EndpointParams(BaseModel):
+    """How to reach an OpenAI-compatible endpoint; shared by ``policy=openai`` and the LLM judge."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field("http://localhost:8000/v1", pattern=r"^https?://")
+    model: str = "default"
+    api: Literal["chat", "responses"] = "chat"
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the key")
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=100)
+    max_retry_time_s: float = Field(600.0, gt=0, description="give up retrying a request after this long")
+    retry_backoff_s: float = Field(0.5, gt=0, description="first backoff; doubles per attempt, with jitter")
+
+    def endpoint(self) -> Endpoint:
+        """The endpoint, with the key read from the environment now (it is never stored in the config)."""
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        return Endpoint(self.base_url, self.model, self.api, key or None, self.request_timeout_s, self.max_retries,
+                        self.max_retry_time_s, self.retry_backoff_s)
 
 
 class OpenAIPolicy(Policy):
     """Talks to an endpoint that is already running; starts nothing."""
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
-
-        base_url: str = Field("http://localhost:8000/v1", pattern=r"^https?://")
-        model: str = "default"
-        api: Literal["chat", "responses"] = "chat"
-        api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the key")
-        request_timeout_s: float = Field(120.0, gt=0)
-        max_retries: int = Field(3, ge=0, le=100)
-        max_retry_time_s: float = Field(600.0, gt=0, description="give up retrying a request after this long")
-        retry_backoff_s: float = Field(0.5, gt=0, description="first backoff; doubles per attempt, with jitter")
+    class Params(EndpointParams):
+        pass
 
     def endpoint(self) -> Endpoint:
-        p = self.params
-        key = os.environ.get(p.api_key_env) if p.api_key_env else None
-        return Endpoint(p.base_url, p.model, p.api, key or None, p.request_timeout_s, p.max_retries,
-                        p.max_retry_time_s, p.retry_backoff_s)
+        return self.params.endpoint()
 
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[Endpoint]:

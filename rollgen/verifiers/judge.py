@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Literal
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from rollgen.config import ResponsesCreateParams
-from rollgen.policy import Endpoint
 from rollgen.policy.client import PolicyClient, PolicyError
+from rollgen.policy.openai import EndpointParams
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.extract import answer_region, final_answer, is_empty_answer
@@ -84,15 +84,7 @@ def parse_score(text: str, pattern: re.Pattern[str], labels: dict[str, float], m
 class LLMJudge(Verifier):
     """Reward from an LLM judge's verdict on the answer, given a rubric and the reference answer."""
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
-
-        base_url: str = Field("http://localhost:8000/v1", pattern=r"^https?://")
-        model: str = "default"
-        api: Literal["chat", "responses"] = "chat"
-        api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the key")
-        request_timeout_s: float = Field(120.0, gt=0)
-        max_retries: int = Field(3, ge=0, le=100)
+    class Params(EndpointParams):
         temperature: float = Field(0.0, ge=0.0, le=2.0)
         max_output_tokens: int = Field(512, ge=1)
         seed: int | None = 0
@@ -235,8 +227,7 @@ class LLMJudge(Verifier):
         loop = asyncio.get_running_loop()
         if self._state is None or self._state[0] is not loop:
             p = self.params
-            key = os.environ.get(p.api_key_env) if p.api_key_env else None
-            endpoint = Endpoint(p.base_url, p.model, p.api, key or None, p.request_timeout_s, p.max_retries)
+            endpoint = p.endpoint()
             sampling = ResponsesCreateParams(temperature=p.temperature, max_output_tokens=p.max_output_tokens,
                                              seed=p.seed)
             session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=p.max_concurrency))
