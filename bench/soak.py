@@ -58,12 +58,16 @@ def soak(tmp: Path, n: int) -> None:
                             f"server.data_path={tasks}", "progress=false", "sampler.num_samples_in_parallel=64",
                             "policy.request_timeout_s=2", "policy.max_retries=3", "policy.retry_backoff_s=0.01",
                             "hydra.run.dir=soak"], cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    samples = []
+    samples = []  # RSS while collecting: from the first rollout until every rollout is written
     out = tmp / "soak" / "rollouts.jsonl"
-    while run.poll() is None:
+    written = 0
+    while run.poll() is None and written < n:
         if out.exists() and (r := rss_mb(run.pid)) is not None:
             samples.append(r)
+            with open(out, "rb") as f:
+                written = sum(1 for _ in f)
         time.sleep(0.5)
+    run.wait()
     wall = time.perf_counter() - t0
     proc.terminate()
     assert run.returncode == 0, run.stderr.read()  # type: ignore[union-attr]
@@ -71,7 +75,8 @@ def soak(tmp: Path, n: int) -> None:
     report = json.loads((tmp / "soak" / "report.json").read_text())
     print(f"soak: {n} tasks with 5 % injected faults in {wall:.0f} s: {len(got)} rollouts, "
           f"{len(set(got))} distinct ids, by status {report['collection']['by_status']}")
-    print(f"      RSS during collection: start {samples[0]:.0f} MB, end {samples[-1]:.0f} MB, max {max(samples):.0f} MB")
+    print(f"      RSS while collecting ({len(samples)} samples): start {samples[0]:.0f} MB, "
+          f"end {samples[-1]:.0f} MB, max {max(samples):.0f} MB")
     assert len(got) == len(set(got)) == n
 
 
