@@ -72,14 +72,10 @@ class Context:
         return row
 
 
-def sft_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
-    """The best ``best_k`` rollouts (highest reward, then lowest repeat), distinct completions only."""
-    cfg = ctx.cfg
-    assert isinstance(cfg, SftFormat)
+def _distinct(ctx: Context, entries: list[Entry]) -> Iterator[tuple[Entry, Any]]:
+    """(entry, turns) in the given order, skipping unreadable rollouts and repeated completions (counted)."""
     seen: set[str] = set()
-    for e in sorted(entries, key=lambda e: (e.reward is None, -(e.reward or 0.0), e.repeat)):
-        if len(seen) == cfg.best_k:
-            break
+    for e in entries:
         t = ctx.turns(e)
         if t is None:
             continue
@@ -88,6 +84,15 @@ def sft_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
             ctx.dropped["duplicate completion in task"] += 1
             continue
         seen.add(key)
+        yield e, t
+
+
+def sft_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
+    """The best ``best_k`` rollouts (highest reward, then lowest repeat), distinct completions only."""
+    cfg = ctx.cfg
+    assert isinstance(cfg, SftFormat)
+    ranked = sorted(entries, key=lambda e: (e.reward is None, -(e.reward or 0.0), e.repeat))
+    for _, (e, t) in zip(range(cfg.best_k), _distinct(ctx, ranked)):
         row: Row = ({"messages": t.prompt + t.completion} if cfg.style == "messages"
                     else {"prompt": t.prompt, "completion": t.completion})
         ctx.with_tools(row, task_id)
@@ -137,19 +142,14 @@ def kto_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
     """Every scored rollout (distinct completions), ``label = reward >= desirable_threshold``."""
     cfg = ctx.cfg
     assert isinstance(cfg, KtoFormat)
-    seen: set[str] = set()
+    scored = []
     for e in sorted(entries, key=lambda e: e.repeat):
         if e.reward is None:
             ctx.dropped["rollout without a reward"] += 1
-            continue
-        t = ctx.turns(e)
-        if t is None:
-            continue
-        key = text_key(t.completion)
-        if key in seen:
-            ctx.dropped["duplicate completion in task"] += 1
-            continue
-        seen.add(key)
+        else:
+            scored.append(e)
+    for e, t in _distinct(ctx, scored):
+        assert e.reward is not None
         row: Row = {"prompt": t.prompt, "completion": t.completion, "label": e.reward >= cfg.desirable_threshold}
         ctx.with_tools(row, task_id)
         row.update(reward=e.reward, task_id=task_id, rollout_id=t.rollout["id"])
