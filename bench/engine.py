@@ -79,7 +79,8 @@ def first_rollout(url: str, tasks: Path, out: Path) -> float:
         proc.wait(120)
 
 
-def _vm_rss_mb(pid: int) -> float | None:
+def vm_rss_mb(pid: int) -> float | None:
+    """Resident memory of a process now, from /proc, in MB (None once it has exited)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -100,7 +101,7 @@ def peak_rss(url: str, tasks: Path, out: Path) -> tuple[float, float, float]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     collecting, n_tasks, done, rollouts = 0.0, sum(1 for _ in open(tasks)), 0, out / "rollouts.jsonl"
     while proc.poll() is None and done < n_tasks:
-        collecting = max(collecting, _vm_rss_mb(proc.pid) or 0.0)
+        collecting = max(collecting, vm_rss_mb(proc.pid) or 0.0)
         if rollouts.exists():
             with open(rollouts, "rb") as f:
                 done = sum(1 for _ in f)

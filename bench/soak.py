@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine import vm_rss_mb  # noqa: E402  (bench/ is on sys.path when run as a script)
 from tests.conftest import write_arith_tasks  # noqa: E402
 
 FAULTS = "500=0.01,429=0.01,reset=0.01,nonjson=0.01,hang=0.005,partial=0.005"  # 5 % of requests
@@ -33,16 +34,6 @@ def fake(faults: str = "", latency: float = 0.0) -> tuple[subprocess.Popen, str]
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakes.py"), "--faults", faults,
                              "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
     return proc, proc.stdout.readline().strip()  # type: ignore[union-attr]
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def ids(path: Path) -> list[str]:
@@ -62,7 +53,7 @@ def soak(tmp: Path, n: int) -> None:
     out = tmp / "soak" / "rollouts.jsonl"
     written = 0
     while run.poll() is None and written < n:
-        if out.exists() and (r := rss_mb(run.pid)) is not None:
+        if out.exists() and (r := vm_rss_mb(run.pid)) is not None:
             samples.append(r)
             with open(out, "rb") as f:
                 written = sum(1 for _ in f)
