@@ -1,25 +1,29 @@
-"""Code: the share of a task's unit tests that the completion's code passes, run in the sandbox.
+"""Code: the share of a task's unit tests that the completion's code passes, run in the sandbox and
+judged outside it.
 
 Tests come from ``task.metadata[tests_key]``, in one of two shapes:
 
-* assert statements (``["assert add(1, 2) == 3", ...]``): the solution is loaded once (as module
-  ``solution``, so its ``if __name__ == "__main__"`` block does not run), then each test runs in a copy of
-  its namespace with ``test_timeout_s``;
+* assert statements (``["assert add(1, 2) == 3", ...]``, each a small program: setup lines, loops and a
+  HumanEval ``check(candidate)`` are fine): ``rollgen.verifiers.probes`` splits each assert into the values
+  the code must compute, which go in, and the check with its expected values, which stays out. The
+  solution is loaded once as module ``solution`` (its ``if __name__ == "__main__"`` block does not run),
+  then each test runs in a copy of its namespace with ``test_timeout_s``;
 * stdin/stdout cases (``[{"input": "1 2\\n", "output": "3"}, ...]``): the solution runs as ``__main__``,
-  once per case, in its own sandboxed process; trailing whitespace is ignored when comparing.
+  once per case, in a fresh process and /tmp; only the inputs go in, and its stdout is compared outside
+  (trailing whitespace ignored).
 
 The code is the last fenced block (```python, ```py or ```), else the whole answer. ``mode: fraction``
 (default) gives partial credit, ``all`` gives 1 only when every test passes. A solution that crashes,
-hangs or runs out of memory fails its tests (reward); a sandbox that cannot run raises (verifier_error).
+hangs, floods its output or runs out of memory fails its tests (reward); a sandbox that cannot run raises
+(verifier_error), and so does a machine without user namespaces unless ``isolation: rlimits`` opts into
+the weaker mode (``rollgen.verifiers.sandbox``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import secrets
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,65 +32,13 @@ from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.cases import Case
 from rollgen.verifiers.extract import answer_region
-from rollgen.verifiers.sandbox import Limits, Network, run_python
+from rollgen.verifiers.probes import judge, split
+from rollgen.verifiers.sandbox import Execution, Isolation, Limits, run_probes, run_program
 
 __all__ = ["CodeTests", "extract_code"]
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _MAX_REPORTED = 20
-
-# The harness (assert mode). It runs inside the sandbox after the limits prelude. The solution cannot see
-# the result channel's nonce except by inspecting the harness's frames: a fence for honest code, not for
-# code written against this harness (see rollgen/verifiers/sandbox.py).
-_ASSERT_HARNESS = """
-def _main():
-    import json, os, signal
-    with open("_spec.json") as f:
-        spec = json.load(f)
-    os.remove("_spec.json")
-    nonce = spec.pop("nonce")
-    out = os.fdopen(os.dup(1), "w")
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
-    os.dup2(null, 2)
-
-    class TestTimeout(BaseException):
-        pass
-
-    def on_alarm(*_):
-        raise TestTimeout
-
-    signal.signal(signal.SIGALRM, on_alarm)
-
-    def report(i, ok, error):
-        out.write(nonce + json.dumps([i, ok, error]) + "\\n")
-        out.flush()
-
-    def run(source, name, ns, seconds):
-        try:
-            signal.setitimer(signal.ITIMER_REAL, seconds)
-            exec(compile(source, name, "exec"), ns)
-            return None
-        except TestTimeout:
-            return f"timed out after {seconds:g}s"
-        except BaseException as e:
-            return (f"{type(e).__name__}: {e}")[:300]
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-
-    ns = {"__name__": "solution"}
-    load_error = run(spec["code"], "solution.py", ns, spec["load_timeout_s"])
-    for i, test in enumerate(spec["tests"]):
-        if load_error:
-            report(i, False, "the solution failed to load: " + load_error)
-            continue
-        error = run(test, f"test_{i}", dict(ns), spec["test_timeout_s"])
-        report(i, error is None, error)
-
-_main()
-"""
-
-_IO_HARNESS = "import runpy\nrunpy.run_path('solution.py', run_name='__main__')\n"
 
 
 def extract_code(text: str) -> str | None:
@@ -105,7 +57,7 @@ def _same_output(got: str, want: str) -> bool:
 
 
 class CodeTests(Verifier):
-    """Fraction of unit tests passed by the completion's code, in a sandboxed subprocess."""
+    """Fraction of unit tests passed by the completion's code, run in the sandbox and judged outside it."""
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
@@ -114,10 +66,12 @@ class CodeTests(Verifier):
         mode: Literal["fraction", "all"] = "fraction"
         timeout_s: float = Field(10.0, gt=0, le=3600, description="wall clock per sandbox process")
         test_timeout_s: float = Field(2.0, gt=0, le=3600, description="per assert test")
-        memory_mb: int = Field(1024, ge=64, description="address-space limit (RLIMIT_AS)")
-        file_size_mb: int = Field(16, ge=1)
-        max_output_kb: int = Field(1024, ge=1)
-        network: Network = Field("auto", description="auto: isolate when unshare works | isolated: required | allowed")
+        memory_mb: int = Field(1024, ge=64, description="address space per process (RLIMIT_AS)")
+        file_size_mb: int = Field(16, ge=1, description="largest file the code may write (RLIMIT_FSIZE)")
+        tmp_mb: int = Field(64, ge=1, description="size of the code's private /tmp (tmpfs)")
+        max_processes: int = Field(32, ge=1, le=4096, description="processes and threads at once (RLIMIT_NPROC)")
+        max_output_kb: int = Field(1024, ge=1, description="stdout and stderr each; more kills the run")
+        isolation: Isolation = Field("namespaces", description="namespaces | rlimits: weaker, without namespaces")
         max_concurrency: int | None = Field(None, ge=1, description="sandboxes at once; null = CPU count")
         python: str | None = Field(None, description="interpreter for the code; null = rollgen's own")
 
@@ -159,8 +113,8 @@ class CodeTests(Verifier):
 
     def _limits(self) -> Limits:
         p = self.params
-        return Limits(timeout_s=p.timeout_s, memory_mb=p.memory_mb, file_size_mb=p.file_size_mb,
-                      max_output_bytes=p.max_output_kb << 10, network=p.network)
+        return Limits(timeout_s=p.timeout_s, memory_mb=p.memory_mb, file_size_mb=p.file_size_mb, tmp_mb=p.tmp_mb,
+                      max_processes=p.max_processes, max_output_bytes=p.max_output_kb << 10, isolation=p.isolation)
 
     def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -192,35 +146,33 @@ class CodeTests(Verifier):
         return Verdict(reward=reward, details=details, verifier=self.name)
 
     async def _assert_tests(self, code: str, tests: list[str]) -> tuple[list[tuple[bool, str | None]], dict]:
-        limits, nonce = self._limits(), secrets.token_hex(16)
-        spec = {"nonce": nonce, "code": code, "tests": tests, "test_timeout_s": self.params.test_timeout_s,
-                "load_timeout_s": self.params.test_timeout_s}
-        res = await run_python(limits.prelude() + _ASSERT_HARNESS, {"_spec.json": json.dumps(spec)}, limits,
+        splits = [split(t) for t in tests]
+        run = await run_probes(code, [s.program for s in splits], self._limits(), self.params.test_timeout_s,
                                python=self.params.python)
-        got: dict[int, tuple[bool, str | None]] = {}
-        for line in res.stdout.splitlines():
-            if line.startswith(nonce):
-                i, ok, err = json.loads(line[len(nonce):])
-                got[int(i)] = (bool(ok), err)
-        missing = "timed out (whole run)" if res.timed_out else f"not run (exit code {res.returncode})"
-        results = [got.get(i, (False, missing)) for i in range(len(tests))]
-        return results, {"timed_out": res.timed_out, "network_isolated": res.network_isolated}
+        results = await asyncio.to_thread(judge, splits, run.channel, _why_unfinished(run, self.params.timeout_s))
+        return results, {"timed_out": run.timed_out, "isolation": self.params.isolation}
 
     async def _io_tests(self, code: str, cases: list[dict]) -> tuple[list[tuple[bool, str | None]], dict]:
-        limits = self._limits()
+        runs = await run_program(code, [str(c.get("input", "")) for c in cases], self._limits(),
+                                 python=self.params.python)
         results: list[tuple[bool, str | None]] = []
-        timed_out = isolated = False
-        for case in cases:
-            res = await run_python(limits.prelude() + _IO_HARNESS, {"solution.py": code}, limits,
-                                   stdin=str(case.get("input", "")), python=self.params.python)
-            timed_out |= res.timed_out
-            isolated = res.network_isolated
-            if res.timed_out:
-                results.append((False, f"timed out after {limits.timeout_s:g}s"))
-            elif res.returncode != 0:
-                results.append((False, (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1][:300]))
-            elif not _same_output(res.stdout, str(case.get("output", ""))):
-                results.append((False, f"wrong output: {res.stdout.strip()[:100]!r}"))
+        for case, run in zip(cases, runs):
+            if run.timed_out or run.output_exceeded or run.returncode != 0:
+                last = (run.stderr.strip().splitlines() or [""])[-1][:300]
+                results.append((False, last if run.returncode > 0 and last else
+                                _why_unfinished(run, self.params.timeout_s)))
+            elif not _same_output(run.stdout, str(case.get("output", ""))):
+                results.append((False, f"wrong output: {run.stdout.strip()[:100]!r}"))
             else:
                 results.append((True, None))
-        return results, {"timed_out": timed_out, "network_isolated": isolated}
+        return results, {"timed_out": any(r.timed_out for r in runs), "isolation": self.params.isolation}
+
+
+def _why_unfinished(run: Execution, timeout_s: float) -> str:
+    if run.timed_out:
+        return f"timed out after {timeout_s:g}s"
+    if run.output_exceeded:
+        return "output limit exceeded"
+    if run.returncode < 0:
+        return f"killed by signal {-run.returncode}"
+    return f"exit code {run.returncode}"

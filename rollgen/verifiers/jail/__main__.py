@@ -1,0 +1,136 @@
+"""The code sandbox's program: ``python -I -S <this directory> ISOLATION PARENT_PID``, stdlib only.
+
+It reads one job (``marshal``, from rollgen) on stdin and writes frames (``jail_super``) on stdout. Three
+processes, only the last of which ever runs the code:
+
+* the launcher (this process) enters the namespaces (``jail_ns.isolate``), forks PID 1 and waits for it,
+  killing it if the job overruns; it dies with rollgen (``PR_SET_PDEATHSIG``), and PID 1 dies with it;
+* PID 1 builds the read-only root, then supervises each execution (``jail_super``); it never runs the
+  code, installs no signal handlers (so nothing inside can signal it) and is not dumpable (nothing inside
+  can ptrace it or read its memory or file descriptors);
+* the confined child (``jail_confine``, then ``jail_harness``) runs the code.
+
+With ``ISOLATION`` = ``rlimits`` (the opt-in weaker mode) there are no namespaces: the launcher supervises
+from a temporary directory, the child leads its own process group, orphans reparent to the launcher.
+"""
+
+import marshal
+import os
+import shutil
+import signal
+import site
+import sys
+import tempfile
+
+import jail_confine
+import jail_harness
+import jail_libc as lc
+import jail_ns
+from jail_super import Supervisor, write_all
+
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
+SETUP_FAILED, OVERRAN = 3, 4
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _fail(message: str) -> None:
+    data = message.encode(errors="replace")
+    write_all(1, b"E %d\n" % len(data) + data)
+    os._exit(SETUP_FAILED)
+
+
+def _confined(job: dict, workdir: str, namespaced: bool, site_dirs: "list[str]"):
+    """The child's body: confine, then run the code (never returns)."""
+    def body() -> None:
+        os.chdir(workdir)
+        os.environ.clear()
+        os.environ.update(_ENV, HOME=workdir, TMPDIR=workdir)
+        sys.path[:] = [p for p in sys.path if p != _HERE] + site_dirs
+        if not namespaced:
+            lc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        try:
+            jail_confine.drop_capabilities(required=namespaced)
+            jail_confine.install_seccomp()
+            jail_confine.apply_limits(job["memory"], job["cpu_s"], job["file_size"], job["files"],
+                                      job["processes"] if namespaced else None)
+        except OSError as e:
+            os.write(2, f"sandbox: confining the child failed: {e}\n".encode())
+            os._exit(71)
+        path = os.path.join(workdir, "solution.py")
+        if job["mode"] == "program":
+            jail_harness.run_program(job["code"], path)
+        jail_harness.run_probes(job["code"], job["tests"], job["load_timeout"], job["test_timeout"], 3)
+    return body
+
+
+def _run_job(job: dict, sup: Supervisor, workdir: str, namespaced: bool) -> None:
+    child = _confined(job, workdir, namespaced, job["site_dirs"])
+    if job["mode"] == "program":
+        for i, stdin in enumerate(job["inputs"]):
+            if i and namespaced:
+                jail_ns.fresh_tmp(job["tmp_mb"])
+            sup.execute(child, stdin, job["timeout"], channel=False)
+    else:
+        sup.execute(child, None, job["timeout"], channel=True)
+    write_all(1, b"D\n")
+
+
+def _namespaced(job: dict) -> None:
+    try:
+        root = jail_ns.isolate()
+    except OSError as e:
+        _fail(str(e))
+    death_r, death_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # PID 1 of the new namespaces
+        os.close(death_w)
+        lc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        lc.prctl(PR_SET_DUMPABLE, 0)
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        try:
+            jail_ns.build_root(root, job["tmp_mb"])
+        except OSError as e:
+            _fail(str(e))
+        _run_job(job, Supervisor(True, job["max_output"], death_r), "/tmp", True)
+        os._exit(0)
+    os.close(death_r)
+    root.close()
+
+    def overran(*_):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os._exit(OVERRAN)
+
+    signal.signal(signal.SIGALRM, overran)
+    signal.setitimer(signal.ITIMER_REAL, job["deadline"])
+    _, status = os.waitpid(pid, 0)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def _plain(job: dict) -> None:
+    lc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    workdir = tempfile.mkdtemp(prefix="rollgen-sandbox-")
+    try:
+        _run_job(job, Supervisor(False, job["max_output"]), workdir, False)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    os._exit(0)
+
+
+def main() -> None:
+    isolation, parent = sys.argv[1], int(sys.argv[2])
+    lc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(OVERRAN)
+    job = marshal.loads(sys.stdin.buffer.read())
+    job["site_dirs"] = [d for d in site.getsitepackages() if os.path.isdir(d)]  # not on sys.path: we run -S
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    (_namespaced if isolation == "namespaces" else _plain)(job)
+
+
+main()
