@@ -1,6 +1,6 @@
 """Run a model's code in the sandbox and read back what it produced; the verdict is rollgen's, outside.
 
-The code runs in ``rollgen/verifiers/jail`` (a stdlib-only program started as ``python -I -S``):
+The code runs in ``rollgen/verifiers/jail`` (a stdlib-only program started as ``python -I``):
 
 * namespaces: its own user (uid 0 inside is the caller outside, or nobody when rollgen runs as root), PID
   (it sees only its own processes; rollgen has no PID there), mount, network (no interface up), IPC, UTS and
@@ -73,7 +73,7 @@ class Limits:
 
     def job(self) -> dict:
         return {"memory": self.memory_mb << 20, "cpu_s": max(1, int(self.timeout_s + 0.999)),
-                "file_size": self.file_size_mb << 20, "files": self.max_files, "processes": self.max_processes + 1,
+                "file_size": self.file_size_mb << 20, "files": self.max_files, "processes": self.max_processes + 2,
                 "max_output": self.max_output_bytes, "tmp_mb": self.tmp_mb, "timeout": self.timeout_s}
 
 
@@ -106,11 +106,11 @@ async def run_probes(code: str, tests: list[str], limits: Limits, test_timeout_s
 
 
 async def _run(job: dict, limits: Limits, executions: int, python: str | None) -> list[Execution]:
-    job["deadline"] = executions * limits.timeout_s + _STARTUP_S
+    job.update(deadline=executions * limits.timeout_s + _STARTUP_S, parent=os.getpid())
     cap = executions * (2 * limits.max_output_bytes + _CHANNEL_CAP + 256) + 4096
     try:
         proc = await asyncio.create_subprocess_exec(
-            python or sys.executable, "-I", "-S", str(JAIL), limits.isolation, str(os.getpid()),
+            python or sys.executable, "-I", str(JAIL), limits.isolation,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={"PATH": os.defpath, "LANG": "C.UTF-8"}, start_new_session=True)
     except OSError as e:

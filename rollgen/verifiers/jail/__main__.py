@@ -1,6 +1,7 @@
-"""The code sandbox's program: ``python -I -S <this directory> ISOLATION PARENT_PID``, stdlib only.
+"""The code sandbox's program: ``python -I <this directory> ISOLATION``, stdlib only.
 
-It reads one job (``marshal``, from rollgen) on stdin and writes frames (``jail_super``) on stdout. Three
+It reads one job (``marshal``, from rollgen, with rollgen's pid) on stdin and writes frames (``jail_super``)
+on stdout. Three
 processes, only the last of which ever runs the code:
 
 * the launcher (this process) enters the namespaces (``jail_ns.isolate``), forks PID 1 and waits for it,
@@ -16,11 +17,8 @@ from a temporary directory, the child leads its own process group, orphans repar
 
 import marshal
 import os
-import shutil
 import signal
-import site
 import sys
-import tempfile
 
 import jail_confine
 import jail_harness
@@ -41,13 +39,13 @@ def _fail(message: str) -> None:
     os._exit(SETUP_FAILED)
 
 
-def _confined(job: dict, workdir: str, namespaced: bool, site_dirs: "list[str]"):
+def _confined(job: dict, workdir: str, namespaced: bool):
     """The child's body: confine, then run the code (never returns)."""
     def body() -> None:
         os.chdir(workdir)
         os.environ.clear()
         os.environ.update(_ENV, HOME=workdir, TMPDIR=workdir)
-        sys.path[:] = [p for p in sys.path if p != _HERE] + site_dirs
+        sys.path[:] = [p for p in sys.path if p != _HERE]
         if not namespaced:
             lc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         try:
@@ -66,7 +64,7 @@ def _confined(job: dict, workdir: str, namespaced: bool, site_dirs: "list[str]")
 
 
 def _run_job(job: dict, sup: Supervisor, workdir: str, namespaced: bool) -> None:
-    child = _confined(job, workdir, namespaced, job["site_dirs"])
+    child = _confined(job, workdir, namespaced)
     if job["mode"] == "program":
         for i, stdin in enumerate(job["inputs"]):
             if i and namespaced:
@@ -111,6 +109,9 @@ def _namespaced(job: dict) -> None:
 
 
 def _plain(job: dict) -> None:
+    import shutil  # noqa: PLC0415 - only this mode needs them; they cost the namespaced one start-up time
+    import tempfile  # noqa: PLC0415
+
     lc.prctl(PR_SET_CHILD_SUBREAPER, 1)
     workdir = tempfile.mkdtemp(prefix="rollgen-sandbox-")
     try:
@@ -121,16 +122,14 @@ def _plain(job: dict) -> None:
 
 
 def main() -> None:
-    isolation, parent = sys.argv[1], int(sys.argv[2])
     lc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        os._exit(OVERRAN)
     job = marshal.loads(sys.stdin.buffer.read())
-    job["site_dirs"] = [d for d in site.getsitepackages() if os.path.isdir(d)]  # not on sys.path: we run -S
+    if os.getppid() != job.pop("parent"):  # rollgen died before we set PDEATHSIG
+        os._exit(OVERRAN)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    (_namespaced if isolation == "namespaces" else _plain)(job)
+    (_namespaced if sys.argv[1] == "namespaces" else _plain)(job)
 
 
 main()

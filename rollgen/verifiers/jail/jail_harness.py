@@ -16,7 +16,7 @@ import math
 import os
 import signal
 import sys
-import traceback
+import types
 
 __all__ = ["encode", "run_probes", "run_program"]
 
@@ -71,6 +71,15 @@ def _streams() -> None:
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
 
 
+def _module(name: str, path: str) -> types.ModuleType:
+    """A real module in ``sys.modules`` (as runpy makes), so pickling the code's functions works."""
+    module = types.ModuleType(name)
+    module.__file__ = path
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules[name] = module
+    return module
+
+
 def _exit(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -85,10 +94,12 @@ def run_program(code: str, path: str) -> None:
     _streams()
     sys.argv = [path]
     try:
-        exec(compile(code, path, "exec"), {"__name__": "__main__", "__file__": path, "__builtins__": builtins})
+        exec(compile(code, path, "exec"), _module("__main__", path).__dict__)
     except SystemExit as e:
         _exit(e.code if isinstance(e.code, int) else 0 if e.code is None else 1)
     except BaseException:  # noqa: BLE001 - the solution's own error: its traceback, exit 1
+        import traceback  # noqa: PLC0415 - loaded when needed: it costs every sandbox start-up time
+
         traceback.print_exc()
         _exit(1)
     _exit(0)
@@ -134,7 +145,7 @@ def run_probes(code: str, tests: "list[str]", load_timeout: float, test_timeout:
                 send(("fire", test, k, None, str(e)[:300]))
         return fire
 
-    namespace = {"__name__": "solution", "__builtins__": builtins}
+    namespace = _module("solution", "solution.py").__dict__
     error = _run(code, "solution.py", namespace, load_timeout)
     send(("load", error))
     if error is None:

@@ -6,7 +6,6 @@ Every call raises ``OSError`` with the errno and the call named, so a setup fail
 
 import ctypes
 import os
-import platform
 
 __all__ = ["CLONE_NEWCGROUP", "CLONE_NEWIPC", "CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWUSER",
            "CLONE_NEWUTS", "MACHINE", "MS_BIND", "MS_NODEV", "MS_NOEXEC", "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY",
@@ -21,7 +20,7 @@ MNT_DETACH = 2
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
 
-MACHINE = platform.machine()
+MACHINE = os.uname().machine
 # Syscall numbers without a libc wrapper in every glibc this runs on: x86_64 and the generic table (aarch64).
 _NR = {"x86_64": {"pivot_root": 155, "mount_setattr": 442, "capset": 126},
        "aarch64": {"pivot_root": 41, "mount_setattr": 442, "capset": 91}}

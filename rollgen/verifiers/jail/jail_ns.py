@@ -88,9 +88,16 @@ def _write_maps(pid: str, uid: int, gid: int, deny_setgroups: bool = True) -> No
             f.write(text)
 
 
+def _mapped(id_: int, kind: str) -> bool:
+    """Whether ``id_`` exists in our own user namespace (not so in a container that maps only root)."""
+    with open(f"/proc/self/{kind}") as f:
+        return any(int(first) <= id_ < int(first) + int(count) for first, _, count in (ln.split() for ln in f))
+
+
 def _isolate_as_root() -> Root:
     """Only a process in the parent namespace may map 0 inside to nobody outside: a forked helper writes the
-    maps, then we drop host root's groups and become the mapped 0."""
+    maps (to 0 itself where nobody does not exist, i.e. inside a container's user namespace that maps only
+    its root), then we drop root's groups and become the mapped 0."""
     go_r, go_w = os.pipe()
     me = os.getpid()
     helper = os.fork()
@@ -99,7 +106,8 @@ def _isolate_as_root() -> Root:
         ok = os.read(go_r, 1) == b"1"
         try:
             if ok:
-                _write_maps(str(me), NOBODY, NOBODY, deny_setgroups=False)
+                outside = NOBODY if _mapped(NOBODY, "uid_map") and _mapped(NOBODY, "gid_map") else 0
+                _write_maps(str(me), outside, outside, deny_setgroups=False)
         except OSError:
             os._exit(1)
         os._exit(0 if ok else 2)
