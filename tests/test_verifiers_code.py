@@ -1,5 +1,6 @@
-"""The code verifier and its sandbox: partial credit, time and memory limits, no network, a scrubbed
-environment, a temporary working directory, and sandbox failures as verifier errors."""
+"""The code verifier: partial credit, time and memory limits, no network, a scrubbed environment, a private
+working directory, stdin/stdout cases, and sandbox failures as verifier errors (the sandbox itself:
+tests/test_sandbox.py; hostile code: tests/test_sandbox_hostile.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from rollgen.records import Rollout, Task, Verdict
-from rollgen.verifiers import sandbox
 from rollgen.verifiers.code import CodeTests, extract_code
 from rollgen.verifiers.sandbox import SandboxError
 
@@ -83,23 +84,21 @@ def test_environment_is_scrubbed_and_cwd_is_a_fresh_temp_dir(monkeypatch: pytest
     assert not leftovers
 
 
-def test_no_network_when_isolation_is_available() -> None:
+def test_no_network() -> None:
     code = ("import socket\n"
             "def reach():\n    s = socket.create_connection(('1.1.1.1', 53), timeout=2)\n    s.close()\n    return True\n")
     v = run(fenced(code), tests=["assert reach()"])
-    if sandbox.network_isolation_available():
-        error = v.details["results"][0]["error"]
-        assert v.details["network_isolated"] is True and v.reward == 0.0
-        assert "unreachable" in error.lower() or "OSError" in error, error
-    else:
-        assert v.details["network_isolated"] is False
+    assert v.reward == 0.0 and v.details["isolation"] == "namespaces"
+    assert "Network is unreachable" in v.details["results"][0]["error"]
 
 
-def test_required_isolation_that_is_unavailable_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "network_isolation_available", lambda: False)
-    with pytest.raises(SandboxError, match="network isolation was required"):
-        run(fenced("def add(a, b):\n    return a + b"), network="isolated")
-    assert run(fenced("def add(a, b):\n    return a + b"), network="auto").details["network_isolated"] is False
+def test_isolation_is_namespaces_unless_the_weaker_mode_is_chosen() -> None:
+    assert CodeTests.Params().isolation == "namespaces"
+    assert run(fenced("def add(a, b):\n    return a + b"), isolation="rlimits").details["isolation"] == "rlimits"
+    with pytest.raises(ValidationError, match="isolation"):
+        CodeTests.Params.model_validate({"isolation": "none"})
+    with pytest.raises(ValidationError, match="network"):  # the old knob is gone, not silently ignored
+        CodeTests.Params.model_validate({"network": "allowed"})
 
 
 def test_stdin_stdout_cases() -> None:
@@ -112,9 +111,27 @@ def test_stdin_stdout_cases() -> None:
     assert crash.reward == 0.0
 
 
+def test_tests_as_small_programs_and_the_humaneval_shape() -> None:
+    tests = ["def check(candidate):\n    assert candidate([3, 1, 2]) == [1, 2, 3]\n"
+             "    for n in range(4):\n        assert len(candidate(list(range(n)))) == n\ncheck(sort)",
+             "xs = [5, 4]\nys = sort(xs)\nassert ys == [4, 5] and xs == [5, 4]",
+             "assert abs(mean(sort([1.0, 2.0])) - 1.5) < 1e-9",
+             "import numpy as np\nassert sort(np.array([2, 1])) == [1, 2]"]
+    honest = "def sort(xs):\n    return sorted(xs)\ndef mean(xs):\n    return sum(xs) / len(xs)"
+    assert run(fenced(honest), tests=tests).reward == 1.0
+    in_place = "def sort(xs):\n    xs.sort()\n    return xs\ndef mean(xs):\n    return sum(xs) / len(xs)"
+    v = run(fenced(in_place), tests=tests)
+    assert v.reward == 0.75 and "xs == [5, 4]" in v.details["results"][1]["error"]
+
+
 def test_printing_a_fake_result_line_does_not_pass_tests() -> None:
     code = "print('[0, true, null]')\nprint('[1, true, null]')\ndef add(a, b):\n    return 0"
     assert run(fenced(code), tests=[ADD_TESTS[0], ADD_TESTS[2]]).reward == 0.0
+
+
+def test_a_sandbox_that_cannot_start_is_a_verifier_error() -> None:
+    with pytest.raises(SandboxError, match="cannot start the sandbox"):
+        run(fenced("def add(a, b):\n    return a + b"), python="/nonexistent/python3")
 
 
 def test_a_task_without_tests_is_an_error() -> None:

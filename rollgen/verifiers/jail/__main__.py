@@ -33,8 +33,8 @@ _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def _fail(message: str) -> None:
-    data = message.encode(errors="replace")
+def _fail(error: OSError) -> None:
+    data = (error.strerror or str(error)).encode(errors="replace")
     write_all(1, b"E %d\n" % len(data) + data)
     os._exit(SETUP_FAILED)
 
@@ -79,7 +79,7 @@ def _namespaced(job: dict) -> None:
     try:
         root = jail_ns.isolate()
     except OSError as e:
-        _fail(str(e))
+        _fail(e)
     death_r, death_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # PID 1 of the new namespaces
@@ -91,7 +91,7 @@ def _namespaced(job: dict) -> None:
         try:
             jail_ns.build_root(root, job["tmp_mb"])
         except OSError as e:
-            _fail(str(e))
+            _fail(e)
         _run_job(job, Supervisor(True, job["max_output"], death_r), "/tmp", True)
         os._exit(0)
     os.close(death_r)
