@@ -1,6 +1,6 @@
 """Run a model's code in the sandbox and read back what it produced; the verdict is rollgen's, outside.
 
-The code runs in ``rollgen/verifiers/jail`` (a stdlib-only program started as ``python -I``):
+The code runs in ``rollgen/verifiers/jail`` (a stdlib-only program started as ``python -I -S``):
 
 * namespaces: its own user (uid 0 inside is the caller outside, or nobody when rollgen runs as root), PID
   (it sees only its own processes; rollgen has no PID there), mount, network (no interface up), IPC, UTS and
@@ -110,7 +110,7 @@ async def _run(job: dict, limits: Limits, executions: int, python: str | None) -
     cap = executions * (2 * limits.max_output_bytes + _CHANNEL_CAP + 256) + 4096
     try:
         proc = await asyncio.create_subprocess_exec(
-            python or sys.executable, "-I", str(JAIL), limits.isolation,
+            python or sys.executable, "-I", "-S", str(JAIL), limits.isolation,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={"PATH": os.defpath, "LANG": "C.UTF-8"}, start_new_session=True)
     except OSError as e:

@@ -1,4 +1,4 @@
-"""The code sandbox's program: ``python -I <this directory> ISOLATION``, stdlib only.
+"""The code sandbox's program: ``python -I -S <this directory> ISOLATION``, stdlib only.
 
 It reads one job (``marshal``, from rollgen, with rollgen's pid) on stdin and writes frames (``jail_super``)
 on stdout. Three
@@ -18,6 +18,7 @@ from a temporary directory, the child leads its own process group, orphans repar
 import marshal
 import os
 import signal
+import site
 import sys
 
 import jail_confine
@@ -121,8 +122,25 @@ def _plain(job: dict) -> None:
     os._exit(0)
 
 
+def _site_packages() -> None:
+    """What ``site`` would add (we run ``-S``: its .pth processing is most of an interpreter's start-up):
+    the virtual environment's site-packages (and the base's, when the venv includes them), else the base's."""
+    exe_dir = os.path.dirname(os.path.abspath(sys.executable))
+    prefixes = [sys.prefix]
+    for cfg in (os.path.join(exe_dir, "pyvenv.cfg"), os.path.join(os.path.dirname(exe_dir), "pyvenv.cfg")):
+        if os.path.isfile(cfg):
+            with open(cfg, encoding="utf-8") as f:
+                system = any(ln.split("=")[0].strip() == "include-system-site-packages"
+                             and ln.split("=", 1)[1].strip().lower() == "true" for ln in f if "=" in ln)
+            sys.prefix = sys.exec_prefix = os.path.dirname(cfg)
+            prefixes = [sys.prefix, sys.base_prefix] if system else [sys.prefix]
+            break
+    sys.path += [d for d in site.getsitepackages(prefixes) if os.path.isdir(d) and d not in sys.path]
+
+
 def main() -> None:
     lc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _site_packages()
     job = marshal.loads(sys.stdin.buffer.read())
     if os.getppid() != job.pop("parent"):  # rollgen died before we set PDEATHSIG
         os._exit(OVERRAN)
