@@ -138,14 +138,17 @@ def test_writes_outside_the_private_tmp_fail(tmp_path: Path) -> None:
     assert all(p.startswith("/tmp/") for p in wrote), wrote
 
 
+def reads(paths: str) -> str:
+    """Code whose ``add`` reads each of ``paths`` (a Python expression) and returns what it got."""
+    return ("import os\ndef add(a, b):\n    got = {}\n"
+            f"    for p in {paths}:\n        try:\n            got[p] = open(p, 'rb').read().decode(errors='replace')\n"
+            "        except OSError as e:\n            got[p] = type(e).__name__\n    return got")
+
+
 def test_secrets_in_rollgens_environment_do_not_reach_the_code(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-hostile-test-secret")
     monkeypatch.setenv("HF_TOKEN", "hf_hostile_test_secret")
-    code = ("import os\ndef add(a, b):\n    seen = [repr(dict(os.environ))]\n"
-            "    for p in ['/proc/self/environ', '/proc/1/environ', f'/proc/{os.getppid()}/environ']:\n"
-            "        try:\n            seen.append(open(p, 'rb').read().decode(errors='replace'))\n"
-            "        except OSError as e:\n            seen.append(type(e).__name__)\n    return ' '.join(seen)")
-    v, _ = verify(code)
+    v, _ = verify(reads("['/proc/self/environ', '/proc/1/environ', f'/proc/{os.getppid()}/environ']"))
     dumped = json.dumps(v.details)
     assert v.reward == 0.0 and "PermissionError" in dumped
     assert "hostile-test-secret" not in dumped and "hostile_test_secret" not in dumped
@@ -154,11 +157,7 @@ def test_secrets_in_rollgens_environment_do_not_reach_the_code(monkeypatch: pyte
 def test_host_files_are_not_there_to_read(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("the-host-secret")
-    code = ("import os\ndef add(a, b):\n    got = {}\n"
-            f"    for p in ['/etc/passwd', '/etc/shadow', '/etc/hostname', '/root/.bashrc', {str(secret)!r}]:\n"
-            "        try:\n            got[p] = open(p).read()\n        except OSError as e:\n"
-            "            got[p] = type(e).__name__\n    got['/'] = sorted(os.listdir('/'))\n    return got")
-    v, _ = verify(code)
+    v, _ = verify(reads(repr(["/etc/passwd", "/etc/shadow", "/etc/hostname", "/root/.bashrc", str(secret)])))
     dumped = json.dumps(v.details)
     assert v.reward == 0.0 and "FileNotFoundError" in dumped
     assert "root:x:0:0" not in dumped and "the-host-secret" not in dumped

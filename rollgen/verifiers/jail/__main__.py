@@ -49,6 +49,7 @@ def _confined(job: dict, workdir: str, namespaced: bool):
         sys.path[:] = [p for p in sys.path if p != _HERE]
         if not namespaced:
             lc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        lc.prctl(PR_SET_DUMPABLE, 1)  # its own /proc/self; PID 1 stays not dumpable, ptrace is filtered out
         try:
             jail_confine.drop_capabilities(required=namespaced)
             jail_confine.install_seccomp()
