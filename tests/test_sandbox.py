@@ -142,14 +142,18 @@ def test_the_weaker_mode_is_opt_in_and_still_judges_outside() -> None:
     assert p.stdout.split() == ["1.0", "0.0", "rlimits"]
 
 
-def test_the_weaker_mode_kills_daemons_and_removes_its_directory() -> None:
+def test_the_weaker_mode_kills_daemons_and_removes_its_directory(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     marker = f"{os.getpid() % 1000}.{time.time_ns() % 99991}"
     code = ("import os\ndef add(a, b):\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n"
-            f"            os.execv('/bin/sleep', ['sleep', '{marker}'])\n        os._exit(0)\n    return a + b")
-    v, _ = verify(code, isolation="rlimits")
-    assert v.reward == 1.0 and v.details["isolation"] == "rlimits"
+            f"            os.execv('/bin/sleep', ['sleep', '{marker}'])\n        os._exit(0)\n    return a + b\n"
+            "def where():\n    return os.getcwd()")
+    v, _ = verify(code, tests=["assert add(1, 2) == 3", "assert where() == ''"], isolation="rlimits")
+    assert v.reward == 0.5 and v.details["isolation"] == "rlimits"
+    assert f"where() = '{tmp_path}/rollgen-sandbox-" in v.details["results"][1]["error"]
     assert processes_with(marker) == []
-    assert not list(Path(tempfile.gettempdir()).glob("rollgen-sandbox-*"))
+    assert list(tmp_path.iterdir()) == []  # its working directory was made here, and removed
 
 
 def until(condition: Callable[[], bool], within_s: float = 30.0) -> bool:

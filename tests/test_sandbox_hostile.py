@@ -66,13 +66,14 @@ def processes_with(marker: str) -> list[int]:
 
 
 @pytest.fixture(autouse=True)
-def no_leftovers() -> Iterator[None]:
-    """After each attempt: no sandbox process, no child of ours, no temporary directory of the sandbox."""
-    tmp = Path(tempfile.gettempdir())
-    before = set(tmp.iterdir())
+def no_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """After each attempt: no sandbox process, no child of ours, nothing in the temporary directory."""
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     yield
     assert processes_with(str(JAIL)) == []
-    assert not [p for p in set(tmp.iterdir()) - before if p.name.startswith("rollgen-sandbox")]
+    assert list(tmp.iterdir()) == []
     assert psutil.Process().children(recursive=True) == []
 
 
@@ -123,7 +124,7 @@ def test_network_connect_is_blocked() -> None:
 
 
 def test_writes_outside_the_private_tmp_fail(tmp_path: Path) -> None:
-    targets = [tmp_path / "marker", Path(tempfile.gettempdir()) / f"rollgen-hostile-{os.getpid()}",
+    targets = [tmp_path / "marker", Path("/tmp") / f"rollgen-hostile-{os.getpid()}",
                JAIL / "marker", Path.cwd() / "marker", Path("/etc/marker"), Path("/marker")]
     code = ("import os, sys\ndef add(a, b):\n    wrote = []\n"
             f"    for p in {[str(t) for t in targets]!r} + [sys.prefix + '/marker', os.path.expanduser('~/../marker')]:\n"

@@ -34,6 +34,7 @@ import marshal
 import os
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -112,7 +113,7 @@ async def _run(job: dict, limits: Limits, executions: int, python: str | None) -
         proc = await asyncio.create_subprocess_exec(
             python or sys.executable, "-I", "-S", str(JAIL), limits.isolation,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={"PATH": os.defpath, "LANG": "C.UTF-8"}, start_new_session=True)
+            env={"PATH": os.defpath, "LANG": "C.UTF-8", "TMPDIR": tempfile.gettempdir()}, start_new_session=True)
     except OSError as e:
         raise SandboxError(f"cannot start the sandbox: {e}") from None
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None

@@ -104,7 +104,7 @@ class Supervisor:
             exited = None
         status, flags, killed, sent = None, set(), False, 0
         seen = dict.fromkeys(caps, 0)
-        while seen or status is None:
+        while True:
             if status is None:
                 done, st = os.waitpid(pid, os.WNOHANG)
                 if done:
@@ -114,6 +114,8 @@ class Supervisor:
                     flags.add("t")
                 self.kill_all(pid)  # the child is done or out of time: so is everything it started
                 killed = True
+            if not seen and status is not None:
+                break
             wait_ms = 20 if exited is None or killed else max(1, int((deadline - time.monotonic()) * 1000) + 1)
             for fd, _ in poller.poll(wait_ms):
                 if fd == self.death_fd:
