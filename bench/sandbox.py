@@ -5,7 +5,8 @@ verifier's concurrency (``max_concurrency: null`` = one sandbox per CPU).
 
 Two workloads: four assert tests (one sandbox execution per verification) and three stdin/stdout cases
 (one execution per case). Prints one JSON line per measurement: verifications/s, executions/s, wall and
-CPU (rollgen plus the sandboxes it reaped, ``RUSAGE_CHILDREN``) per execution. It uses only the verifier's
+CPU per execution (rollgen plus the sandboxes it reaped, ``RUSAGE_CHILDREN``), and each of the two per
+verification. It uses only the verifier's
 public API and the parameters every version has, so ``PYTHONPATH=<another checkout>`` measures that one.
 """
 
@@ -29,9 +30,10 @@ WORKLOADS = {
 }
 
 
-def cpu_s() -> float:
+def cpu_s() -> tuple[float, float]:
+    """CPU seconds of rollgen itself and of the sandbox processes it has reaped."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 async def measure(workload: str, n: int, concurrency: int | None, extra: dict) -> dict:
@@ -45,13 +47,15 @@ async def measure(workload: str, n: int, concurrency: int | None, extra: dict) -
         verdicts = [await verifier.verify(task, rollout) for _ in range(n)]
     else:
         verdicts = await asyncio.gather(*(verifier.verify(task, rollout) for _ in range(n)))
-    wall, cpu = time.perf_counter() - t0, cpu_s() - c0
+    wall, (own, kids) = time.perf_counter() - t0, (b - a for a, b in zip(c0, cpu_s()))
     assert all(v.reward == 1.0 for v in verdicts), verdicts[0].details
     executions = n * per_verification
     return {"workload": workload, "concurrency": concurrency or os.cpu_count(), "verifications": n,
             "verifications_per_s": round(n / wall, 1), "executions_per_s": round(executions / wall, 1),
             "wall_ms_per_execution": round(1000 * wall / executions, 1),
-            "cpu_ms_per_execution": round(1000 * cpu / executions, 1),
+            "cpu_ms_per_execution": round(1000 * (own + kids) / executions, 1),
+            "rollgen_cpu_ms_per_verification": round(1000 * own / n, 1),
+            "sandbox_cpu_ms_per_verification": round(1000 * kids / n, 1),
             "isolation": verdicts[0].details.get("isolation", "rlimits (+unshare -rn)"),
             "load_avg_1m": round(os.getloadavg()[0], 2)}
 

@@ -196,6 +196,18 @@ def test_when_rollgen_is_killed_its_sandboxes_die_too() -> None:
     assert until(lambda: not processes_with(marker) and not processes_with(str(JAIL)))
 
 
+def test_a_python_under_tmp_is_refused_clearly() -> None:
+    """The private /tmp would hide it: every import the code makes would fail, so refuse to run at all."""
+    where = Path(tempfile.mkdtemp(dir="/tmp", prefix="rollgen-test-"))
+    try:
+        (where / "python").symlink_to(sys.executable)
+        (where / "pyvenv.cfg").write_text(f"home = {Path(sys.base_prefix) / 'bin'}\n")  # a venv living in /tmp
+        with pytest.raises(SandboxError, match="would be hidden by the sandbox's private /tmp"):
+            asyncio.run(run_program("print(1)", [""], LIMITS, python=str(where / "python")))
+    finally:
+        shutil.rmtree(where)
+
+
 def test_a_missing_interpreter_is_a_sandbox_error() -> None:
     with pytest.raises(SandboxError, match="cannot start the sandbox"):
         asyncio.run(run_program("print(1)", [""], LIMITS, python="/nonexistent/python"))

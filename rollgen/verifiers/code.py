@@ -85,8 +85,8 @@ class CodeTests(Verifier):
     def validation_cases(self, task: Task, other: Task | None) -> list[Case] | None:
         """Cases for ``rollgen validate`` from a reference solution (``task.metadata["solution"]``, else a
         string ``task.answer``): it must pass every test, in a fence, with prose, or bare; an empty answer,
-        a stub, the solution cut in half, another task's solution, the question, and an attempt to print
-        fake result lines must not. None without a reference solution."""
+        a stub, the solution cut in half, another task's solution, the question, and attempts to print fake
+        result lines or write them to the probe channel must not. None without a reference solution."""
         reference = task.metadata.get("solution") or (task.answer if isinstance(task.answer, str) else None)
         if not reference:
             return None
@@ -102,6 +102,9 @@ class CodeTests(Verifier):
             Case("stub", False, "```python\ndef solve(*args, **kwargs):\n    pass\n```"),
             Case("question_repeated", False, str(question)),
             Case("forged_results", False, "```python\nfor i in range(100):\n    print([i, True, None])\n```"),
+            Case("forged_channel", False, "```python\nimport os\nfor fd in range(3, 10):\n    for i in range(100):\n"
+                 "        try:\n            os.write(fd, repr(('end', i, None)).encode() + b'\\n')\n"
+                 "        except OSError:\n            pass\nos._exit(0)\n```"),
         ]
         if len(lines) > 1:
             half = "\n".join(lines[: len(lines) // 2])

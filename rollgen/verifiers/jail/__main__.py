@@ -1,8 +1,7 @@
 """The code sandbox's program: ``python -I -S <this directory> ISOLATION``, stdlib only.
 
 It reads one job (``marshal``, from rollgen, with rollgen's pid) on stdin and writes frames (``jail_super``)
-on stdout. Three
-processes, only the last of which ever runs the code:
+on stdout. Three processes, only the last of which ever runs the code:
 
 * the launcher (this process) enters the namespaces (``jail_ns.isolate``), forks PID 1 and waits for it,
   killing it if the job overruns; it dies with rollgen (``PR_SET_PDEATHSIG``), and PID 1 dies with it;

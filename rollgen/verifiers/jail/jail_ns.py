@@ -47,11 +47,18 @@ class Root:
         self.binds.clear()
 
 
-def _python_dirs() -> "list[str]":
-    """The interpreter's prefixes (stdlib, lib-dynload, site-packages), outermost only, minus what /usr holds."""
-    dirs = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)})
+def _python_dirs(root: Root) -> "list[str]":
+    """The interpreter's prefixes (stdlib, lib-dynload, site-packages), outermost only, minus what /usr holds.
+    A prefix reached through a symlink gets that symlink too, so ``sys.path`` reads the same inside."""
+    prefixes = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    for p in prefixes:
+        if p == "/tmp" or p.startswith("/tmp/") or os.path.realpath(p).startswith("/tmp/"):
+            raise OSError(22, f"the Python installation at {p} would be hidden by the sandbox's private /tmp: "
+                              "use one installed elsewhere (the code verifier's `python:` option)")
+        if os.path.realpath(p) != p:
+            root.links.append((p, os.path.realpath(p)))
     kept: "list[str]" = []
-    for d in dirs:
+    for d in sorted({os.path.realpath(p) for p in prefixes}):
         if d != "/" and not any(d == k or d.startswith(k + "/") for k in (*kept, *_SYSTEM)):
             kept.append(d)
     return kept
@@ -76,7 +83,7 @@ def _open_root() -> Root:
             root.links.append((path, os.readlink(path)))
         elif os.path.isdir(path):
             root.bind(path)
-    for path in (*_python_dirs(), *_FILES, *(f"/dev/{d}" for d in _DEVICES)):
+    for path in (*_python_dirs(root), *_FILES, *(f"/dev/{d}" for d in _DEVICES)):
         root.bind(path)
     return root
 
@@ -149,11 +156,14 @@ def build_root(root: Root, tmp_mb: int) -> None:
     for path, target in (*root.links, ("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"),
                          ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2"),
                          ("/dev/shm", "/tmp")):
-        os.makedirs(os.path.dirname(new + path), exist_ok=True)
-        os.symlink(target, new + path)
-    os.mkdir(new + "/proc")
+        try:
+            os.makedirs(os.path.dirname(new + path), exist_ok=True)
+            os.symlink(target, new + path)
+        except OSError:  # a prefix's symlink inside a directory already bound read-only: it is there already
+            pass
+    os.makedirs(new + "/proc", exist_ok=True)
     lc.mount("proc", new + "/proc", "proc", lc.MS_NOSUID | lc.MS_NODEV | lc.MS_NOEXEC)
-    os.mkdir(new + "/tmp")
+    os.makedirs(new + "/tmp", exist_ok=True)
     fresh_tmp(tmp_mb, new + "/tmp", replace=False)
     os.chdir(new)
     lc.pivot_root(".", ".")
