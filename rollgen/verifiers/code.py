@@ -73,7 +73,7 @@ class CodeTests(Verifier):
         max_output_kb: int = Field(1024, ge=1, description="stdout and stderr each; more kills the run")
         isolation: Isolation = Field("namespaces", description="namespaces | rlimits: weaker, without namespaces")
         max_concurrency: int | None = Field(None, ge=1, description="sandboxes at once; null = CPU count")
-        python: str | None = Field(None, description="interpreter for the code; null = rollgen's own")
+        python: str | None = Field(None, description="interpreter for the code (Python 3.9+); null = rollgen's own")
 
     params: Params
     name = "code"

@@ -24,7 +24,7 @@ caller compares them with expected values the code never receives.
 Without user namespaces (``sysctl``-disabled, or a container's seccomp profile) the sandbox refuses to run
 and says how to enable them; ``isolation="rlimits"`` opts into a weaker mode without namespaces: the same
 limits, capabilities, seccomp filter and out-of-sandbox verdict, in a temporary directory, as a child that
-can see and signal rollgen's processes and read what rollgen can read.
+can see and signal rollgen's processes, read what rollgen can read and use the network.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ ENABLE_NAMESPACES = (
     "(RHEL, CentOS), `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 23.10+); in Docker, "
     "run with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined` (the default profiles "
     "block unshare). Or opt into the weaker mode without namespaces with `isolation: rlimits` in the code "
-    "verifier's config (verifier.isolation=rlimits): the code can then see and signal rollgen's processes "
-    "and read the files rollgen can read.")
+    "verifier's config (verifier.isolation=rlimits): the code can then see and signal rollgen's processes, "
+    "read the files rollgen can read and use the network.")
 
 
 class SandboxError(RuntimeError):
