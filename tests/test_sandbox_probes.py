@@ -86,6 +86,9 @@ def test_forged_frames_cannot_pass_a_test() -> None:
     load = frames(("load", None), ("load", "NameError: x"))
     assert judge(s, load, "exit code 0") == [(False, "the solution failed to load: NameError: x")]
     assert judge(s, "garbage\n(1, 2\n", "timed out after 2s") == [(False, "not run (timed out after 2s)")]
+    sentinel = [split("try:\n    f(-1)\n    assert False\nexcept ValueError:\n    pass")]
+    assert judge(sentinel, frames(("load", None), ("end", 0, None)), "") == [(True, None)]  # meant never to run
+    assert judge(sentinel, frames(("load", None), ("fire", 0, 0, [], None), ("end", 0, None)), "")[0][0] is False
     unfinished = frames(("load", None), ("fire", 0, 0, ["3"], None))
     assert judge(s, unfinished, "output limit exceeded") == [(False, "did not finish (output limit exceeded)")]
 

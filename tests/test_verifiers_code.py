@@ -116,12 +116,14 @@ def test_tests_as_small_programs_and_the_humaneval_shape() -> None:
              "    for n in range(4):\n        assert len(candidate(list(range(n)))) == n\ncheck(sort)",
              "xs = [5, 4]\nys = sort(xs)\nassert ys == [4, 5] and xs == [5, 4]",
              "assert abs(mean(sort([1.0, 2.0])) - 1.5) < 1e-9",
-             "import numpy as np\nassert sort(np.array([2, 1])) == [1, 2]"]
+             "import numpy as np\nassert sort(np.array([2, 1])) == [1, 2]",
+             "try:\n    sort(None)\n    assert False, 'sorting None must raise'\nexcept TypeError:\n    pass"]
     honest = "def sort(xs):\n    return sorted(xs)\ndef mean(xs):\n    return sum(xs) / len(xs)"
     assert run(fenced(honest), tests=tests).reward == 1.0
     in_place = "def sort(xs):\n    xs.sort()\n    return xs\ndef mean(xs):\n    return sum(xs) / len(xs)"
     v = run(fenced(in_place), tests=tests)
-    assert v.reward == 0.75 and "xs == [5, 4]" in v.details["results"][1]["error"]
+    assert v.reward == 0.6 and "xs == [5, 4]" in v.details["results"][1]["error"]
+    assert "AttributeError" in v.details["results"][4]["error"]  # None.sort(): not the TypeError the test expects
 
 
 def test_printing_a_fake_result_line_does_not_pass_tests() -> None:
