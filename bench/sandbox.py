@@ -22,9 +22,11 @@ import time
 from rollgen.records import Rollout, Task
 from rollgen.verifiers.code import CodeTests
 
-SOLUTION = "```python\ndef add(a, b):\n    return a + b\n\nif __name__ == '__main__':\n    print(sum(map(int, input().split())))\n```"
+SOLUTION = ("```python\ndef add(a, b):\n    return a + b\n\n"
+            "if __name__ == '__main__':\n    print(sum(map(int, input().split())))\n```")
 WORKLOADS = {
-    "asserts": (["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4", "assert add(0, 0) == 0"], 1),
+    "asserts": (["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4",
+                 "assert add(0, 0) == 0"], 1),
     "stdin_stdout": ([{"input": "1 2\n", "output": "3"}, {"input": "5 5\n", "output": "10"},
                       {"input": "0 1\n", "output": "1"}], 3),
 }

@@ -35,7 +35,9 @@ print(json.dumps({
     "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()), "cwd": os.getcwd(),
     "root": sorted(os.listdir("/")), "etc": sorted(os.listdir("/etc")), "env": sorted(os.environ),
     "cap_eff": status["CapEff"].strip(), "cap_bnd": status["CapBnd"].strip(), "seccomp": status["Seccomp"].strip(),
-    "no_new_privs": status["NoNewPrivs"].strip(), "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0],
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "limits": {k: resource.getrlimit(getattr(resource, "RLIMIT_" + k))[0]
+               for k in ("NPROC", "AS", "CPU", "FSIZE", "NOFILE", "CORE")},
     "unshare_user": libc.unshare(0x10000000) == -1 and ctypes.get_errno(),
     "ptrace_pid1": libc.ptrace(16, 1, 0, 0) == -1 and ctypes.get_errno(),
     "mount": libc.mount(b"none", b"/tmp", b"tmpfs", 0, None) == -1 and ctypes.get_errno(),
@@ -60,12 +62,14 @@ def test_the_code_sees_its_own_namespaces_and_nothing_else() -> None:
                                   "MKL_NUM_THREADS", "PYTHONDONTWRITEBYTECODE"])
 
 
-def test_the_code_has_no_capabilities_and_a_seccomp_filter() -> None:
+def test_the_code_has_no_capabilities_a_seccomp_filter_and_its_limits() -> None:
     seen = inspect()
     assert seen["cap_eff"] == seen["cap_bnd"] == "0000000000000000"
     assert seen["seccomp"] == "2" and seen["no_new_privs"] == "1"
     assert seen["unshare_user"] == seen["ptrace_pid1"] == seen["mount"] == 1  # EPERM
-    assert seen["nproc"] == LIMITS.max_processes + 2  # the launcher and PID 1 share the count
+    assert seen["limits"] == {"NPROC": LIMITS.max_processes + 2,  # the launcher and PID 1 share the count
+                              "AS": LIMITS.memory_mb << 20, "CPU": 5, "FSIZE": LIMITS.file_size_mb << 20,
+                              "NOFILE": LIMITS.max_files, "CORE": 0}
 
 
 def test_file_size_and_tmp_size_are_capped_and_tmp_is_fresh_per_run() -> None:

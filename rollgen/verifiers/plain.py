@@ -94,7 +94,9 @@ def _eval(node: ast.expr, env: Mapping[str, Any]) -> Any:  # noqa: C901 - one ca
             return MATH[attr]
         case ast.Tuple(elts=elts) | ast.List(elts=elts) | ast.Set(elts=elts):
             items = [_eval(e, env) for e in elts]
-            return tuple(items) if isinstance(node, ast.Tuple) else list(items) if isinstance(node, ast.List) else set(items)
+            if isinstance(node, ast.Tuple):
+                return tuple(items)
+            return items if isinstance(node, ast.List) else set(items)
         case ast.Dict(keys=keys, values=values) if None not in keys:
             return {_eval(k, env): _eval(v, env) for k, v in zip(keys, values)}  # type: ignore[arg-type]
         case ast.UnaryOp(op=op, operand=operand) if type(op) in _UNARY:
