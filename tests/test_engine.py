@@ -13,6 +13,7 @@ import pytest
 import rollgen
 from rollgen.collect import collect
 from rollgen.config import SamplerConfig
+from rollgen.engine import EndpointUnreachable
 from rollgen.policy import Endpoint
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.rundir import JsonlWriter, read_jsonl
@@ -118,13 +119,23 @@ def test_some_failures_do_not_stop_the_run(tmp_path: Path) -> None:
     assert len(rows) == 50 and len({r["id"] for r in rows}) == 50 and statuses == {"ok", "error"}
 
 
-def test_connection_refused_is_a_status(tmp_path: Path, tasks_file: Path) -> None:
+def test_dead_endpoint_fails_before_any_work_naming_the_url(tmp_path: Path, tasks_file: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    _run(tmp_path, f"http://127.0.0.1:{port}/v1", tasks_file, "policy.max_retries=0")
-    rows = _rollouts(tmp_path)
-    assert len(rows) == 12 and all(r["status"] == "error" and "Connect" in r["error"] for r in rows)
+    with pytest.raises(EndpointUnreachable, match=rf"no answer from http://127.0.0.1:{port}/v1 \(.*Connect.*2 attempts"):
+        _run(tmp_path, f"http://127.0.0.1:{port}/v1", tasks_file, "policy.max_retries=1")
+    assert not (tmp_path / "run").exists()  # the run never started: no run dir
+
+
+def test_rejected_key_fails_before_any_request(tmp_path: Path, tasks_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-0123456789")
+    fake = FakeOpenAI(api_key="sk-right-key-9876543210")
+    with serve_in_thread(fake) as url, pytest.raises(EndpointUnreachable, match="rejected the API key: HTTP 401") as e:
+        _run(tmp_path, url, tasks_file)
+    assert fake.requests == 0 and fake.models_requests == 1
+    assert "wrong-key" not in str(e.value)  # the fake echoes the header it got: redacted
+    assert not (tmp_path / "run").exists()
 
 
 def test_truncated_output_is_marked(tmp_path: Path, tasks_file: Path) -> None:
