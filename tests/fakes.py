@@ -76,6 +76,7 @@ class FakeOpenAI:
     echo_key: bool = False
     hold: threading.Event | None = None
     retry_after_date: bool = False
+    first: list[str] = field(default_factory=list)  # fault kinds (see FAULTS) for the first requests, in order
     models_requests: int = 0  # GET /v1/models
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each completion request
 
@@ -125,6 +126,8 @@ class FakeOpenAI:
                 self.bodies.append(body)
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
+            if self.requests <= len(self.first):
+                return await FAULTS[self.first[self.requests - 1]](self, request)
             if self.faults and (fault := self._draw_fault()) is not None:
                 return await FAULTS[fault](self, request)
             if self.mode == "429":
