@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 import queue
-import tempfile
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -238,7 +238,13 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
     """Open a uniquely named temp file beside ``path``; on success it replaces ``path``, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    while True:  # like mkstemp, but the file gets the usual permissions (0666 less the umask), not 0600
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
