@@ -76,7 +76,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     execute(run_cfg, on_start=lambda root: write_hydra_files(root, cfg))
     from rollgen.metrics import run_metrics
 
-    return run_metrics(run_cfg.output_dir).get(run_cfg.objective)
+    value = run_metrics(run_cfg.output_dir).get(run_cfg.objective)
+    return float("nan") if value is None else value  # a sweeper (Optuna) records NaN as a failed trial, not a crash
 
 
 def _subcommand(argv: list[str]) -> int | None:

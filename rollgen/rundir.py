@@ -103,6 +103,13 @@ class RunDirLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def __enter__(self) -> RunDirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
     def acquire(self) -> None:
         """Lock ``root`` (which must exist); raise ``RunDirBusy`` if another process has it."""
         if self._fd is not None:
