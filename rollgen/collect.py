@@ -134,7 +134,7 @@ class _Collector:
         self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
         try:
             rollout = await self.rollout(task, repeat)
-            self.writer.write(redact.redact(rollout.model_dump_json()) + "\n")
+            self.writer.write(redact.redact_json(rollout.model_dump_json()) + "\n")
             self._count(rollout)
         finally:
             self.in_flight -= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import subprocess
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rollgen import redact
 from tests.conftest import serve_in_thread, write_arith_tasks
@@ -27,12 +30,18 @@ def _leaks(data: bytes, secret: str) -> list[str]:
 
 
 def test_redact_masks_the_secret_and_every_piece_of_eight_or_more() -> None:
-    redact.register("tok-ABCDEFGHIJKLMNOP")
-    assert redact.redact("key tok-ABCDEFGHIJKLMNOP end") == f"key {redact.MASK} end"
-    assert redact.redact("cut: GHIJKLMN, tail ...IJKLMNOP") == f"cut: {redact.MASK}, tail ...{redact.MASK}"
-    assert redact.redact("short FGHIJKL (7) stays") == "short FGHIJKL (7) stays"
-    assert redact.redact('{"a": "xtok-ABCDEFGHIJKLMNOPx"}') == f'{{"a": "x{redact.MASK}x"}}'
-    assert redact.redact_obj({"k": ["ABCDEFGHIJ", 3]}) == {"k": [redact.MASK, 3]}
+    r = redact.Redactor()
+    r.register("tok-ABCDEFGHIJKLMNOP", "EMPTY", None)  # a placeholder shorter than 8 is no secret
+    assert r.secrets == {"tok-ABCDEFGHIJKLMNOP"}
+    assert r.redact("key tok-ABCDEFGHIJKLMNOP end") == f"key {redact.MASK} end"
+    assert r.redact("cut: GHIJKLMN, tail ...IJKLMNOP") == f"cut: {redact.MASK}, tail ...{redact.MASK}"
+    assert r.redact("short FGHIJKL (7) stays, EMPTY too") == "short FGHIJKL (7) stays, EMPTY too"
+    assert r.redact('{"a": "xtok-ABCDEFGHIJKLMNOPx"}') == f'{{"a": "x{redact.MASK}x"}}'
+    assert r.redact_obj({"k": ["ABCDEFGHIJ", 3]}) == {"k": [redact.MASK, 3]}
+    numeric = redact.Redactor()
+    numeric.register("9876543210123")
+    line = json.dumps({"latency_s": 0.98765432101, "text": "x 9876543210 y"})
+    assert json.loads(numeric.redact_json(line)) == {"latency_s": 0.98765432101, "text": f"x {redact.MASK} y"}
 
 
 def test_secrets_are_found_wherever_the_config_names_them(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,3 +99,23 @@ def test_echoed_key_reaches_no_file_and_no_output(tmp_path: Path, sampler: str) 
     for f in (tmp_path / "cache").rglob("*"):
         if f.is_file():
             assert not _leaks(f.read_bytes(), SECRET), f
+
+
+_KEY_CHARS = st.characters(min_codepoint=33, max_codepoint=126)
+
+
+@settings(max_examples=300, deadline=None)
+@given(secret=st.text(_KEY_CHARS, min_size=redact.MIN_PIECE, max_size=80), pieces=st.lists(st.tuples(
+    st.integers(0, 79), st.integers(redact.MIN_PIECE, 80), st.text(max_size=20)), max_size=4),
+    prefix=st.text(max_size=20))
+def test_no_piece_of_eight_survives_and_clean_text_is_untouched(secret: str, pieces: list, prefix: str) -> None:
+    r = redact.Redactor()  # a registry of its own: random secrets stay out of the process-wide one
+    r.register(secret)
+    text = prefix + "".join(secret[i:i + n] + gap for i, n, gap in pieces)
+    out = r.redact(text)
+    json_safe = [p for p in _pieces(secret) if '"' not in p and "\\" not in p]  # escaped in JSON anyway
+    assert not [p for p in json_safe if p in out]
+    if not any(p in text for p in _pieces(secret)):
+        assert out == text  # nothing of the secret: nothing changes
+    line = json.dumps({"text": text, "n": [12345678, 0.123456789], "ok": True})
+    assert json.loads(r.redact_json(line))["n"] == [12345678, 0.123456789]  # valid JSON, numbers kept
