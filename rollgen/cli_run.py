@@ -125,7 +125,7 @@ def execute(cfg: RunConfig, on_start: Any = None) -> dict[str, Any]:
              ", ".join(f"{k} {v}" for k, v in c["by_status"].items()), c["mean_reward"],
              report["kept"]["dataset_rows"], cfg.output_dir)
     if report["status"] == "interrupted":
-        _say("", f"interrupted; {c['rollouts']} rollouts kept in {cfg.output_dir} ({report['reason']}). "
+        _say("", f"interrupted: {report['reason']}; {c['rollouts']} rollouts kept in {cfg.output_dir}. "
              f"Re-run the same command (or resume={cfg.output_dir}) to continue.")
         sys.exit(130)
     if report["status"] == "aborted":

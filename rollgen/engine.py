@@ -198,10 +198,9 @@ def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[s
 
                 report["plots"] = [*report.get("plots", []), *write_pass_curves(report["pass_at_k"], rd.root / "plots")]
         except KeyboardInterrupt:
-            report.update(status="interrupted", reason=f"stopped by a signal during {stage[-1]}, after collection; "
-                          "re-run the same command to finish (collected rollouts are reused)")
+            report.update(status="interrupted", reason=f"stopped by a signal during {stage[-1]}, after collection")
     else:
-        report["reason"] = live.get("reason", "stopped by a signal; re-run the same command to continue")
+        report["reason"] = live.get("reason", "stopped by a signal during collection")
     report["wall_time_s"] = round(time.perf_counter() - t0, 3)
     write_report(rd, report)
     return report
