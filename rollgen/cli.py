@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from rollgen.api import compose, conf_dir, rerun_config
+from rollgen.api import compose, conf_dir
 from rollgen.config import ConfigError, RunConfig, validate_run_config
+from rollgen.rundir import cannot_create
 
 __all__ = ["main"]
 
@@ -51,52 +51,33 @@ def _early_check(argv: list[str]) -> None:
         compose(overrides, config_dir=config_dir, output_dir=".")
     except ConfigError as e:
         _fail(e.lines)
-    # Hydra creates the run dir before rollgen runs: make sure it can, or say so in one line.
+    # Hydra creates the run dir before rollgen runs: make sure it can (leaving nothing), or say so in one line.
     run_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")), "outputs")
-    try:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        print(f"rollgen: error: output_dir: cannot write to {run_dir} ({e.strerror or e})", file=sys.stderr)
+    if problem := cannot_create(run_dir):
+        print(f"rollgen: error: output_dir: cannot write to {run_dir} ({problem})", file=sys.stderr)
         sys.exit(2)
 
 
 def _run_config(cfg: DictConfig) -> RunConfig:
     data = OmegaConf.to_container(cfg, resolve=True)
-    if resume := data.get("resume"):  # type: ignore[union-attr]
-        from hydra.core.hydra_config import HydraConfig
-
-        others = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+").startswith("resume=")]
-        return rerun_config(resume, others)
+    if data.get("resume"):  # type: ignore[union-attr]
+        raise ConfigError(["resume: continues one run in place; use it without -m (rollgen resume=RUN_DIR)"])
     return validate_run_config(data)  # type: ignore[arg-type]
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from rollgen.engine import UserError, run
+    from rollgen.cli_run import execute, write_hydra_files
 
     try:
         run_cfg = _run_config(cfg)
     except ConfigError as e:
         _fail(e.lines)
-    try:
-        report = run(run_cfg)
-    except UserError as e:
-        print(f"rollgen: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    c = report["collection"]
-    log.info("%d rollouts (%s), mean reward %s, %d dataset rows -> %s", c["rollouts"],
-             ", ".join(f"{k} {v}" for k, v in c["by_status"].items()), c["mean_reward"],
-             report["kept"]["dataset_rows"], run_cfg.output_dir)
-    if report["status"] == "interrupted":
-        print(f"rollgen: interrupted; {c['rollouts']} rollouts kept in {run_cfg.output_dir}. "
-              f"Re-run the same command (or resume={run_cfg.output_dir}) to continue.", file=sys.stderr)
-        sys.exit(130)
-    if report["status"] == "aborted":
-        print(f"rollgen: stopped early: {report['reason']}", file=sys.stderr)
-        sys.exit(3)
+    execute(run_cfg, on_start=lambda root: write_hydra_files(root, cfg))
     from rollgen.metrics import run_metrics
 
-    return run_metrics(run_cfg.output_dir).get(run_cfg.objective)
+    value = run_metrics(run_cfg.output_dir).get(run_cfg.objective)
+    return float("nan") if value is None else value  # a sweeper (Optuna) records NaN as a failed trial, not a crash
 
 
 def _subcommand(argv: list[str]) -> int | None:
@@ -121,6 +102,12 @@ def _subcommand(argv: list[str]) -> int | None:
 def main() -> None:
     if (code := _subcommand(sys.argv[1:])) is not None:
         sys.exit(code)
+    from rollgen.cli_run import install_signals, resume, resume_target
+
+    install_signals()
+    if resume_target(sys.argv[1:]) and not any(a in _HYDRA_MODES or a.split("=", 1)[0] in _HYDRA_MODES
+                                               for a in sys.argv[1:]):
+        resume(sys.argv[1:])
     _early_check(sys.argv[1:])
     try:
         _hydra_main()

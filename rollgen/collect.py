@@ -2,7 +2,8 @@
 
 For each (task, repeat): policy call → tool calls executed by the server → repeat until a final
 answer or ``max_turns`` → verify → append one line to ``rollouts.jsonl``. A slot is taken *before* a
-rollout's coroutine is created, so a million tasks never become a million coroutines.
+rollout's coroutine is created, so a million tasks never become a million coroutines. Each line is
+redacted (``rollgen.redact``) as it is written: whatever a tool or the endpoint echoed, no secret is stored.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import aiohttp
 from tqdm import tqdm
 
+from rollgen import redact
 from rollgen.config import SamplerConfig
 from rollgen.limiter import AdaptiveLimit
 from rollgen.policy import Endpoint
@@ -49,6 +51,8 @@ class CollectStats:
     last_error: str | None = None
     lowest_limit: int | None = None  # the adaptive concurrency limit's lowest value
     throttled: int = 0  # 429/503 responses seen
+    requests: int = 0  # policy requests sent (first attempts)
+    retries: int = 0  # further attempts of those requests
 
     @property
     def failures(self) -> int:
@@ -130,7 +134,7 @@ class _Collector:
         self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
         try:
             rollout = await self.rollout(task, repeat)
-            self.writer.write(rollout.model_dump_json() + "\n")
+            self.writer.write(redact.redact_json(rollout.model_dump_json()) + "\n")
             self._count(rollout)
         finally:
             self.in_flight -= 1
@@ -200,6 +204,7 @@ async def collect(
                 raise group.exceptions[0] from None
             finally:
                 c.stats.lowest_limit, c.stats.throttled = limit.lowest, limit.throttles
+                c.stats.requests, c.stats.retries = client.requests, client.retries
             bar.set_postfix_str(c.stats.postfix(), refresh=True)
             return c.stats
     finally:

@@ -1,4 +1,9 @@
-"""The recipe: one run, stage by stage, top to bottom."""
+"""The recipe: one run, stage by stage, top to bottom.
+
+Everything that can fail on the user's input fails before the run dir is touched: the config, the task
+source (bad rows, a verifier's missing gold answers), the endpoint (``GET /models``). Only then is the
+run dir created and locked (``RunDirLock``: one process at a time) and the run's files written.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +11,28 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
-import signal
 import time
-from collections.abc import Iterator
-from itertools import islice
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rollgen import __version__, formats, quality
-from rollgen.collect import CollectStats, EndpointDown, collect
+import aiohttp
+
+from rollgen import __version__, formats, quality, redact
+from rollgen.collect import FAILED, CollectStats, EndpointDown, collect
 from rollgen.config import RunConfig
 from rollgen.metrics import pass_curves, repeat_groups
+from rollgen.policy.client import EndpointUnreachable, check_endpoint
 from rollgen.records import Task, rollout_id
 from rollgen.report import rollout_stats, write_report
-from rollgen.resume import Prior, cache_root, collection_lock, find_prior, register, restore
-from rollgen.rundir import JsonlWriter, RunDir, read_jsonl, write_json, write_jsonl
+from rollgen.resume import Prior, cache_root, collection_lock
+from rollgen.rundir import JsonlWriter, RunDir, RunDirBusy, RunDirLock, atomic_file, cannot_create, read_jsonl
+from rollgen.staging import UserError, open_run, staged_tasks
+from rollgen.stop import Stop
 
-__all__ = ["UserError", "collection_hash", "run"]
+__all__ = ["EndpointUnreachable", "UserError", "collection_hash", "run"]
 
 log = logging.getLogger("rollgen")
-
-
-class UserError(Exception):
-    """A mistake in the user's input (not a rollgen bug): printed as one line, no traceback."""
 
 
 def collection_hash(cfg: RunConfig, server: Any, policy: Any) -> str:
@@ -53,124 +56,113 @@ def _work(rd: RunDir, repeats: int, done: set[str]) -> Iterator[tuple[Task, int]
                     yield task, r
 
 
-async def _collect(cfg: RunConfig, rd: RunDir, server: Any, verifier: Any, policy: Any, n_tasks: int,
-                   config_hash: str, prior: Prior) -> dict[str, Any]:
-    """Collect with graceful stop: the first SIGINT/SIGTERM cancels cleanly, a second exits at once."""
-    writer = JsonlWriter(rd.rollouts)
-    stats = CollectStats()
-    outcome: dict[str, Any] = {"status": "complete", "model": None}
-    loop = asyncio.get_running_loop()
+class _Run:
+    """One run's parts and state, shared by the stages."""
+
+    def __init__(self, cfg: RunConfig, stop: Stop, on_start: Callable[[Path], None] | None):
+        self.cfg, self.stop, self.on_start = cfg, stop, on_start
+        self.rd = RunDir(cfg.output_dir)
+        self.lock = RunDirLock(self.rd.root)
+        self.server, self.verifier, self.policy = cfg.server.build(), cfg.verifier.build(), cfg.policy.build()
+        self.started = False
+        self.prior = Prior()
+        self.stats = CollectStats()
+        self.outcome: dict[str, Any] = {"status": "complete", "model": None}
+
+
+async def _collect(run: _Run, staged: Path, n_tasks: int, config_hash: str) -> None:
+    """Start the policy, check its endpoint, open the run dir, collect. A cancellation is an interrupt."""
+    cfg, rd, stats, outcome = run.cfg, run.rd, run.stats, run.outcome
     main = asyncio.current_task()
-    signals = [signal.SIGINT, signal.SIGTERM]
-
-    def on_signal(signame: str) -> None:
-        if outcome["status"] == "interrupted":  # second signal: flush what we have and leave now
-            writer.close()
-            os._exit(130)
-        outcome["status"] = "interrupted"
-        log.warning("%s: stopping; in-flight requests are cancelled, written rollouts kept (again to exit now)",
-                    signame)
-        assert main is not None
-        main.cancel()
-
-    for sig in signals:
-        loop.add_signal_handler(sig, on_signal, sig.name)
+    assert main is not None
+    run.stop.attach(main)
+    writer: JsonlWriter | None = None
     try:
-        if prior.rescore and prior.reused:
-            log.info("re-verifying %d reused rollouts: this run's verifier config differs from %s",
-                     prior.reused, prior.source)
-            await _rescore_reused(rd, verifier)
-        async with policy.serve() as endpoint:
+        async with run.policy.serve() as endpoint:
+            redact.register(endpoint.api_key)
             outcome["model"] = endpoint.model
-            await collect(
-                _work(rd, cfg.sampler.num_repeats, prior.done), server=server, verifier=verifier,
-                endpoint=endpoint, sampler=cfg.sampler, writer=writer, config_hash=config_hash,
-                total=n_tasks * cfg.sampler.num_repeats - len(prior.done), progress=cfg.progress, stats=stats)
+            async with aiohttp.ClientSession() as session:
+                await check_endpoint(session, endpoint)
+            async with collection_lock(cache_root(cfg.cache_dir), config_hash):
+                await asyncio.to_thread(open_run, run, staged, config_hash, n_tasks)
+                if run.prior.rescore and run.prior.reused:
+                    log.info("re-verifying %d reused rollouts: this run's verifier config differs from %s",
+                             run.prior.reused, run.prior.source)
+                    await _rescore_reused(rd, run.verifier)
+                writer = JsonlWriter(rd.rollouts)
+                run.stop.on_flush(writer.close)
+                await collect(
+                    _work(rd, cfg.sampler.num_repeats, run.prior.done), server=run.server, verifier=run.verifier,
+                    endpoint=endpoint, sampler=cfg.sampler, writer=writer, config_hash=config_hash,
+                    total=n_tasks * cfg.sampler.num_repeats - len(run.prior.done), progress=cfg.progress,
+                    stats=stats)
     except asyncio.CancelledError:
-        if outcome["status"] != "interrupted":
+        if not (run.stop.requested or main.cancelling()):
             raise
-        main.uncancel()  # type: ignore[union-attr]
+        while main.uncancel():
+            pass
+        outcome["status"] = "interrupted"
+        log.warning("stopping: in-flight requests cancelled, every written rollout kept")
     except EndpointDown as e:
         outcome.update(status="aborted", reason=str(e))
     finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        await verifier.close()
-        await asyncio.to_thread(writer.close)
-    outcome.update(first_rollout_s=stats.first_rollout_s, peak_in_flight=stats.peak_in_flight,
-                   concurrency={"max": cfg.sampler.num_samples_in_parallel, "lowest": stats.lowest_limit,
-                                "throttled_responses": stats.throttled})
-    return outcome
-
-
-def _materialize_tasks(cfg: RunConfig, rd: RunDir, server: Any) -> int:
-    """Write the tasks to the run dir (resume reads them back); a bad task file stops here, before any request."""
-    from rollgen.servers.taskfile import TaskFileError
-
-    server.on_bad_row = cfg.on_bad_row
-    try:
-        n = write_jsonl(rd.tasks, islice(server.tasks(), cfg.limit))
-    except TaskFileError as e:
-        raise UserError(str(e)) from None
-    if n == 0:
-        raise UserError("no tasks to collect" + (f" ({len(server.bad_rows)} bad rows skipped)" if server.bad_rows else
-                                                 ": the task source is empty"))
-    if server.bad_rows:
-        log.warning("skipped %d bad task rows (on_bad_row=skip); first: %s", len(server.bad_rows), server.bad_rows[0])
-    return n
-
-
-def _start(cfg: RunConfig, rd: RunDir, cache: Path, config_hash: str) -> Prior:
-    """What this run starts from: its own rollouts (resume), an earlier run's of the same hash, or nothing."""
-    aside = rd.root / "rollouts.torn.jsonl"
-    if rd.rollouts.is_file():
-        return restore(rd.rollouts, rd.rollouts, aside)
-    if cfg.reuse_rollouts and (source := find_prior(cache, config_hash, rd.root)) is not None:
-        prior = restore(source / "rollouts.jsonl", rd.rollouts, aside)
-        theirs = json.loads((source / "run_config.json").read_text(encoding="utf-8"))
-        ours = cfg.model_dump(mode="json", by_alias=True)
-        prior.rescore = any(theirs.get(k) != ours.get(k) for k in ("verifier", "guards"))
-        return prior
-    return Prior()
+        run.stop.detach()
+        await run.verifier.close()
+        if writer is not None:
+            await asyncio.to_thread(writer.close)
 
 
 async def _rescore_reused(rd: RunDir, verifier: Any) -> None:
     """Reused rollouts were scored by another verifier config: score them again with this run's (no model calls)."""
     from rollgen.verifiers.reverify import load_tasks, rescore
 
-    tmp = rd.rollouts.with_suffix(".rescore")
-    with open(tmp, "w", encoding="utf-8") as out:
+    with atomic_file(rd.rollouts) as out:
         async for _, new in rescore(read_jsonl(rd.rollouts), load_tasks(rd.root), verifier):
             out.write(new.model_dump_json() + "\n")
-    os.replace(tmp, rd.rollouts)
 
 
-def run(cfg: RunConfig) -> dict[str, Any]:
-    """Collect → verify → curate → format → export → report. Returns the report."""
+def run(cfg: RunConfig, *, stop: Stop | None = None, on_start: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """Collect → verify → curate → format → export → report. Returns the report.
+
+    ``stop`` lets a caller (the CLI's signal handlers) interrupt the run; ``on_start(run_dir)`` is called
+    once the run dir is created and locked, before rollgen writes to it. Raises ``UserError`` for bad
+    input (nothing written), ``EndpointUnreachable`` when the endpoint does not answer, and
+    ``KeyboardInterrupt`` when interrupted before the run dir was opened.
+    """
     t0 = time.perf_counter()
-    rd = RunDir(cfg.output_dir)
+    redact.register_config(cfg.model_dump(mode="json", by_alias=True))
+    redact.install_log_filter()
+    run_ = _Run(cfg, stop or Stop(), on_start)
     try:
-        rd.mkdir()
-        write_json(rd.config, {"rollgen_version": __version__, **cfg.model_dump(mode="json", by_alias=True)})
-    except OSError as e:
-        raise UserError(f"output_dir: cannot write to {rd.root} ({e.strerror or e})") from None
-    server, verifier, policy = cfg.server.build(), cfg.verifier.build(), cfg.policy.build()
+        if run_.rd.root.is_dir():
+            run_.lock.acquire()  # a second process on this run dir fails now, before any work
+        elif problem := cannot_create(run_.rd.root):
+            raise UserError(f"output_dir: cannot write to {run_.rd.root} ({problem})")
+        with staged_tasks(run_) as (staged, n_tasks):
+            config_hash = collection_hash(cfg, run_.server, run_.policy)
+            t_collect = time.perf_counter()
+            asyncio.run(_collect(run_, staged, n_tasks, config_hash))
+            collect_s = time.perf_counter() - t_collect
+        if not run_.started:
+            raise KeyboardInterrupt
+        try:
+            return _finish(run_, config_hash, collect_s, t0)
+        finally:
+            run_.rd.remove_temp_files()
+    except RunDirBusy as e:
+        raise UserError(str(e)) from None
+    finally:
+        run_.lock.release()
 
-    n_tasks = _materialize_tasks(cfg, rd, server)
-    config_hash = collection_hash(cfg, server, policy)
-    cache = cache_root(cfg.cache_dir)
-    with collection_lock(cache, config_hash):
-        prior = _start(cfg, rd, cache, config_hash)
-        register(cache, config_hash, rd.root)
-        if prior.reused:
-            log.info("reusing %d rollouts from %s (%d failed ones retried, %d torn lines set aside)",
-                     prior.reused, prior.source, prior.retried, prior.torn)
-        log.info("%d tasks x %d repeats -> %s", n_tasks, cfg.sampler.num_repeats, rd.rollouts)
-        t_collect = time.perf_counter()
-        live = asyncio.run(_collect(cfg, rd, server, verifier, policy, n_tasks, config_hash, prior))
-        collect_s = time.perf_counter() - t_collect
 
+def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[str, Any]:
+    """The report of a run whose collection ended; quality → format → export when it completed."""
+    cfg, rd, prior, live, s = run_.cfg, run_.rd, run_.prior, run_.outcome, run_.stats
     stats = rollout_stats(rd.rollouts)
+    failed = sum(n for status, n in stats["by_status"].items() if status in FAILED or status == "verifier_error")
+    if live["status"] == "complete" and stats["rollouts"] and failed == stats["rollouts"]:
+        live.update(status="aborted", reason=f"every rollout failed ({', '.join(f'{k} {v}' for k, v in stats['by_status'].items())})"
+                    + (f"; last error: {s.last_error}" if s.last_error else ""))
     report: dict[str, Any] = {
         "status": live["status"],
         "rollgen_version": __version__,
@@ -178,41 +170,52 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "model": live["model"],
         "format": cfg.format.kind,
         "collection": stats,
+        "calls": {"model_calls": s.requests, "retries": s.retries, "reused_rollouts": prior.reused},
         "resume": {"source": prior.source, "reused": prior.reused, "retried": prior.retried, "torn": prior.torn,
-                   "rescored": prior.reused if prior.rescore else 0},
-        "bad_rows": server.bad_rows,
+                   "rescored": prior.reused if prior.rescore else 0, "kept_aside": prior.kept_aside,
+                   "set_aside": prior.set_aside},
+        "bad_rows": run_.server.bad_rows,
         "funnel": [],
         "kept": {"rollouts": stats["rollouts"], "curated": 0, "dataset_rows": 0},
         "dataset": {},
-        "first_rollout_s": round(live["first_rollout_s"], 3) if live["first_rollout_s"] is not None else None,
-        "peak_in_flight": live["peak_in_flight"],
-        "concurrency": live["concurrency"],
+        "first_rollout_s": round(s.first_rollout_s, 3) if s.first_rollout_s is not None else None,
+        "peak_in_flight": s.peak_in_flight,
+        "concurrency": {"max": cfg.sampler.num_samples_in_parallel, "lowest": s.lowest_limit,
+                        "throttled_responses": s.throttled},
         "collect_time_s": round(collect_s, 3),
         "rollouts_per_s": round((stats["rollouts"] - prior.reused) / collect_s, 2) if collect_s > 0 else None,
     }
     if live["status"] == "complete":
-        down = _downstream(cfg, rd)
-        report["kept"].update(down.pop("kept"))
-        report.update(down)
-        report["pass_at_k"] = pass_curves(repeat_groups(rd.rollouts))
-        if cfg.quality.plots:
-            from rollgen.plots import write_pass_curves
+        stage = ["quality"]
+        try:
+            down = _downstream(cfg, rd, on_stage=lambda name: stage.append(name))
+            report["kept"].update(down.pop("kept"))
+            report.update(down)
+            stage.append("report")
+            report["pass_at_k"] = pass_curves(repeat_groups(rd.rollouts))
+            if cfg.quality.plots:
+                from rollgen.plots import write_pass_curves
 
-            report["plots"] = [*report.get("plots", []), *write_pass_curves(report["pass_at_k"], rd.root / "plots")]
+                report["plots"] = [*report.get("plots", []), *write_pass_curves(report["pass_at_k"], rd.root / "plots")]
+        except KeyboardInterrupt:
+            report.update(status="interrupted", reason=f"stopped by a signal during {stage[-1]}, after collection")
     else:
-        report["reason"] = live.get("reason", "stopped by a signal; re-run the same command to continue")
+        report["reason"] = live.get("reason", "stopped by a signal during collection")
     report["wall_time_s"] = round(time.perf_counter() - t0, 3)
     write_report(rd, report)
     return report
 
 
-def _downstream(cfg: RunConfig, rd: RunDir) -> dict[str, Any]:
+def _downstream(cfg: RunConfig, rd: RunDir, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Quality → format → integration on the collected rollouts (no model calls)."""
+    stage = on_stage or (lambda name: None)
     curation = quality.curate(cfg.quality, rd.rollouts, rd.curated, rd.rejected, tasks=rd.tasks,
                               plots_dir=rd.root / "plots")
     log.info("%s", quality.format_funnel(curation.funnel, curation.total, str(rd.rejected)))
+    stage("format")
     built = formats.build_dataset(cfg.format, rd.curated, rd.dataset, cfg.seed)
     dataset = built["splits"]
+    stage("export")
     exported = {name: comp.build().export(rd.dataset, rd.export / name, cfg.format.kind)  # export/<name>/ each
                 for name, comp in cfg.integration.items()}
     return {"funnel": curation.funnel, "quality": curation.metrics, "plots": curation.plots,

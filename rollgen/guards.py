@@ -137,6 +137,10 @@ class Guarded(Verifier):
     def name(self) -> str:
         return verifier_name(self.inner)
 
+    @property
+    def needs_answer(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.inner, "needs_answer", False))
+
     async def verify(self, task: Task, rollout: Rollout) -> Verdict:
         trips = check(self.guards, task, rollout)
         if trips:

@@ -97,8 +97,11 @@ def run_metrics(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     c = report["collection"]
-    with open(run_dir / "rollouts.jsonl", encoding="utf-8") as f:
-        calls = sum(json.loads(line).get("turns", 0) for line in f)
+    if "calls" in report:  # requests this run sent; reused rollouts cost none, retries are counted apart
+        calls, retries = report["calls"]["model_calls"], report["calls"]["retries"]
+    else:  # a report from before rollgen counted requests: every turn of every rollout
+        with open(run_dir / "rollouts.jsonl", encoding="utf-8") as f:
+            calls, retries = sum(json.loads(line).get("turns", 0) for line in f), None
     curves = {k: {int(n): v for n, v in c.items()} for k, c in report.get("pass_at_k", {}).items()} or \
         pass_curves(repeat_groups(run_dir / "rollouts.jsonl"))
     rows = [row for split in ("train", "validation", "test") for row in _jsonl(run_dir / "dataset" / f"{split}.jsonl")]
@@ -121,7 +124,8 @@ def run_metrics(run_dir: str | Path) -> dict[str, Any]:
         "distinct_2": round(distinct_n(completions, 2), 6),
         "tokens": c["tokens"].get("total_tokens", 0),
         "model_calls": calls,
-        "dpo_pairs_per_1k_calls": round(1000 * sum(m >= 0.1 for m in margins) / calls, 3) if calls else 0.0,
+        "retries": retries,
+        "dpo_pairs_per_1k_calls": round(1000 * sum(m >= 0.1 for m in margins) / calls, 3) if calls else None,
         "wall_time_s": report.get("wall_time_s"),
         "reused_rollouts": (report.get("resume") or {}).get("reused", 0),
     }

@@ -1,26 +1,41 @@
 """Resume and the rollout cache: a collection is keyed by the hash of what produces it.
 
-Every run registers its directory under ``<cache_dir>/rollouts/<hash>.runs``. A new run with the same
-hash (the same command re-run after a crash, or a sweep job that differs only downstream) starts
-from the newest registered run that has a ``rollouts.jsonl``: its *final* rollouts (status ``ok``,
-``truncated``, ``verifier_error``) are copied into the new run dir, and only the missing or failed
-(``error``, ``timeout``) ones are collected again. A line that is not valid JSON (the torn last
-line of a killed run) is set aside in ``rollouts.torn.jsonl`` and counted, never copied.
+A run dir's ``rollouts.jsonl`` holds rollouts of one collection hash (each row carries it as
+``config_hash``). Rollouts of other hashes, or of repeat indices the current run does not ask for, are
+kept beside it as ``rollouts.<hash>.jsonl``, so nothing collected is ever dropped:
+
+* a run into a dir whose ``rollouts.jsonl`` has another hash (a changed temperature, model, task file or
+  endpoint) sets that file aside as ``rollouts.<old hash>.jsonl`` and collects afresh, saying so;
+* a run with fewer repeats than the dir holds keeps only the repeat indices it asks for in
+  ``rollouts.jsonl``; the others wait in ``rollouts.<hash>.jsonl`` for a run that wants them.
+
+Every run registers its directory under ``<cache_dir>/rollouts/<hash>.runs``. A run starts from its own
+dir's files of its hash, then from other registered runs of the same hash (newest first, until every
+rollout it needs is found): their *final* rollouts (status ``ok``, ``truncated``, ``verifier_error``)
+with a repeat index below ``num_repeats`` are copied in, and only the missing or failed (``error``,
+``timeout``) ones are collected again. A line that is not valid JSON (the torn last line of a killed run)
+is set aside in ``rollouts.torn.jsonl`` and counted, never copied.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["FINAL_STATUSES", "Prior", "cache_root", "collection_lock", "find_prior", "register", "restore"]
+from rollgen.rundir import atomic_file
+
+__all__ = ["FINAL_STATUSES", "Prior", "cache_root", "collection_lock", "file_hash", "find_sources", "own_sources",
+           "register", "restore", "set_aside_other_hash"]
 
 FINAL_STATUSES = frozenset({"ok", "truncated", "verifier_error"})
+_LOCK_POLL_S = 0.1
 
 
 def cache_root(configured: str | None) -> Path:
@@ -32,29 +47,81 @@ def _index(cache: Path, config_hash: str) -> Path:
     return cache / "rollouts" / f"{config_hash}.runs"
 
 
-@contextmanager
-def collection_lock(cache: Path, config_hash: str) -> Iterator[None]:
-    """Held while collecting: a second run with the same hash waits, then reuses instead of re-collecting."""
+@asynccontextmanager
+async def collection_lock(cache: Path, config_hash: str) -> AsyncIterator[None]:
+    """Held while collecting: a second run with the same hash waits (cancellably), then reuses instead of
+    re-collecting."""
     path = cache / "rollouts" / f"{config_hash}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(_LOCK_POLL_S)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def find_prior(cache: Path, config_hash: str, exclude: Path) -> Path | None:
-    """The newest registered run dir of this hash (other than ``exclude``) that has rollouts."""
+def file_hash(path: Path) -> str | None:
+    """The collection hash of a rollouts file: its first valid row's ``config_hash`` (None: no valid row)."""
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                try:
+                    return str(json.loads(raw)["config_hash"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def set_aside_other_hash(run_dir: Path, config_hash: str) -> str | None:
+    """Move ``rollouts.jsonl`` to ``rollouts.<its hash>.jsonl`` if it holds another collection; return the new name."""
+    current = run_dir / "rollouts.jsonl"
+    theirs = file_hash(current)
+    if theirs is None or theirs == config_hash:
+        return None
+    target = run_dir / f"rollouts.{theirs}.jsonl"
+    if target.exists():  # other repeats of that collection already wait there: add these to them
+        with open(current, "rb") as src, open(target, "ab") as out:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fsync(out.fileno())
+        current.unlink()
+    else:
+        os.replace(current, target)
+    return target.name
+
+
+def own_sources(run_dir: Path, config_hash: str) -> list[Path]:
+    """The files of ``run_dir`` that hold rollouts of ``config_hash``: ``rollouts.jsonl``, ``rollouts.<hash>.jsonl``."""
+    out = []
+    if file_hash(run_dir / "rollouts.jsonl") == config_hash:
+        out.append(run_dir / "rollouts.jsonl")
+    if (run_dir / f"rollouts.{config_hash}.jsonl").is_file():
+        out.append(run_dir / f"rollouts.{config_hash}.jsonl")
+    return out
+
+
+def find_sources(cache: Path, config_hash: str, exclude: Path) -> list[Path]:
+    """Rollout files of ``config_hash`` in the registered run dirs other than ``exclude``, newest run first."""
     index = _index(cache, config_hash)
     if not index.is_file():
-        return None
+        return []
+    seen = {exclude.resolve()}
+    out: list[Path] = []
     for line in reversed(index.read_text(encoding="utf-8").splitlines()):
-        run = Path(line)
-        if run.resolve() != exclude.resolve() and (run / "rollouts.jsonl").is_file():
-            return run
-    return None
+        run = Path(line).resolve()
+        if run in seen:
+            continue
+        seen.add(run)
+        out += own_sources(run, config_hash)
+    return out
 
 
 def register(cache: Path, config_hash: str, run_dir: Path) -> None:
@@ -68,48 +135,83 @@ def register(cache: Path, config_hash: str, run_dir: Path) -> None:
 class Prior:
     """What a run starts from."""
 
-    source: str | None = None
+    source: str | None = None  # the files reused from, comma-separated
     reused: int = 0
     retried: int = 0  # failed rollouts dropped so they are collected again
     torn: int = 0
     done: set[str] = field(default_factory=set)
     rescore: bool = False  # reused rollouts were verified under another verifier/guards config
+    used: list[Path] = field(default_factory=list)  # the source files that gave rollouts
+    kept_aside: int = 0  # this dir's rollouts of other repeat indices, kept in rollouts.<hash>.jsonl
+    set_aside: str | None = None  # rollouts.<old hash>.jsonl when the dir held another collection
 
 
-def restore(source: Path, dest: Path, aside: Path) -> Prior:
-    """Copy ``source``'s final rollouts into ``dest`` (atomically; ``source`` may be ``dest``), last line per id.
+def restore(sources: list[Path], dest: Path, aside: Path, config_hash: str, repeats: int,
+            needed: int | None = None) -> Prior:
+    """Copy the final rollouts of ``config_hash`` with ``repeat < repeats`` from ``sources`` into ``dest``.
 
-    Streams twice over the source: first to find the last final line of each id, then to copy them.
+    ``sources`` are in priority order (a rollout id is taken from the first source that has it final, the
+    last such line in that source); reading stops once ``needed`` rollouts are found. Rollouts of other
+    repeat indices from ``dest``'s own directory move to ``rollouts.<hash>.jsonl`` there (so its own files
+    are always read whole). ``dest`` may be one of the sources; it is replaced atomically.
     """
-    prior = Prior(source=str(source))
-    last: dict[str, int] = {}
+    here = dest.parent.resolve()
+    own = [s.parent.resolve() == here for s in sources]
+    chosen: dict[str, tuple[int, int, int]] = {}  # id -> (source index, offset, repeat)
     failed: set[str] = set()
     bad: list[bytes] = []
-    with open(source, "rb") as f:
-        offset = 0
-        for raw in f:
-            try:
-                row = json.loads(raw)
-                rid, status = row["id"], row["status"]
-            except (ValueError, KeyError, TypeError):
-                bad.append(raw)
-            else:
-                if status in FINAL_STATUSES:
-                    last[rid] = offset
-                    failed.discard(rid)
-                elif rid not in last:
-                    failed.add(rid)
-            offset += len(raw)
-    prior.torn, prior.retried, prior.reused, prior.done = len(bad), len(failed), len(last), set(last)
+    scanned = 0
+    for i, src in enumerate(sources):
+        last: dict[str, tuple[int, int]] = {}
+        with open(src, "rb") as f:
+            offset = 0
+            for raw in f:
+                try:
+                    row = json.loads(raw)
+                    rid, status, repeat, rhash = row["id"], row["status"], int(row["repeat"]), row.get("config_hash")
+                except (ValueError, KeyError, TypeError):
+                    bad.append(raw)
+                else:
+                    if rhash == config_hash:
+                        if status in FINAL_STATUSES:
+                            last[rid] = (offset, repeat)
+                        elif repeat < repeats:
+                            failed.add(rid)
+                offset += len(raw)
+        scanned = i + 1
+        for rid, (off, repeat) in last.items():
+            chosen.setdefault(rid, (i, off, repeat))
+        if needed is not None and not any(own[i + 1:]) and sum(r < repeats for _, _, r in chosen.values()) >= needed:
+            break
+    keep = sorted((s, o) for s, o, r in chosen.values() if r < repeats)
+    beyond = sorted((s, o) for s, o, r in chosen.values() if r >= repeats and own[s])
+    prior = Prior(source=", ".join(str(s) for s in sources[:scanned]) or None, torn=len(bad))
+    prior.done = {rid for rid, (_, _, r) in chosen.items() if r < repeats}
+    prior.reused, prior.kept_aside = len(keep), len(beyond)
+    prior.retried = len(failed - prior.done)
+    prior.used = [sources[s] for s in sorted({s for s, _ in keep})]
     if bad:
         with open(aside, "ab") as out:
             out.writelines(b if b.endswith(b"\n") else b + b"\n" for b in bad)
-    tmp = dest.with_suffix(".jsonl.restore")
-    with open(source, "rb") as f, open(tmp, "wb") as out:
-        for offset in sorted(last.values()):
-            f.seek(offset)
-            out.write(f.readline())
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, dest)
+    extra = dest.parent / f"rollouts.{config_hash}.jsonl"
+    with ExitStack() as stack:
+        files = [stack.enter_context(open(s, "rb")) for s in sources[:scanned]]
+        # Inner first: dest is in place before the extra file loses what moved into dest (a crash between
+        # the two leaves a rollout in both files, never in neither).
+        out_extra = stack.enter_context(atomic_file(extra, "wb")) if beyond else None
+        with atomic_file(dest, "wb") as out:
+            _copy(files, keep, out)
+        if out_extra is not None:
+            _copy(files, beyond, out_extra)
+    if not beyond:
+        extra.unlink(missing_ok=True)
     return prior
+
+
+def _copy(files: list, picks: list[tuple[int, int]], out) -> None:  # type: ignore[type-arg]
+    for s, offset in picks:
+        files[s].seek(offset)
+        line = files[s].readline()
+        out.write(line if line.endswith(b"\n") else line + b"\n")
+    out.flush()
+    os.fsync(out.fileno())

@@ -1,17 +1,28 @@
-"""The run directory (DESIGN.md, "Run directory") and the JSONL I/O every stage uses."""
+"""The run directory (DESIGN.md, "Run directory") and the JSONL I/O every stage uses.
+
+Files are replaced atomically through a temp file with a unique name beside them (never a fixed
+``name.tmp`` two processes could share), removed again if writing fails.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import queue
+import secrets
 import threading
+import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["JsonlWriter", "RunDir", "read_jsonl", "write_json", "write_jsonl"]
+__all__ = ["JsonlWriter", "RunDir", "RunDirBusy", "RunDirLock", "atomic_file", "cannot_create", "read_jsonl",
+           "write_json", "write_jsonl"]
+
+LOCK_NAME = ".rollgen.lock"  # holds the pid of the process that has the run dir; removed when it lets go
 
 
 class RunDir:
@@ -33,6 +44,123 @@ class RunDir:
     def mkdir(self) -> RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         return self
+
+    def remove_temp_files(self) -> int:
+        """Delete temp files an interrupted stage left (only call while holding the run dir's lock)."""
+        n = 0
+        for pattern in ("*.tmp", "*.restore", "*.rescore"):
+            for path in self.root.rglob(pattern):
+                if path.is_file():
+                    path.unlink(missing_ok=True)
+                    n += 1
+        return n
+
+
+def cannot_create(path: str | os.PathLike[str]) -> str | None:
+    """Why directory ``path`` cannot be created (None: it can, or exists). Leaves nothing behind: the
+    directories made to find out are removed again."""
+    p = Path(path).absolute()
+    missing = [q for q in (p, *p.parents) if not q.exists()]
+    made: list[Path] = []
+    try:
+        for q in reversed(missing):
+            q.mkdir()
+            made.append(q)
+    except OSError as e:
+        return e.strerror or str(e)
+    finally:
+        for q in reversed(made):
+            try:
+                q.rmdir()
+            except OSError:
+                pass  # another process put something there meanwhile: it is theirs now
+    if missing:
+        return None
+    if not p.is_dir():
+        return "not a directory"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return "permission denied"
+    return None
+
+
+class RunDirBusy(RuntimeError):
+    """Another process holds the run dir."""
+
+
+class RunDirLock:
+    """A run dir belongs to one process at a time: an exclusive ``flock`` on the directory itself.
+
+    ``acquire`` never waits: when another process holds the directory it raises ``RunDirBusy`` naming that
+    process (its pid is in ``.rollgen.lock`` while it holds the lock). The kernel drops the lock when its
+    holder dies, even by ``kill -9``; a stale ``.rollgen.lock`` left then is simply overwritten.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> RunDirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        """Lock ``root`` (which must exist); raise ``RunDirBusy`` if another process has it."""
+        if self._fd is not None:
+            return
+        while True:
+            fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunDirBusy(f"{self.root} is in use by another rollgen process ({self._holder()}); wait for "
+                                 "it to finish, or give this run its own directory (hydra.run.dir=...)") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.root))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the directory was removed and made again while we locked it: lock the new one
+        self._fd = fd
+        try:
+            with atomic_file(self.root / LOCK_NAME) as f:
+                f.write(f"{os.getpid()}\n")
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        (self.root / LOCK_NAME).unlink(missing_ok=True)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def _holder(self) -> str:
+        """``pid N`` of the holder; it writes its pid just after locking, so wait a moment for it."""
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                pid = (self.root / LOCK_NAME).read_text(encoding="utf-8").strip()
+            except OSError:
+                pid = ""
+            if pid.isdigit():
+                return f"pid {pid}"
+            if time.monotonic() > deadline:
+                return "pid unknown"
+            time.sleep(0.01)
 
 
 class JsonlWriter:
@@ -112,23 +240,38 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
 
 
-def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
-    """Write rows (dicts or pydantic models) atomically: a temp file renamed into place. Returns the count."""
+@contextmanager
+def atomic_file(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a uniquely named temp file beside ``path``; on success it replaces ``path``, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    while True:  # like mkstemp, but the file gets the usual permissions (0666 less the umask), not 0600
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
+    """Write rows (dicts or pydantic models) atomically: a temp file renamed into place. Returns the count."""
     n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for row in rows:
             f.write(row.model_dump_json() if hasattr(row, "model_dump_json") else json.dumps(row, ensure_ascii=False))
             f.write("\n")
             n += 1
-    os.replace(tmp, path)
     return n
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_file(path) as f:
+        f.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")

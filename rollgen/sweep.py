@@ -68,7 +68,7 @@ def summarize(sweep_dir: str | Path, objective: str = "mean_reward", maximize: b
 
 
 COLUMNS = ["status", "rollouts", "mean_reward", "pass_rate", "kept_after_quality", "sft_rows", "dpo_pairs",
-           "mean_margin", "distinct_2", "tokens", "model_calls", "dpo_pairs_per_1k_calls", "wall_time_s"]
+           "mean_margin", "distinct_2", "tokens", "model_calls", "retries", "dpo_pairs_per_1k_calls", "wall_time_s"]
 
 
 def _csv(rows: list[dict[str, Any]], swept: list[str]) -> str:

@@ -3,7 +3,10 @@
 It answers arithmetic prompts ("Calculate 3 + 4.") by evaluating the expression, right with
 probability ``correct_rate`` and off by one otherwise, after ``latency_s``. ``error_rate`` turns
 requests into HTTP 500s; ``mode`` injects other faults. It counts requests and the peak number in
-flight. Run standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
+flight. ``echo_key`` makes it echo the caller's Authorization header (whole and in pieces) in every
+completion and error, as a leaky proxy or a prompt injection would; ``hold`` (a ``threading.Event``)
+keeps every completion request waiting until it is set; ``retry_after_date`` sends ``Retry-After`` as an
+HTTP date. Run standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import email.utils
 import json
 import operator
 import random
 import re
 import socket
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +73,12 @@ class FakeOpenAI:
     keep_bodies: bool = False
     faults: dict[str, float] = field(default_factory=dict)  # kind -> probability per request, see FAULTS
     injected: dict[str, int] = field(default_factory=dict)
+    echo_key: bool = False
+    hold: threading.Event | None = None
+    retry_after_date: bool = False
+    first: list[str] = field(default_factory=list)  # fault kinds (see FAULTS) for the first requests, in order
+    models_requests: int = 0  # GET /v1/models
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each completion request
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -79,11 +91,27 @@ class FakeOpenAI:
         return app
 
     async def _models(self, request: web.Request) -> web.Response:
+        self.models_requests += 1
+        if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return web.json_response({"error": {"message": f"bad key: {request.headers.get('Authorization')}"}},
+                                     status=401)
         return web.json_response({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+    def retry_after(self) -> str:
+        if self.retry_after_date:
+            return email.utils.formatdate(time.time() + self.retry_after_s, usegmt=True)
+        return str(self.retry_after_s)
+
+    def _leak(self, request: web.Request) -> str:
+        """What an echoing endpoint gives away: the header, and pieces of the key (as a truncating proxy would)."""
+        got = request.headers.get("Authorization", "")
+        key = got.removeprefix("Bearer ")
+        return f"[auth: {got}] [start: {key[:12]}] [end: ...{key[-9:]}] [middle: {key[5:15]}]"
 
     async def _answer(self, request: web.Request) -> tuple[str | dict[str, Any], dict[str, Any]] | web.Response:
         """The reply text (or, when the request offers tools and none was called yet, a tool call)."""
         self.requests += 1
+        self.arrivals.append(time.monotonic())
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -91,18 +119,23 @@ class FakeOpenAI:
                 self.auth_failures += 1
                 got = request.headers.get("Authorization")  # echoed, as some proxies do: the client must redact it
                 return web.json_response({"error": {"message": f"bad key: {got}"}}, status=401)
+            if self.hold is not None and not self.hold.is_set():
+                await asyncio.get_running_loop().run_in_executor(None, self.hold.wait)
             body = await request.json()
             if self.keep_bodies:
                 self.bodies.append(body)
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
+            if self.requests <= len(self.first):
+                return await FAULTS[self.first[self.requests - 1]](self, request)
             if self.faults and (fault := self._draw_fault()) is not None:
                 return await FAULTS[fault](self, request)
             if self.mode == "429":
                 return web.json_response({"error": {"message": "slow down"}}, status=429,
-                                         headers={"Retry-After": str(self.retry_after_s)})
+                                         headers={"Retry-After": self.retry_after()})
             if self.error_rate and self.rng.random() < self.error_rate:
-                return web.json_response({"error": {"message": "injected failure"}}, status=500)
+                leak = f" {self._leak(request)}" if self.echo_key else ""
+                return web.json_response({"error": {"message": f"injected failure{leak}"}}, status=500)
             if self.mode == "malformed":
                 return web.Response(text="{not json", content_type="application/json")
             messages = body.get("messages") or body.get("input") or []
@@ -122,6 +155,8 @@ class FakeOpenAI:
             else:
                 wrong = str(int(gold) + 1) if gold.lstrip("-").isdigit() else gold + "1"
                 text = f"I think it is \\boxed{{{wrong}}}."
+            if self.echo_key:
+                text = f"{self._leak(request)} {text}"
             return text, body
         finally:
             self.in_flight -= 1
@@ -191,7 +226,7 @@ FAULTS = {
     "500": lambda f, r: _const(web.json_response({"error": {"message": "injected"}}, status=500)),
     "503": lambda f, r: _const(web.json_response({"error": {"message": "overloaded"}}, status=503)),
     "429": lambda f, r: _const(web.json_response({"error": {"message": "rate limited"}}, status=429,
-                                                 headers={"Retry-After": str(f.retry_after_s)})),
+                                                 headers={"Retry-After": f.retry_after()})),
     "400": lambda f, r: _const(web.json_response({"error": {"message": "bad request"}}, status=400)),
     "nonjson": lambda f, r: _const(web.Response(text="{not json", content_type="application/json")),
     "wrongtype": lambda f, r: _const(web.Response(text="<html>proxy error</html>", content_type="text/html")),

@@ -13,6 +13,7 @@ import pytest
 import rollgen
 from rollgen.collect import collect
 from rollgen.config import SamplerConfig
+from rollgen.engine import EndpointUnreachable
 from rollgen.policy import Endpoint
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.rundir import JsonlWriter, read_jsonl
@@ -99,6 +100,8 @@ def test_failed_requests_become_rollouts(tmp_path: Path, tasks_file: Path, fake:
     assert all(r["status"] == status and error in r["error"] and r["reward"] is None for r in rows)
     assert report["collection"]["by_status"] == {status: 12}
     assert report["kept"]["dataset_rows"] == 0
+    # fewer rollouts than the failure window, all failed: never a "complete" run (the CLI exits 3)
+    assert report["status"] == "aborted" and report["reason"].startswith(f"every rollout failed ({status} 12)")
 
 
 def test_retry_honours_attempt_count(tmp_path: Path, tasks_file: Path) -> None:
@@ -118,13 +121,23 @@ def test_some_failures_do_not_stop_the_run(tmp_path: Path) -> None:
     assert len(rows) == 50 and len({r["id"] for r in rows}) == 50 and statuses == {"ok", "error"}
 
 
-def test_connection_refused_is_a_status(tmp_path: Path, tasks_file: Path) -> None:
+def test_dead_endpoint_fails_before_any_work_naming_the_url(tmp_path: Path, tasks_file: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    _run(tmp_path, f"http://127.0.0.1:{port}/v1", tasks_file, "policy.max_retries=0")
-    rows = _rollouts(tmp_path)
-    assert len(rows) == 12 and all(r["status"] == "error" and "Connect" in r["error"] for r in rows)
+    with pytest.raises(EndpointUnreachable, match=rf"no answer from http://127.0.0.1:{port}/v1 \(.*Connect.*2 attempts"):
+        _run(tmp_path, f"http://127.0.0.1:{port}/v1", tasks_file, "policy.max_retries=1")
+    assert not (tmp_path / "run").exists()  # the run never started: no run dir
+
+
+def test_rejected_key_fails_before_any_request(tmp_path: Path, tasks_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-0123456789")
+    fake = FakeOpenAI(api_key="sk-right-key-9876543210")
+    with serve_in_thread(fake) as url, pytest.raises(EndpointUnreachable, match="rejected the API key: HTTP 401") as e:
+        _run(tmp_path, url, tasks_file)
+    assert fake.requests == 0 and fake.models_requests == 1
+    assert "wrong-key" not in str(e.value)  # the fake echoes the header it got: redacted
+    assert not (tmp_path / "run").exists()
 
 
 def test_truncated_output_is_marked(tmp_path: Path, tasks_file: Path) -> None:
@@ -185,3 +198,76 @@ def test_rollouts_stream_to_disk_as_they_complete(tmp_path: Path) -> None:
         asyncio.run(run())
     assert probe.lines_seen >= 19
     assert len(list(read_jsonl(path))) == 40
+
+
+# ---------------------------------------------------------------- tasks the verifier cannot score
+
+
+def _no_answers(path: Path, n: int, answered: int = 0) -> Path:
+    with open(path, "w") as f:
+        for i in range(n):
+            row = {"id": f"q{i}", "question": f"Calculate {i} + 1."}
+            if i < answered:
+                row["answer"] = str(i + 1)
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("verifier", ["math", "exact", "numeric", "all", "cascade"])
+def test_tasks_without_answers_are_bad_rows_before_any_request(tmp_path: Path, verifier: str) -> None:
+    tasks = _no_answers(tmp_path / "t.jsonl", 5)
+    fake = FakeOpenAI()
+    with serve_in_thread(fake) as url, pytest.raises(rollgen.engine.UserError) as e:
+        _run(tmp_path, url, tasks, f"verifier={verifier}")
+    assert f"{tasks}: task 'q0' has no 'answer'" in str(e.value) and "on_bad_row=skip" in str(e.value)
+    assert fake.requests == 0 and fake.models_requests == 0  # failed while reading the tasks
+    assert not (tmp_path / "run").exists()
+
+
+def test_tasks_without_answers_are_skipped_with_on_bad_row_skip(tmp_path: Path) -> None:
+    tasks = _no_answers(tmp_path / "t.jsonl", 6, answered=2)
+    fake = FakeOpenAI()
+    with serve_in_thread(fake) as url:
+        report = _run(tmp_path, url, tasks, "on_bad_row=skip")
+    assert fake.requests == 2 and report["collection"]["by_status"] == {"ok": 2}
+    assert len(report["bad_rows"]) == 4 and "task 'q2' has no 'answer'" in report["bad_rows"][0]
+    with serve_in_thread(FakeOpenAI()) as url, pytest.raises(rollgen.engine.UserError, match="4 bad rows skipped"):
+        _run(tmp_path, url, _no_answers(tmp_path / "none.jsonl", 4), "on_bad_row=skip")
+
+
+def test_a_verifier_without_gold_answers_takes_tasks_without_them(tmp_path: Path) -> None:
+    tasks = _no_answers(tmp_path / "t.jsonl", 3)
+    fake = FakeOpenAI()
+    with serve_in_thread(fake) as url:  # json: schema-only checks when there is no answer to compare with
+        report = _run(tmp_path, url, tasks, "verifier=json")
+    assert fake.requests == 3 and report["bad_rows"] == []
+
+
+# ---------------------------------------------------------------- Retry-After
+
+
+def test_retry_after_parses_seconds_and_http_dates() -> None:
+    from email.utils import formatdate
+
+    from rollgen.policy.client import BACKOFF_CAP_S, retry_after_s
+
+    now = 1_700_000_000.0
+    assert retry_after_s("3", now) == 3.0 and retry_after_s(" 0.5 ", now) == 0.5
+    assert retry_after_s(formatdate(now + 7, usegmt=True), now) == pytest.approx(7.0)
+    assert retry_after_s("Tue, 14 Nov 2023 22:13:27 GMT", now) == pytest.approx(7.0)  # the same instant, by hand
+    assert retry_after_s(formatdate(now - 60, usegmt=True), now) == 0.0  # already past: retry now
+    assert retry_after_s(formatdate(now + 3600, usegmt=True), now) == BACKOFF_CAP_S
+    assert retry_after_s("9999", now) == BACKOFF_CAP_S
+    for junk in (None, "", "soon", "nan", "Tue, 99 Nov 2023 99:99:99 GMT"):
+        assert retry_after_s(junk, now) is None
+
+
+def test_retry_after_http_date_is_honoured(tmp_path: Path) -> None:
+    tasks = write_arith_tasks(tmp_path / "t.jsonl", 1)
+    # the first request gets 429 with "Retry-After: <now + 2 s as an HTTP date>" (1 s resolution: 1-2 s away)
+    fake = FakeOpenAI(first=["429"], retry_after_date=True, retry_after_s=2.0)
+    with serve_in_thread(fake) as url:
+        report = _run(tmp_path, url, tasks, "policy.retry_backoff_s=0.001")
+    assert report["collection"]["by_status"] == {"ok": 1} and fake.requests == 2
+    assert fake.arrivals[1] - fake.arrivals[0] >= 0.95  # the backoff alone would retry after ~1 ms
+    assert report["calls"] == {"model_calls": 1, "retries": 1, "reused_rollouts": 0}

@@ -69,15 +69,15 @@ def test_changed_sampling_never_reuses(tmp_path: Path) -> None:
 
 def test_failed_rollouts_are_retried_on_rerun(tmp_path: Path) -> None:
     tasks = write_arith_tasks(tmp_path / "t.jsonl", 30)
-    with serve_in_thread(FakeOpenAI(error_rate=0.4, seed=2)) as url:
-        first = rollgen.run(_cfg(tmp_path, url, tasks, "a", "policy.max_retries=0"))
-    failed = first["collection"]["by_status"]["error"]
-    assert failed > 0
-    fake = FakeOpenAI()
-    # resume=<run_dir> continues in place; the healthy fake listens on a new port, hence the override.
+    fake = FakeOpenAI(error_rate=0.4, seed=2)
     with serve_in_thread(fake) as url:
-        again = rollgen.run(rollgen.api.rerun_config(tmp_path / "a", [f"policy.base_url={url}"]))
+        first = rollgen.run(_cfg(tmp_path, url, tasks, "a", "policy.max_retries=0"))
+        failed = first["collection"]["by_status"]["error"]
+        assert failed > 0
+        fake.error_rate, sent = 0.0, fake.requests  # the endpoint recovers (same URL: the same collection)
+        again = rollgen.run(rollgen.api.rerun_config(tmp_path / "a"))  # what resume=<run_dir> runs
     assert again["resume"]["retried"] == failed and again["collection"]["by_status"] == {"ok": 30}
+    assert fake.requests - sent == failed == again["calls"]["model_calls"]
     ids = _ids(tmp_path / "a" / "rollouts.jsonl")
     assert len(ids) == len(set(ids)) == 30
 
@@ -92,7 +92,8 @@ def test_torn_last_line_is_set_aside_and_reported(tmp_path: Path) -> None:
         lines = path.read_text().splitlines(keepends=True)
         path.write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2])  # killed mid-write of line 6
         report = rollgen.run(cfg)  # the same run dir: resume in place
-    assert report["resume"] == {"source": str(path), "reused": 5, "retried": 0, "torn": 1, "rescored": 0}
+    assert report["resume"] == {"source": str(path), "reused": 5, "retried": 0, "torn": 1, "rescored": 0,
+                                "kept_aside": 0, "set_aside": None}
     assert fake.requests == 8 + 3
     assert sorted(_ids(path)) == sorted(f"t{i}#0" for i in range(8))
     assert (tmp_path / "a" / "rollouts.torn.jsonl").read_text().count("\n") == 1

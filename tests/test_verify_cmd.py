@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,17 @@ def test_errors_name_the_key(run: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert "verifier=nope: no such option" in capsys.readouterr().err
     assert main([str(tmp_path)]) == 2
     assert not (run / "rollouts.reverified.jsonl").exists()
+
+
+def test_not_while_another_process_holds_the_run_dir(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rollgen.commands.curate import main as curate
+    from rollgen.rundir import RunDirLock
+
+    before = sha(run / "rollouts.jsonl")
+    with RunDirLock(run):  # as a run collecting into it would
+        assert main([str(run), "verifier=exact", "--replace"]) == 2
+        assert curate([str(run), "quality.min_reward_threshold=0.9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"is in use by another rollgen process (pid {os.getpid()})") == 2
+    assert sha(run / "rollouts.jsonl") == before and not (run / "reverify.json").exists()
+    assert main([str(run)]) == 0  # free again

@@ -45,19 +45,27 @@ def _config(run: Path, overrides: list[str]) -> Any:
 def recurate(run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """Quality → format → export → report on ``run_dir``'s rollouts with ``overrides``; returns the report.
 
-    Raises ``ConfigError`` for a bad override or run dir, FileNotFoundError without rollouts.
+    Raises ``ConfigError`` for a bad override or run dir, FileNotFoundError without rollouts, ``RunDirBusy``
+    while another process (a run collecting into it) holds the run dir.
     """
-    from rollgen import __version__
-    from rollgen.engine import _downstream
-    from rollgen.plots import QUALITY_PLOTS
-    from rollgen.report import rollout_stats, write_report
-    from rollgen.rundir import RunDir, write_json
+    from rollgen.rundir import RunDir, RunDirLock
 
     rd = RunDir(run_dir)
     overrides = list(overrides or [])
     cfg = _config(rd.root, overrides)
     if not rd.rollouts.is_file():
         raise FileNotFoundError(f"{rd.root}: no rollouts.jsonl (collect first)")
+    with RunDirLock(rd.root):  # not while a run collects into this directory
+        return _recurate(rd, cfg, overrides)
+
+
+def _recurate(rd: Any, cfg: Any, overrides: list[str]) -> dict[str, Any]:
+    from rollgen import __version__
+    from rollgen.engine import _downstream
+    from rollgen.plots import QUALITY_PLOTS
+    from rollgen.report import rollout_stats, write_report
+    from rollgen.rundir import write_json
+
     t0 = time.perf_counter()
     down = _downstream(cfg, rd)
     try:
@@ -89,6 +97,7 @@ def main(argv: list[str]) -> int:
 
     from rollgen.config import ConfigError
     from rollgen.quality import format_funnel
+    from rollgen.rundir import RunDirBusy
 
     try:
         report = recurate(args.run_dir, args.overrides)
@@ -96,7 +105,7 @@ def main(argv: list[str]) -> int:
         for line in e.lines:
             print(f"rollgen: config error: {line}", file=sys.stderr)
         return 2
-    except FileNotFoundError as e:
+    except (FileNotFoundError, RunDirBusy) as e:
         print(f"rollgen curate: {e}", file=sys.stderr)
         return 2
     run = Path(args.run_dir)

@@ -175,7 +175,7 @@ def _md(run_dir: Path, cfg: RunConfig, s: dict[str, Any], replaced: bool) -> str
 
 
 def main(argv: list[str]) -> int:
-    from rollgen.rundir import RunDir, write_json
+    from rollgen.rundir import RunDir, RunDirBusy, RunDirLock
     from rollgen.verifiers.reverify import rerun_config
 
     ns = _parser().parse_intermixed_args(argv)
@@ -184,12 +184,22 @@ def main(argv: list[str]) -> int:
         if not RunDir(run_dir).rollouts.is_file():
             raise ConfigError([f"{run_dir}: not a run directory with rollouts.jsonl"])
         cfg = rerun_config(run_dir, ns.overrides, ns.config_dir)
-        t0 = time.perf_counter()
-        summary = asyncio.run(_reverify(run_dir, cfg, ns.examples))
+        with RunDirLock(run_dir):  # not while a run collects into this directory
+            t0 = time.perf_counter()
+            summary = asyncio.run(_reverify(run_dir, cfg, ns.examples))
+            return _finish(run_dir, cfg, ns, summary, t0)
     except ConfigError as e:
         for line in e.lines:
             print(f"rollgen: config error: {line}", file=sys.stderr)
         return 2
+    except RunDirBusy as e:
+        print(f"rollgen verify: {e}", file=sys.stderr)
+        return 2
+
+
+def _finish(run_dir: Path, cfg: RunConfig, ns: argparse.Namespace, summary: dict[str, Any], t0: float) -> int:
+    from rollgen.rundir import RunDir, write_json
+
     summary = {"run_dir": str(run_dir), "overrides": ns.overrides,
                "verifier": cfg.verifier.model_dump(mode="json", by_alias=True),
                "guards": cfg.guards.model_dump(mode="json"), "replaced": ns.replace,

@@ -2,12 +2,15 @@
 
 A request that cannot be completed raises ``PolicyError`` with a rollout status (``error`` or
 ``timeout``); the engine turns it into a rollout row. 429, 408, 5xx and connection errors are retried
-with exponential backoff and jitter, honouring ``Retry-After``.
+with exponential backoff and jitter, honouring ``Retry-After`` (seconds or an HTTP date). ``requests`` and
+``retries`` count what was actually sent. Responses and error messages pass through ``rollgen.redact``
+before anything else sees them, so a key the endpoint echoes never reaches a rollout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import random
 import time
@@ -17,10 +20,11 @@ from typing import Any
 
 import aiohttp
 
+from rollgen import redact
 from rollgen.config import ResponsesCreateParams
 from rollgen.policy import Endpoint
 
-__all__ = ["Completion", "PolicyClient", "PolicyError"]
+__all__ = ["Completion", "EndpointUnreachable", "PolicyClient", "PolicyError", "check_endpoint", "retry_after_s"]
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 BACKOFF_CAP_S = 30.0
@@ -54,12 +58,31 @@ class Completion:
         return msg
 
 
-def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
-    value = resp.headers.get("Retry-After")
-    try:
-        return min(float(value), BACKOFF_CAP_S) if value is not None else None
-    except ValueError:
+class EndpointUnreachable(RuntimeError):
+    """The endpoint did not answer before any work started (connection refused, DNS, a rejected key)."""
+
+
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110, 10.2.3), capped.
+
+    None when absent or unparseable; a date in the past gives 0.
+    """
+    if value is None:
         return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 850 / asctime forms: always GMT
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), BACKOFF_CAP_S)
 
 
 class PolicyClient:
@@ -82,6 +105,9 @@ class PolicyClient:
         self.headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
         self.timeout = aiohttp.ClientTimeout(total=endpoint.request_timeout_s)
         self._base_body = self._sampling_body()
+        self.requests = 0  # first attempts sent
+        self.retries = 0  # further attempts of the same request
+        redact.register(endpoint.api_key)
 
     def _sampling_body(self) -> dict[str, Any]:
         p = self.params
@@ -107,7 +133,7 @@ class PolicyClient:
             body["messages"] = messages
         else:
             body["input"] = _responses_input(messages)
-        data = await self._post(body)
+        data = redact.redact_obj(await self._post(body))
         try:
             return _parse_chat(data) if self.endpoint.api == "chat" else _parse_responses(data)
         except (KeyError, IndexError, TypeError, AttributeError) as e:
@@ -118,6 +144,10 @@ class PolicyClient:
         give_up_at = time.monotonic() + self.endpoint.max_retry_time_s
         while True:
             delay: float | None = None
+            if attempt:
+                self.retries += 1
+            else:
+                self.requests += 1
             try:
                 async with self.session.post(self.url, json=body, headers=self.headers, timeout=self.timeout) as resp:
                     if resp.status == 200:
@@ -131,7 +161,7 @@ class PolicyClient:
                         failure = PolicyError("error", f"HTTP {resp.status}: {text}")
                         if resp.status not in RETRY_STATUSES:
                             raise self._redacted(failure)
-                        delay = _retry_after(resp)
+                        delay = retry_after_s(resp.headers.get("Retry-After"))
                         if resp.status in (429, 503) and self.on_throttle is not None:
                             self.on_throttle()
             except asyncio.TimeoutError:
@@ -147,13 +177,38 @@ class PolicyClient:
             attempt += 1
             await asyncio.sleep(delay)
 
-
-    def _redacted(self, error: PolicyError) -> PolicyError:
-        """Never let the API key reach a rollout, a log or a report, even if the server echoes it."""
-        key = self.endpoint.api_key
-        if key and key in error.args[0]:
-            error.args = (error.args[0].replace(key, "***"),)
+    @staticmethod
+    def _redacted(error: PolicyError) -> PolicyError:
+        """Never let a key reach a rollout, a log or a report, even if the server echoes (part of) it."""
+        error.args = (redact.redact(error.args[0]),)
         return error
+
+
+async def check_endpoint(session: aiohttp.ClientSession, endpoint: Endpoint) -> None:
+    """``GET <base_url>/models`` before any work: raise ``EndpointUnreachable`` naming the URL when nothing
+    answers (connection refused, DNS, timeouts, after the endpoint's retries) or the key is rejected (401/403).
+
+    Any other answer (200, or a server without ``/models``: 404) counts as reachable.
+    """
+    url = endpoint.base_url.rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    timeout = aiohttp.ClientTimeout(total=min(endpoint.request_timeout_s, 30.0))
+    attempts = min(endpoint.max_retries, 3) + 1
+    for attempt in range(attempts):
+        try:
+            async with session.get(url, headers=headers, timeout=timeout) as resp:
+                if resp.status in (401, 403):
+                    text = (await resp.text(errors="replace"))[:200]
+                    raise EndpointUnreachable(redact.redact(
+                        f"{endpoint.base_url} rejected the API key: HTTP {resp.status} {text}".strip()))
+                return
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            problem = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if attempt + 1 < attempts:
+            await asyncio.sleep(min(BACKOFF_CAP_S, endpoint.retry_backoff_s * 2**attempt))
+    raise EndpointUnreachable(redact.redact(
+        f"no answer from {endpoint.base_url} ({problem}; {attempts} attempt{'s' * (attempts > 1)}); "
+        "is the server running?"))
 
 
 def _parse_chat(data: dict[str, Any]) -> Completion:

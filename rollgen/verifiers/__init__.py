@@ -28,6 +28,9 @@ class Verifier(ABC):
     """One method, ``verify``: async, or sync (then rollgen runs it in a thread, off the event loop)."""
 
     Params: ClassVar[type[BaseModel]]
+    needs_answer: bool = False
+    """True when ``verify`` compares with ``task.answer``: a task without one is then a bad row before any
+    request (``on_bad_row``), not a run of ``verifier_error`` rollouts."""
 
     def __init__(self, params: BaseModel):
         self.params = params

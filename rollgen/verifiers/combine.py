@@ -38,6 +38,10 @@ class _Composite(Verifier):
     def _specs(self) -> list[VerifierSpec]:
         return self.params.verifiers  # type: ignore[attr-defined]
 
+    @property
+    def needs_answer(self) -> bool:  # type: ignore[override]
+        return any(getattr(part, "needs_answer", False) for _, part in self.parts)
+
     async def close(self) -> None:
         for _, part in self.parts:
             close = getattr(part, "close", None)

@@ -134,6 +134,7 @@ class LLMJudge(Verifier):
 
     def __init__(self, params: Params):
         super().__init__(params)
+        self.needs_answer = "{reference}" in params.prompt_template
         self._pattern = re.compile(params.score_pattern)
         self._state: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, PolicyClient, asyncio.Semaphore] | None = None
         self._memory: dict[str, str] = {}

@@ -352,6 +352,7 @@ class MathVerifier(Verifier):
         workers: int = Field(1, ge=1, description="worker processes for symbolic checks")
 
     params: Params
+    needs_answer = True
 
     def __init__(self, params: Params):
         super().__init__(params)

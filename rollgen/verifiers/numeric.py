@@ -37,6 +37,7 @@ class NumericTolerance(Verifier):
 
     params: Params
     name = "numeric"
+    needs_answer = True
 
     def verify(self, task: Task, rollout: Rollout) -> Verdict:
         p = self.params
@@ -85,6 +86,7 @@ class PartsMatch(Verifier):
 
     params: Params
     name = "parts"
+    needs_answer = True
 
     def _split(self, s: str) -> list[str]:
         return [x.strip() for x in re.split(self.params.separator, s) if x.strip()]

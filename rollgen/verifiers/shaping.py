@@ -49,6 +49,7 @@ class Penalized(Verifier):
     def __init__(self, params: Params):
         super().__init__(params)
         self.inner = params.verifier.build()
+        self.needs_answer = bool(getattr(self.inner, "needs_answer", False))
         self._required = [re.compile(x) for x in params.required]
         self._forbidden = [re.compile(x) for x in params.forbidden]
 

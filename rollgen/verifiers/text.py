@@ -62,6 +62,7 @@ class ExactMatch(Verifier):
 
     params: Params
     name = "exact"
+    needs_answer = True
 
     def verify(self, task: Task, rollout: Rollout) -> Verdict:
         golds = gold_answers(task.answer)
@@ -83,6 +84,7 @@ class NormalizedMatch(Verifier):
 
     params: Params
     name = "normalized"
+    needs_answer = True
 
     def _norm(self, s: str) -> str:
         return normalize_text(s, lowercase=self.params.lowercase, articles=self.params.remove_articles)
@@ -122,6 +124,7 @@ class RegexMatch(Verifier):
 
     params: Params
     name = "regex"
+    needs_answer = True
 
     def verify(self, task: Task, rollout: Rollout) -> Verdict:
         p = self.params
@@ -160,6 +163,7 @@ class MultipleChoice(Verifier):
 
     params: Params
     name = "choice"
+    needs_answer = True
 
     def _gold(self, task: Task) -> str:
         gold, letters = task.answer, self.params.letters
