@@ -3,7 +3,8 @@
 It answers arithmetic prompts ("Calculate 3 + 4.") by evaluating the expression, right with
 probability ``correct_rate`` and off by one otherwise, after ``latency_s``. ``error_rate`` turns
 requests into HTTP 500s; ``mode`` injects other faults. It counts requests and the peak number in
-flight. Run standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
+flight. ``hold_after=N`` answers the first N requests and holds every later one until ``release()``, so a
+test can act on a run that is certainly still going (N rollouts on disk, the rest waiting). Run standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
 """
 
 from __future__ import annotations
@@ -67,11 +68,23 @@ class FakeOpenAI:
     keep_bodies: bool = False
     faults: dict[str, float] = field(default_factory=dict)  # kind -> probability per request, see FAULTS
     injected: dict[str, int] = field(default_factory=dict)
+    hold_after: int | None = None  # requests after the first N wait until release()
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self._gate = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def release(self) -> None:
+        """Let held requests (``hold_after``) and all later ones through; callable from any thread."""
+        if self._loop is None:  # not serving yet
+            self._gate.set()
+        else:
+            self._loop.call_soon_threadsafe(self._gate.set)
 
     def app(self) -> web.Application:
+        """The aiohttp application; built in the loop that serves it (``release`` wakes that loop)."""
+        self._loop = asyncio.get_running_loop()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/responses", self._responses)
@@ -92,6 +105,8 @@ class FakeOpenAI:
                 got = request.headers.get("Authorization")  # echoed, as some proxies do: the client must redact it
                 return web.json_response({"error": {"message": f"bad key: {got}"}}, status=401)
             body = await request.json()
+            if self.hold_after is not None and self.requests > self.hold_after:
+                await self._gate.wait()
             if self.keep_bodies:
                 self.bodies.append(body)
             if self.latency_s:

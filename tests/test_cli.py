@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import serve_in_thread, write_arith_tasks
+from tests.conftest import serve_in_thread, wait_for_lines, write_arith_tasks
 from tests.fakes import FakeOpenAI
 
 pytestmark = pytest.mark.slow
@@ -70,17 +70,18 @@ def test_end_to_end_run_against_fake(tmp_path: Path) -> None:
     assert secret not in p.stdout + p.stderr
 
 
-def _start_slow_run(tmp_path: Path, url: str) -> tuple[subprocess.Popen, Path]:
+HELD_AFTER = 9  # the fake answers this many requests and holds the rest: the run is certainly still going
+
+
+def _start_held_run(tmp_path: Path, url: str) -> tuple[subprocess.Popen, Path]:
+    """A run against ``FakeOpenAI(hold_after=HELD_AFTER)``, returned once those rollouts are on disk."""
     tasks = write_arith_tasks(tmp_path / "tasks.jsonl", 200)
     proc = subprocess.Popen(
         [sys.executable, "-m", "rollgen", "policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}",
          "sampler.num_samples_in_parallel=4", "hydra.run.dir=run"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     path = tmp_path / "run" / "rollouts.jsonl"
-    deadline = time.monotonic() + 60
-    while not (path.exists() and path.stat().st_size > 0) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.01)
+    wait_for_lines(proc, path, HELD_AFTER)
     return proc, path
 
 
@@ -93,25 +94,25 @@ def _all_lines_valid(path: Path) -> int:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_cleanly_with_an_interrupted_report(tmp_path: Path, sig: signal.Signals) -> None:
-    with serve_in_thread(FakeOpenAI(latency_s=0.05)) as url:
-        proc, path = _start_slow_run(tmp_path, url)
+    with serve_in_thread(FakeOpenAI(hold_after=HELD_AFTER)) as url:
+        proc, path = _start_held_run(tmp_path, url)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     n = _all_lines_valid(path)
-    assert 0 < n < 200
+    assert n == HELD_AFTER  # the held requests were cancelled, not written
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["status"] == "interrupted" and report["collection"]["rollouts"] == n
 
 
 def test_second_ctrl_c_exits_at_once_with_valid_files(tmp_path: Path) -> None:
-    with serve_in_thread(FakeOpenAI(latency_s=0.05)) as url:
-        proc, path = _start_slow_run(tmp_path, url)
+    with serve_in_thread(FakeOpenAI(hold_after=HELD_AFTER)) as url:
+        proc, path = _start_held_run(tmp_path, url)
         proc.send_signal(signal.SIGINT)
         proc.send_signal(signal.SIGINT)
         t0 = time.monotonic()
         proc.communicate(timeout=60)
         elapsed = time.monotonic() - t0
     assert proc.returncode == 130 and elapsed < 10
-    assert _all_lines_valid(path) > 0
+    assert _all_lines_valid(path) == HELD_AFTER
