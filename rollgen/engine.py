@@ -17,6 +17,7 @@ from typing import Any
 from rollgen import __version__, formats, quality
 from rollgen.collect import CollectStats, EndpointDown, collect
 from rollgen.config import RunConfig
+from rollgen.explain import why_empty
 from rollgen.metrics import pass_curves, repeat_groups
 from rollgen.records import Task, rollout_id
 from rollgen.report import rollout_stats, write_report
@@ -194,6 +195,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         down = _downstream(cfg, rd)
         report["kept"].update(down.pop("kept"))
         report.update(down)
+        report["empty"] = why_empty(report, cfg)  # 0 rows, or an export with no files: which stage, what to change
+        for line in report["empty"]:
+            log.warning("%s", line)
         report["pass_at_k"] = pass_curves(repeat_groups(rd.rollouts))
         if cfg.quality.plots:
             from rollgen.plots import write_pass_curves
