@@ -46,7 +46,7 @@ def write_report(rd: RunDir, report: dict[str, Any]) -> None:
     c = report["collection"]
     lines = [
         f"# rollgen run `{rd.root}`", "",
-        f"status: **{report['status']}** · model `{report['model']}` · config hash `{report['config_hash']}`", "",
+        f"status: **{report['status']}** · model `{report['model']}` · collection hash `{report['config_hash']}`", "",
         *empty_md(report),
         "## Collection", "",
         "| tasks | rollouts | mean reward | pass rate | task pass rate | wall time (s) | rollouts/s |",

@@ -67,7 +67,7 @@ def summarize(sweep_dir: str | Path, objective: str = "mean_reward", maximize: b
     return summary
 
 
-COLUMNS = ["status", "rollouts", "mean_reward", "pass_rate", "kept_after_quality", "sft_rows", "dpo_pairs",
+COLUMNS = ["status", "rollouts", "mean_reward", "pass_rate", "kept_after_quality", "format", "dataset_rows",
            "mean_margin", "distinct_2", "tokens", "model_calls", "dpo_pairs_per_1k_calls", "wall_time_s"]
 
 
