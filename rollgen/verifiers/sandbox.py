@@ -160,6 +160,8 @@ async def run_python(script: str, files: dict[str, str], limits: Limits, stdin: 
             _, pending = await asyncio.wait(readers, timeout=_DRAIN_S)
             for task in pending:
                 task.cancel()
+            if pending:  # close our ends of its pipes now, or the transport outlives the event loop (noise at exit)
+                proc._transport.close()  # type: ignore[attr-defined]  # noqa: SLF001 - Process has no public close
         return SandboxResult(None if timed_out else proc.returncode, out.decode(errors="replace"),
                              err.decode(errors="replace"), timed_out, time.perf_counter() - t0, isolate)
     finally:
