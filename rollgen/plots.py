@@ -3,10 +3,15 @@
 ``write_plots`` draws the reward histogram, per-task pass rates (and mean reward per difficulty /
 domain / source when tasks carry them), the completion length distribution, lexical diversity with the
 duplicate rate, and the funnel; it returns the paths relative to the run dir, which report.md links.
+``write_pass_curves`` draws pass@k and maj@k of a run, ``write_sweep_plots`` a sweep's comparisons. The
+``*_figure(s)`` functions build the figures without writing them.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +20,8 @@ import numpy as np
 if TYPE_CHECKING:
     from rollgen.quality.metrics import Metrics
 
-__all__ = ["QUALITY_PLOTS", "write_plots"]
+__all__ = ["QUALITY_PLOTS", "pass_curves_figure", "pass_rate_figure", "sweep_figures", "write_pass_curves", "write_plots",
+           "write_sweep_plots"]
 
 QUALITY_PLOTS = ("reward_hist", "pass_rate", "length_hist", "diversity", "funnel")  # what write_plots draws
 
@@ -52,18 +58,7 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
     ax.legend()
     _save(fig, plots_dir / "reward_hist.png", out)
 
-    tables = [(k, t) for k, t in m.summary["by_metadata"].items() if len(t) > 1]
-    fig = _figure(6.0 + 4.0 * bool(tables), left=0.08 if tables else 0.12, wspace=0.45)
-    ax = fig.add_subplot(1, 1 + bool(tables), 1)
-    ax.hist(m.task_mean[~np.isnan(m.task_mean)], bins=bins, color=KEPT)
-    ax.set(xlabel="mean reward of the task's rollouts", ylabel="tasks", title="Pass rate per task")
-    if tables:
-        key, table = tables[0]
-        ax2 = fig.add_subplot(1, 2, 2)
-        ax2.barh([r["value"] for r in table][::-1], [r["mean_reward"] or 0 for r in table][::-1], color=KEPT)
-        ax2.set(xlabel="mean reward", title=f"by {key}", xlim=(0, 1))
-        ax2.tick_params(axis="y", labelsize=7)
-    _save(fig, plots_dir / "pass_rate.png", out)
+    _save(pass_rate_figure(m), plots_dir / "pass_rate.png", out)
 
     fig = _figure()
     ax = fig.add_subplot()
@@ -101,21 +96,190 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
     return out
 
 
+def _short_label(value: str, width: int = 26) -> str:
+    """A metadata value for a tick label: ``{"num_digits": [1, 4]}`` reads ``num_digits 1–4``; at most two
+    lines of ``width`` characters."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:  # a plain string, or JSON cut short by the report: drop the punctuation
+        parsed = None
+    if isinstance(parsed, dict):
+        text = ", ".join(f"{k} {_range(v)}" for k, v in parsed.items())
+    else:
+        text = re.sub(r"\[([^\[\],]+), ([^\[\],]+)\]", r"\1–\2", value).translate(str.maketrans("", "", '{}"'))
+    lines = textwrap.wrap(text, width) or [""]
+    return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
+
+
+def _range(v: Any) -> str:
+    if isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+        return f"{v[0]:g}" if v[0] == v[1] else f"{v[0]:g}–{v[1]:g}"
+    return str(v)
+
+
+def pass_rate_figure(m: Metrics) -> Any:
+    """Per-task pass rates, and beside them (when tasks carry metadata) the mean reward per value of the first
+    metadata key with several values, each bar labelled with its mean and task count."""
+    bins = np.linspace(0, 1, 11)
+    tables = [(k, t) for k, t in m.summary["by_metadata"].items() if len(t) > 1]
+    fig = _figure(6.0 + 5.0 * bool(tables))
+    left_w = 0.34 if tables else 0.83
+    ax = fig.add_axes((0.08 if tables else 0.12, 0.15, left_w, 0.75))
+    ax.hist(m.task_mean[~np.isnan(m.task_mean)], bins=bins, color=KEPT)
+    ax.set(xlabel="mean reward of the task's rollouts", ylabel="tasks", title="Pass rate per task")
+    if tables:
+        key, table = tables[0]
+        labels = [_short_label(r["value"]) for r in table][::-1]
+        ax2 = fig.add_axes((0.64, 0.15, 0.3, 0.75))  # the left ~2 inches of the panel's side hold the labels
+        means = [r["mean_reward"] or 0 for r in table][::-1]
+        ax2.barh(range(len(labels)), means, color=KEPT)
+        ax2.set_yticks(range(len(labels)), labels, fontsize=7)
+        for y, (mean, r) in enumerate(zip(means, table[::-1], strict=True)):
+            ax2.text(min(mean, 1.0) + 0.02, y, f"{mean:.2f} ({r['tasks']} tasks)", va="center", fontsize=7)
+        ax2.set(xlabel="mean reward", title=f"Mean reward by {key}", xlim=(0, 1.25))
+        ax2.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+    return fig
+
+
 def write_pass_curves(curves: dict[str, dict[int, float]], plots_dir: Path) -> list[str]:
-    """pass@k and maj@k against k (the number of repeats used), one line each."""
+    """pass@k and maj@k against k (the number of repeats used), one line each; nothing for one repeat."""
     if len(curves.get("pass@k", {})) < 2:
         return []
     plots_dir.mkdir(parents=True, exist_ok=True)
+    out: list[str] = []
+    _save(pass_curves_figure(curves), plots_dir / "pass_at_k.png", out)
+    return out
+
+
+def pass_curves_figure(curves: dict[str, dict[int, float]]) -> Any:
     fig = _figure(5.0, 3.4)
     ax = fig.add_subplot()
     for name, curve in curves.items():
         ks = sorted(curve)
         ax.plot(ks, [curve[k] for k in ks], marker="o", label=name)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k counts samples: whole numbers only
     ax.set_xlabel("k (samples per task)")
     ax.set_ylabel("mean over tasks")
+    ax.set_title("pass@k and maj@k")
     ax.set_ylim(0, 1.02)
     ax.legend()
     ax.grid(alpha=0.3)
-    out: list[str] = []
-    _save(fig, plots_dir / "pass_at_k.png", out)
-    return out
+    return fig
+
+
+# ---------------------------------------------------------------- sweeps
+
+TEMPERATURE = "sampler.responses_create_params.temperature"
+THRESHOLD = "quality.min_reward_threshold"
+ROW_NAMES = {"dpo": "DPO pairs", "sft": "SFT rows", "kto": "KTO rows", "rl": "RL prompts"}
+
+
+def _swept(row: dict[str, Any], key: str) -> float | None:
+    try:
+        return float(row["overrides"][key])
+    except (KeyError, ValueError):
+        return None
+
+
+def _rows_name(rows: list[dict[str, Any]]) -> str:
+    """What a sweep's dataset rows are: "DPO pairs" when every job wrote DPO, "dataset rows" when they differ."""
+    formats = {r.get("format") for r in rows}
+    return ROW_NAMES.get(formats.pop(), "dataset rows") if len(formats) == 1 else "dataset rows"
+
+
+def _by_x(rows: list[dict[str, Any]], key: str, metric: str) -> tuple[list[float], list[float]]:
+    """The metric's mean over the jobs at each value of the swept ``key``."""
+    groups: dict[float, list[float]] = {}
+    for r in rows:
+        x = _swept(r, key)
+        if x is not None and isinstance(r.get(metric), (int, float)):
+            groups.setdefault(x, []).append(r[metric])
+    xs = sorted(groups)
+    return xs, [sum(groups[x]) / len(groups[x]) for x in xs]
+
+
+# metric -> (label, line style): dashed, hollow markers under solid ones, so equal values show both lines
+_LINES = {"pass_rate": ("pass rate", {"linestyle": "--", "marker": "s", "markersize": 9, "fillstyle": "none"}),
+          "mean_reward": ("mean reward", {"marker": "o", "markersize": 5}),
+          "kept_after_quality": ("curated rollouts", {"linestyle": "--", "marker": "s", "markersize": 9,
+                                                      "fillstyle": "none"}),
+          "dataset_rows": ("", {"marker": "o", "markersize": 5})}
+
+
+def _line_plot(rows: list[dict[str, Any]], key: str, metrics: list[str], title: str, ylabel: str,
+               share: bool) -> Any:
+    if len({_swept(r, key) for r in rows} - {None}) < 2:
+        return None
+    fig = _figure(5.5, 3.8, left=0.14, bottom=0.14, top=0.88)
+    ax = fig.add_subplot()
+    for metric in metrics:
+        xs, ys = _by_x(rows, key, metric)
+        label, style = _LINES[metric]
+        ax.plot(xs, ys, label=label or _rows_name(rows), linewidth=1.6, **style)
+    swept = sorted({x for r in rows if (x := _swept(r, key)) is not None})
+    if len(swept) <= 12:
+        ax.set_xticks(swept, [f"{x:g}" for x in swept])
+    ax.set(xlabel=key.rsplit(".", 1)[-1], ylabel=ylabel, title=title)
+    if share:
+        ax.set_ylim(0, 1.02)
+    else:
+        ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _heatmap(rows: list[dict[str, Any]]) -> Any:
+    temps = sorted({x for r in rows if (x := _swept(r, TEMPERATURE)) is not None})
+    thresholds = sorted({x for r in rows if (x := _swept(r, THRESHOLD)) is not None})
+    if len(temps) < 2 or len(thresholds) < 2:
+        return None
+    cells: dict[tuple[int, int], list[float]] = {}
+    for r in rows:
+        t, q = _swept(r, TEMPERATURE), _swept(r, THRESHOLD)
+        if t is not None and q is not None:
+            cells.setdefault((thresholds.index(q), temps.index(t)), []).append(r.get("dataset_rows") or 0)
+    grid = np.full((len(thresholds), len(temps)), np.nan)
+    for (i, j), values in cells.items():
+        grid[i, j] = sum(values) / len(values)
+    name = _rows_name(rows)
+    fig = _figure(5.8, 4.0, left=0.14, bottom=0.14, top=0.88, right=0.9)
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(temps)), [f"{t:g}" for t in temps])
+    ax.set_yticks(range(len(thresholds)), [f"{q:g}" for q in thresholds])
+    ax.set(xlabel="temperature", ylabel="min_reward_threshold", title=f"{name} by temperature and threshold")
+    for (i, j), v in np.ndenumerate(grid):
+        if np.isnan(v):
+            continue
+        r, g, b, _ = im.cmap(im.norm(v))
+        dark = 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5  # text that reads on the cell's colour
+        ax.text(j, i, f"{v:g}", ha="center", va="center", color="white" if dark else "black")
+    fig.colorbar(im, ax=ax, label=name)
+    return fig
+
+
+def sweep_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A sweep's plots by file stem: mean reward and pass rate vs temperature, rows kept vs threshold, and
+    rows over temperature × threshold; each only when the sweep varies what it shows."""
+    figures = {
+        "reward_vs_temperature": _line_plot(rows, TEMPERATURE, ["pass_rate", "mean_reward"],
+                                            "Mean reward and pass rate vs temperature", "value (mean over jobs)",
+                                            share=True),
+        "kept_vs_threshold": _line_plot(rows, THRESHOLD, ["kept_after_quality", "dataset_rows"],
+                                        "Rows kept vs min_reward_threshold", "rows (mean over jobs)", share=False),
+        "pairs_heatmap": _heatmap(rows),
+    }
+    return {name: fig for name, fig in figures.items() if fig is not None}
+
+
+def write_sweep_plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Write ``sweep_figures(rows)`` as ``out/<name>.png``; returns the files."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in sweep_figures(rows).items():
+        fig.savefig(out / f"{name}.png")
+        written.append(out / f"{name}.png")
+    return written
