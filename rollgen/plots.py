@@ -3,8 +3,8 @@
 ``write_plots`` draws the reward histogram, per-task pass rates (and mean reward per difficulty /
 domain / source when tasks carry them), the completion length distribution, lexical diversity with the
 duplicate rate, and the funnel; it returns the paths relative to the run dir, which report.md links.
-``write_pass_curves`` draws pass@k and maj@k of a run, ``write_sweep_plots`` a sweep's comparisons. The
-``*_figure(s)`` functions build the figures without writing them.
+``write_pass_curves`` draws pass@k and maj@k of a run (a sweep's plots are in ``rollgen.sweep_plots``).
+The ``*_figure`` functions build the figures without writing them.
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ import numpy as np
 if TYPE_CHECKING:
     from rollgen.quality.metrics import Metrics
 
-__all__ = ["QUALITY_PLOTS", "pass_curves_figure", "pass_rate_figure", "sweep_figures", "write_pass_curves", "write_plots",
-           "write_sweep_plots"]
+__all__ = ["QUALITY_PLOTS", "agg_figure", "pass_curves_figure", "pass_rate_figure", "write_pass_curves", "write_plots"]
 
 QUALITY_PLOTS = ("reward_hist", "pass_rate", "length_hist", "diversity", "funnel")  # what write_plots draws
 
 ALL, KEPT = "#9aa5b1", "#2f6db5"
 
 
-def _figure(width: float = 6.0, height: float = 3.6, left: float = 0.12, **margins: float) -> Any:
+def agg_figure(width: float = 6.0, height: float = 3.6, left: float = 0.12, **margins: float) -> Any:
     """A figure on the Agg canvas with fixed margins (matplotlib's layout engines cost ~0.2 s a figure)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -50,7 +49,7 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
     reward, kept = m.rows.reward, m.kept
     bins = np.linspace(0, 1, 11)
 
-    fig = _figure()
+    fig = agg_figure()
     ax = fig.add_subplot()
     ax.hist(reward[~np.isnan(reward)], bins=bins, color=ALL, label="all rollouts")
     ax.hist(reward[kept & ~np.isnan(reward)], bins=bins, color=KEPT, label="curated")
@@ -60,7 +59,7 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
 
     _save(pass_rate_figure(m), plots_dir / "pass_rate.png", out)
 
-    fig = _figure()
+    fig = agg_figure()
     ax = fig.add_subplot()
     length = m.length[~np.isnan(m.length)]
     if len(length):
@@ -71,7 +70,7 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
     ax.set(xlabel=f"completion length ({m.length_unit})", ylabel="rollouts", title="Completion length")
     _save(fig, plots_dir / "length_hist.png", out)
 
-    fig = _figure()
+    fig = agg_figure()
     ax = fig.add_subplot()
     d = m.summary["distinct"]
     dup = m.summary["duplicates"]["exact_rate"]
@@ -85,7 +84,7 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
     ax.legend()
     _save(fig, plots_dir / "diversity.png", out)
 
-    fig = _figure(6.0, 1.2 + 0.3 * max(len(funnel), 1), left=0.25, bottom=0.5 / (1.2 + 0.3 * max(len(funnel), 1)))
+    fig = agg_figure(6.0, 1.2 + 0.3 * max(len(funnel), 1), left=0.25, bottom=0.5 / (1.2 + 0.3 * max(len(funnel), 1)))
     ax = fig.add_subplot()
     names = [f["filter"] for f in funnel][::-1]
     ax.barh(names, [f["in"] for f in funnel][::-1], color=ALL, label="in")
@@ -122,7 +121,7 @@ def pass_rate_figure(m: Metrics) -> Any:
     metadata key with several values, each bar labelled with its mean and task count."""
     bins = np.linspace(0, 1, 11)
     tables = [(k, t) for k, t in m.summary["by_metadata"].items() if len(t) > 1]
-    fig = _figure(6.0 + 5.0 * bool(tables))
+    fig = agg_figure(6.0 + 5.0 * bool(tables))
     left_w = 0.34 if tables else 0.83
     ax = fig.add_axes((0.08 if tables else 0.12, 0.15, left_w, 0.75))
     ax.hist(m.task_mean[~np.isnan(m.task_mean)], bins=bins, color=KEPT)
@@ -152,7 +151,7 @@ def write_pass_curves(curves: dict[str, dict[int, float]], plots_dir: Path) -> l
 
 
 def pass_curves_figure(curves: dict[str, dict[int, float]]) -> Any:
-    fig = _figure(5.0, 3.4)
+    fig = agg_figure(5.0, 3.4)
     ax = fig.add_subplot()
     for name, curve in curves.items():
         ks = sorted(curve)
@@ -167,119 +166,3 @@ def pass_curves_figure(curves: dict[str, dict[int, float]]) -> Any:
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
-
-
-# ---------------------------------------------------------------- sweeps
-
-TEMPERATURE = "sampler.responses_create_params.temperature"
-THRESHOLD = "quality.min_reward_threshold"
-ROW_NAMES = {"dpo": "DPO pairs", "sft": "SFT rows", "kto": "KTO rows", "rl": "RL prompts"}
-
-
-def _swept(row: dict[str, Any], key: str) -> float | None:
-    try:
-        return float(row["overrides"][key])
-    except (KeyError, ValueError):
-        return None
-
-
-def _rows_name(rows: list[dict[str, Any]]) -> str:
-    """What a sweep's dataset rows are: "DPO pairs" when every job wrote DPO, "dataset rows" when they differ."""
-    formats = {r.get("format") for r in rows}
-    return ROW_NAMES.get(formats.pop(), "dataset rows") if len(formats) == 1 else "dataset rows"
-
-
-def _by_x(rows: list[dict[str, Any]], key: str, metric: str) -> tuple[list[float], list[float]]:
-    """The metric's mean over the jobs at each value of the swept ``key``."""
-    groups: dict[float, list[float]] = {}
-    for r in rows:
-        x = _swept(r, key)
-        if x is not None and isinstance(r.get(metric), (int, float)):
-            groups.setdefault(x, []).append(r[metric])
-    xs = sorted(groups)
-    return xs, [sum(groups[x]) / len(groups[x]) for x in xs]
-
-
-# metric -> (label, line style): dashed, hollow markers under solid ones, so equal values show both lines
-_LINES = {"pass_rate": ("pass rate", {"linestyle": "--", "marker": "s", "markersize": 9, "fillstyle": "none"}),
-          "mean_reward": ("mean reward", {"marker": "o", "markersize": 5}),
-          "kept_after_quality": ("curated rollouts", {"linestyle": "--", "marker": "s", "markersize": 9,
-                                                      "fillstyle": "none"}),
-          "dataset_rows": ("", {"marker": "o", "markersize": 5})}
-
-
-def _line_plot(rows: list[dict[str, Any]], key: str, metrics: list[str], title: str, ylabel: str,
-               share: bool) -> Any:
-    if len({_swept(r, key) for r in rows} - {None}) < 2:
-        return None
-    fig = _figure(5.5, 3.8, left=0.14, bottom=0.14, top=0.88)
-    ax = fig.add_subplot()
-    for metric in metrics:
-        xs, ys = _by_x(rows, key, metric)
-        label, style = _LINES[metric]
-        ax.plot(xs, ys, label=label or _rows_name(rows), linewidth=1.6, **style)
-    swept = sorted({x for r in rows if (x := _swept(r, key)) is not None})
-    if len(swept) <= 12:
-        ax.set_xticks(swept, [f"{x:g}" for x in swept])
-    ax.set(xlabel=key.rsplit(".", 1)[-1], ylabel=ylabel, title=title)
-    if share:
-        ax.set_ylim(0, 1.02)
-    else:
-        ax.set_ylim(bottom=0)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def _heatmap(rows: list[dict[str, Any]]) -> Any:
-    temps = sorted({x for r in rows if (x := _swept(r, TEMPERATURE)) is not None})
-    thresholds = sorted({x for r in rows if (x := _swept(r, THRESHOLD)) is not None})
-    if len(temps) < 2 or len(thresholds) < 2:
-        return None
-    cells: dict[tuple[int, int], list[float]] = {}
-    for r in rows:
-        t, q = _swept(r, TEMPERATURE), _swept(r, THRESHOLD)
-        if t is not None and q is not None:
-            cells.setdefault((thresholds.index(q), temps.index(t)), []).append(r.get("dataset_rows") or 0)
-    grid = np.full((len(thresholds), len(temps)), np.nan)
-    for (i, j), values in cells.items():
-        grid[i, j] = sum(values) / len(values)
-    name = _rows_name(rows)
-    fig = _figure(5.8, 4.0, left=0.14, bottom=0.14, top=0.88, right=0.9)
-    ax = fig.add_subplot()
-    im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(temps)), [f"{t:g}" for t in temps])
-    ax.set_yticks(range(len(thresholds)), [f"{q:g}" for q in thresholds])
-    ax.set(xlabel="temperature", ylabel="min_reward_threshold", title=f"{name} by temperature and threshold")
-    for (i, j), v in np.ndenumerate(grid):
-        if np.isnan(v):
-            continue
-        r, g, b, _ = im.cmap(im.norm(v))
-        dark = 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5  # text that reads on the cell's colour
-        ax.text(j, i, f"{v:g}", ha="center", va="center", color="white" if dark else "black")
-    fig.colorbar(im, ax=ax, label=name)
-    return fig
-
-
-def sweep_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """A sweep's plots by file stem: mean reward and pass rate vs temperature, rows kept vs threshold, and
-    rows over temperature × threshold; each only when the sweep varies what it shows."""
-    figures = {
-        "reward_vs_temperature": _line_plot(rows, TEMPERATURE, ["pass_rate", "mean_reward"],
-                                            "Mean reward and pass rate vs temperature", "value (mean over jobs)",
-                                            share=True),
-        "kept_vs_threshold": _line_plot(rows, THRESHOLD, ["kept_after_quality", "dataset_rows"],
-                                        "Rows kept vs min_reward_threshold", "rows (mean over jobs)", share=False),
-        "pairs_heatmap": _heatmap(rows),
-    }
-    return {name: fig for name, fig in figures.items() if fig is not None}
-
-
-def write_sweep_plots(rows: list[dict[str, Any]], out: Path) -> list[Path]:
-    """Write ``sweep_figures(rows)`` as ``out/<name>.png``; returns the files."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, fig in sweep_figures(rows).items():
-        fig.savefig(out / f"{name}.png")
-        written.append(out / f"{name}.png")
-    return written

@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from rollgen.metrics import run_metrics
-from rollgen.plots import write_sweep_plots
+from rollgen.sweep_plots import write_sweep_plots
 
 __all__ = ["SweepSummary", "summarize", "table_md"]
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import rollgen
-from rollgen.plots import pass_curves_figure, pass_rate_figure, sweep_figures
+from rollgen.plots import pass_curves_figure, pass_rate_figure
+from rollgen.sweep_plots import sweep_figures
 from tests.conftest import serve_in_thread, write_arith_tasks
 from tests.fakes import FakeOpenAI
 
