@@ -24,18 +24,47 @@ def rollgen(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-@pytest.mark.parametrize(("override", "key"), [
-    ("sampler.responses_create_params.temperature=hot", "sampler.responses_create_params.temperature"),
-    ("sampler.num_repeats=0", "sampler.num_repeats"),
-    ("sampler.tempreature=0.3", "sampler.tempreature"),
-    ("server=nope", "server=nope"),
+@pytest.mark.parametrize(("overrides", "line"), [
+    (["sampler.responses_create_params.temperature=hot"], "sampler.responses_create_params.temperature: "),
+    (["sampler.num_repeats=0"], "sampler.num_repeats: "),
+    (["sampler.tempreature=0.3"], "sampler.tempreature: unknown key; did you mean "
+                                  "sampler.responses_create_params.temperature?"),
+    (["server=nope"], "server=nope: no such option; available: math"),  # the options, not Hydra's search path
+    (["sampler.num_repeats=[1,2"], "sampler.num_repeats: cannot parse 'sampler.num_repeats=[1,2'"),
+    (["verifier=judge", "verifier.score_pattern=x"], "verifier.score_pattern: unknown key; it is a valid key the "
+                                                     "YAML does not list: add it with a leading +, "
+                                                     "+verifier.score_pattern=x"),
+    # failures that used to come at build or generation time, after the run dir was made, as tracebacks
+    (["policy=local", "policy.model_path=/nonexistent.gguf"], "policy.model_path: /nonexistent.gguf: no such file"),
+    (["policy=local", "policy.model_path={tmp}/model.gguf"], "policy.model_path: {tmp}/model.gguf is not a GGUF file"),
+    (["server.generators=[nosuch_gen]"], "server.generators: unknown reasoning-gym generators ['nosuch_gen']"),
+    (["server.generators=[chain_sum]", "+server.generator_config.chain_sum.nosuch=1"],
+     "server.generator_config.chain_sum {{'nosuch': 1}}: "),
+    (["server.generators=[chain_sum]", "server.generator_config.chain_sum.min_terms=3"],
+     "server.generator_config.chain_sum: unknown key; it is a valid key the YAML does not list: add it with a "
+     "leading +, +server.generator_config.chain_sum.min_terms=3"),
+    (["server.data_path={tmp}/empty.jsonl"], "server.data_path: {tmp}/empty.jsonl: no tasks: the file is empty"),
 ])
-def test_bad_config_is_one_line_no_traceback_no_run_dir(tmp_path: Path, override: str, key: str) -> None:
-    p = rollgen(override, cwd=tmp_path)
+def test_bad_config_is_one_line_no_traceback_no_run_dir(tmp_path: Path, overrides: list[str], line: str) -> None:
+    (tmp_path / "model.gguf").write_bytes(b"PK\x03\x04 a zip file, say a safetensors checkpoint folder zipped")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    p = rollgen(*(o.format(tmp=tmp_path) for o in overrides), cwd=tmp_path)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"rollgen: config error: {key}"), p.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"rollgen: config error: {line.format(tmp=tmp_path)}"), p.stderr
     assert "Traceback" not in p.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize(("word", "line"), [
+    ("currate", "rollgen: 'currate' is not a command; did you mean 'rollgen curate'? (commands: validate, verify, "
+                "curate, dataset, compare; a run takes overrides: key=value or group=option)"),
+    ("datset", "rollgen: 'datset' is not a command; did you mean 'rollgen dataset'?"),
+    ("hello", "rollgen: 'hello' is not a command (commands: "),
+])
+def test_a_word_that_is_not_a_command_is_named(tmp_path: Path, word: str, line: str) -> None:
+    p = rollgen(word, "outputs/x", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.startswith(line) and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not (tmp_path / "outputs").exists()
 
 
