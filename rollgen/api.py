@@ -62,12 +62,13 @@ def hydra_error_line(exc: BaseException, known_keys: list[str] | None = None) ->
         return f"{group}={option}: no such option" + (f"; available: {', '.join(exc.options)}" if exc.options else "")
     if isinstance(exc, OverrideParseException):  # Hydra's grammar: name the key, say what could not be read
         key, eq, _ = exc.override.partition("=")
+        key = key.strip().lstrip("+~")
         why = next((ln.strip().split(" expecting ")[0] for ln in str(exc).splitlines()
                     if ln.strip() and not ln.startswith(("Error parsing", "See https"))), "")
         if not eq:
             return f"'{exc.override}': not an override; write key=value or group=option"
-        return (f"{key.strip()}: cannot parse '{exc.override}' ({why}); quote a value with special characters: "
-                f"{key.strip()}='\"...\"'")
+        return (f"{key}: cannot parse '{exc.override}' ({why}); quote a value with special characters: "
+                f"{key}='\"...\"'")
     if full_key:
         return f"{full_key}: {first}"
     return first

@@ -490,7 +490,7 @@ def preflight(cfg: RunConfig) -> None:
     lines = []
     for key, comp in _named_components(cfg):
         try:
-            built = comp.build()
+            built = comp.cls(comp.params)  # the component itself, not a wrapper (the verifier's guards)
             if callable(check := getattr(built, "check", None)):
                 check()
         except (ValueError, re.error, OSError) as e:
