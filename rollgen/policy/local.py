@@ -140,7 +140,6 @@ class LocalPolicy(Policy):
         Raises ``ValueError`` in one line (``model_path: ...`` when it is about the file).
         """
         try:
-            _require_server_packages()
             path = self.model_file()
         except RuntimeError as e:  # an install problem: the message says what to install
             raise ValueError(str(e)) from None
@@ -155,6 +154,10 @@ class LocalPolicy(Policy):
             raise ValueError(f"model_path: {path} is not a GGUF file (it starts with {magic!r}, not {GGUF_MAGIC!r}); "
                              "llama.cpp serves .gguf files: download a GGUF build of the model or convert it "
                              "with llama.cpp's convert_hf_to_gguf.py")
+        try:
+            _require_server_packages()
+        except RuntimeError as e:
+            raise ValueError(str(e)) from None
 
     def fingerprint(self) -> dict[str, Any]:
         path = self.model_file()
