@@ -48,6 +48,8 @@ def _suggest(key: str, known: list[str]) -> list[str]:
 
 def hydra_error_line(exc: BaseException, known_keys: list[str] | None = None) -> str:
     """One line naming the key or option a Hydra composition error is about."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
     cause = exc.__cause__ or exc
     full_key = getattr(cause, "full_key", None)
     text = str(cause).strip()
@@ -55,11 +57,18 @@ def hydra_error_line(exc: BaseException, known_keys: list[str] | None = None) ->
     if full_key and "not in struct" in text:
         hint = _suggest(full_key, known_keys or [])
         return f"{full_key}: unknown key" + (f"; did you mean {hint[0]}?" if hint else "; `--cfg job` lists the keys")
-    if "Could not find" in first:
-        options = [ln.strip() for ln in text.splitlines()[1:] if ln.startswith("\t")]
-        missing = first.split("Could not find", 1)[1].strip().strip("'")
-        group, _, option = missing.rpartition("/")
-        return f"{group}={option}: no such option" + (f"; available: {', '.join(options)}" if options else "")
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:  # `group=option` with no such option
+        group, _, option = exc.missing_cfg_file.rpartition("/")
+        return f"{group}={option}: no such option" + (f"; available: {', '.join(exc.options)}" if exc.options else "")
+    if isinstance(exc, OverrideParseException):  # Hydra's grammar: name the key, say what could not be read
+        key, eq, _ = exc.override.partition("=")
+        key = key.strip().lstrip("+~")
+        why = next((ln.strip().split(" expecting ")[0] for ln in str(exc).splitlines()
+                    if ln.strip() and not ln.startswith(("Error parsing", "See https"))), "")
+        if not eq:
+            return f"'{exc.override}': not an override; write key=value or group=option"
+        return (f"{key}: cannot parse '{exc.override}' ({why}); quote a value with special characters: "
+                f"{key}='\"...\"'")
     if full_key:
         return f"{full_key}: {first}"
     return first
@@ -81,10 +90,28 @@ def compose(overrides: list[str] | None = None, config_dir: str | None = None,
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="rollgen"):
             cfg = hydra_compose(config_name="config", overrides=overrides)
     except Exception as e:  # Hydra's composition errors: bad override, unknown option or key
-        raise ConfigError([hydra_error_line(e, _keys_of_default())]) from None
+        line = hydra_error_line(e, _keys_of_default())
+        if hint := _plus_hint(line, overrides, config_dir, output_dir):
+            line = line.split(";", 1)[0] + hint
+        raise ConfigError([line]) from None
     with open_dict(cfg):
         cfg.output_dir = output_dir or time.strftime("outputs/%Y-%m-%d/%H-%M-%S")
     return validate_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+
+
+def _plus_hint(line: str, overrides: list[str], config_dir: str | None, output_dir: str | None) -> str:
+    """For an unknown key that the component accepts but its YAML does not list (a generator's options, a
+    verifier's optional field): the hint to add it with ``+``, when the config is valid that way."""
+    key = line.split(": unknown key", 1)[0] if ": unknown key" in line else None
+    hits = [o for o in overrides if key and (o.split("=", 1)[0] == key or o.startswith(key + "."))]
+    if len(hits) != 1 or hits[0].startswith(("+", "~")):
+        return ""
+    try:
+        compose([f"+{o}" if o == hits[0] else o for o in overrides], config_dir, output_dir)
+    except ConfigError as e:
+        if any(bad.startswith(key) and "unknown key" in bad for bad in e.lines):
+            return ""
+    return f"; it is a valid key the YAML does not list: add it with a leading +, +{hits[0]}"
 
 
 def _keys_of_default() -> list[str]:

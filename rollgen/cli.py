@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 
@@ -9,7 +10,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from rollgen.api import compose, conf_dir
-from rollgen.config import ConfigError, RunConfig, validate_run_config
+from rollgen.config import ConfigError, RunConfig, preflight, validate_run_config
 from rollgen.rundir import cannot_create
 
 __all__ = ["main"]
@@ -48,7 +49,9 @@ def _early_check(argv: list[str]) -> None:
             overrides.append(arg)
         i += 1
     try:
-        compose(overrides, config_dir=config_dir, output_dir=".")
+        cfg = compose(overrides, config_dir=config_dir, output_dir=".")
+        if cfg.resume is None:  # a resumed run is checked once its saved config is read
+            preflight(cfg)
     except ConfigError as e:
         _fail(e.lines)
     # Hydra creates the run dir before rollgen runs: make sure it can (leaving nothing), or say so in one line.
@@ -71,6 +74,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
     try:
         run_cfg = _run_config(cfg)
+        preflight(run_cfg)
     except ConfigError as e:
         _fail(e.lines)
     execute(run_cfg, on_start=lambda root: write_hydra_files(root, cfg))
@@ -80,12 +84,23 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return float("nan") if value is None else value  # a sweeper (Optuna) records NaN as a failed trial, not a crash
 
 
+def _is_bare_word(arg: str) -> bool:
+    """Neither a flag nor a Hydra override (``key=value``, ``+key=value``, ``~key``): meant as a command."""
+    return not arg.startswith(("-", "+", "~")) and "=" not in arg
+
+
 def _subcommand(argv: list[str]) -> int | None:
     """Run ``rollgen <subcommand> ...`` if argv names one; None otherwise."""
     import importlib
 
     from rollgen.commands import SUBCOMMANDS
 
+    if argv and _is_bare_word(argv[0]) and argv[0] not in SUBCOMMANDS:
+        near = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1, cutoff=0.6)
+        print(f"rollgen: '{argv[0]}' is not a command" + (f"; did you mean 'rollgen {near[0]}'?" if near else "")
+              + f" (commands: {', '.join(SUBCOMMANDS)}; a run takes overrides: key=value or group=option)",
+              file=sys.stderr)
+        return 2
     if not argv or argv[0] not in SUBCOMMANDS:
         return None
     module_name, _ = SUBCOMMANDS[argv[0]]

@@ -185,8 +185,8 @@ async def collect(
     Raises ``EndpointDown`` when the failure budget runs out.
     """
     connector = aiohttp.TCPConnector(limit=sampler.num_samples_in_parallel, ttl_dns_cache=300)
-    bar = tqdm(total=total, desc="Collecting rollouts", unit="rollout", disable=not progress,
-               dynamic_ncols=True, mininterval=0.5)
+    bar = tqdm(total=total, desc="Collecting rollouts", unit="rollout", dynamic_ncols=True, mininterval=0.5,
+               disable=not progress or total == 0)  # total 0: every rollout reused, no "0rollout" bar
     limit = AdaptiveLimit(sampler.num_samples_in_parallel, adaptive=sampler.adaptive_concurrency)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:

@@ -472,6 +472,35 @@ def _error_lines(err: ValidationError, prefix: str = "") -> list[str]:
     return lines
 
 
+def _named_components(cfg: RunConfig) -> list[tuple[str, Component]]:
+    named: list[tuple[str, Component]] = []
+    for name in COMPONENTS:
+        value = getattr(cfg, name)
+        named += [(f"{name}.{k}", c) for k, c in value.items()] if isinstance(value, dict) else [(name, value)]
+    return named
+
+
+def preflight(cfg: RunConfig) -> None:
+    """What a run needs beyond types, checked before any work: every component builds, and passes its own
+    ``check()`` when it has one (files exist, names are in a registry, optional packages import).
+
+    A ``check()`` raises ``ValueError``; a message that starts with one of its params (``"model_path: ..."``)
+    is reported under that key (``policy.model_path: ...``). Raises ``ConfigError`` naming every problem.
+    """
+    lines = []
+    for key, comp in _named_components(cfg):
+        try:
+            built = comp.cls(comp.params)  # the component itself, not a wrapper (the verifier's guards)
+            if callable(check := getattr(built, "check", None)):
+                check()
+        except (ValueError, re.error, OSError) as e:
+            msg = str(e).strip() or type(e).__name__
+            param = re.split(r"[:. ]", msg, maxsplit=1)[0]
+            lines.append(f"{key}.{msg}" if param in comp.cls.Params.model_fields else f"{key}: {msg}")
+    if lines:
+        raise ConfigError(lines)
+
+
 def validate_run_config(data: dict[str, Any]) -> RunConfig:
     """Validate a plain-container config into a ``RunConfig``; raise ``ConfigError`` naming every bad key."""
     try:
@@ -479,14 +508,11 @@ def validate_run_config(data: dict[str, Any]) -> RunConfig:
     except ValidationError as e:
         raise ConfigError(_error_lines(e)) from None
     lines = []
-    for name in COMPONENTS:
-        value = getattr(cfg, name)
-        named = {f"{name}.{k}": c for k, c in value.items()} if isinstance(value, dict) else {name: value}
-        for key, comp in named.items():
-            try:
-                comp.cls.Params.model_validate(comp.model_extra or {})
-            except ValidationError as e:
-                lines += _error_lines(e, key)
+    for key, comp in _named_components(cfg):
+        try:
+            comp.cls.Params.model_validate(comp.model_extra or {})
+        except ValidationError as e:
+            lines += _error_lines(e, key)
     if lines:
         raise ConfigError(lines)
     return cfg

@@ -21,6 +21,7 @@ import aiohttp
 from rollgen import __version__, formats, quality, redact
 from rollgen.collect import FAILED, CollectStats, EndpointDown, collect
 from rollgen.config import RunConfig
+from rollgen.explain import why_empty
 from rollgen.metrics import pass_curves, repeat_groups
 from rollgen.policy.client import EndpointUnreachable, check_endpoint
 from rollgen.records import Task, rollout_id
@@ -191,6 +192,9 @@ def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[s
             down = _downstream(cfg, rd, on_stage=lambda name: stage.append(name))
             report["kept"].update(down.pop("kept"))
             report.update(down)
+            report["empty"] = why_empty(report, cfg)  # 0 rows, or an export with no files: which stage, what to change
+            for line in report["empty"]:
+                log.warning("%s", line)
             stage.append("report")
             report["pass_at_k"] = pass_curves(repeat_groups(rd.rollouts))
             if cfg.quality.plots:

@@ -16,7 +16,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["distinct_n", "maj_at_k", "pass_at_k", "pass_curves", "repeat_groups", "run_metrics"]
+__all__ = ["maj_at_k", "pass_at_k", "pass_curves", "repeat_groups", "run_metrics"]
 
 PASS = 1.0 - 1e-9
 
@@ -64,16 +64,6 @@ def pass_curves(groups: dict[str, list[tuple[str | None, bool]]]) -> dict[str, d
     return curves
 
 
-def distinct_n(texts: list[str], n: int = 2) -> float:
-    """Distinct n-grams over all n-grams of whitespace tokens (lexical diversity), 0 when there are none."""
-    grams: Counter[tuple[str, ...]] = Counter()
-    for text in texts:
-        tokens = text.split()
-        grams.update(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
-    total = sum(grams.values())
-    return len(grams) / total if total else 0.0
-
-
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
@@ -93,7 +83,11 @@ def repeat_groups(rollouts: str | Path) -> dict[str, list[tuple[str | None, bool
 
 
 def run_metrics(run_dir: str | Path) -> dict[str, Any]:
-    """The headline numbers of one run, flat, from its report and files (used by sweeps and compare)."""
+    """The headline numbers of one run, flat, from its report and files (used by sweeps and compare).
+
+    A number the report holds is taken from it (never recomputed another way), so compare, sweep summaries
+    and report.md agree.
+    """
     run_dir = Path(run_dir)
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     c = report["collection"]
@@ -106,7 +100,7 @@ def run_metrics(run_dir: str | Path) -> dict[str, Any]:
         pass_curves(repeat_groups(run_dir / "rollouts.jsonl"))
     rows = [row for split in ("train", "validation", "test") for row in _jsonl(run_dir / "dataset" / f"{split}.jsonl")]
     margins = [row["margin"] for row in rows if isinstance(row.get("margin"), (int, float))]
-    completions = [r["completion"] for r in _jsonl(run_dir / "curated.jsonl")]
+    distinct = ((report.get("quality") or {}).get("distinct") or {}).get("distinct_2") or {}
     dataset_rows = report["kept"].get("dataset_rows") or 0
     return {
         "status": report["status"],
@@ -121,7 +115,7 @@ def run_metrics(run_dir: str | Path) -> dict[str, Any]:
         "sft_rows": dataset_rows if report.get("format") == "sft" else 0,
         "dpo_pairs": dataset_rows if report.get("format") == "dpo" else 0,
         "mean_margin": round(sum(margins) / len(margins), 6) if margins else None,
-        "distinct_2": round(distinct_n(completions, 2), 6),
+        "distinct_2": distinct.get("curated"),  # the quality stage's number, as report.md shows it
         "tokens": c["tokens"].get("total_tokens", 0),
         "model_calls": calls,
         "retries": retries,

@@ -3,10 +3,15 @@
 ``write_plots`` draws the reward histogram, per-task pass rates (and mean reward per difficulty /
 domain / source when tasks carry them), the completion length distribution, lexical diversity with the
 duplicate rate, and the funnel; it returns the paths relative to the run dir, which report.md links.
+``write_pass_curves`` draws pass@k and maj@k of a run (a sweep's plots are in ``rollgen.sweep_plots``).
+The ``*_figure`` functions build the figures without writing them.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,14 +20,14 @@ import numpy as np
 if TYPE_CHECKING:
     from rollgen.quality.metrics import Metrics
 
-__all__ = ["QUALITY_PLOTS", "write_plots"]
+__all__ = ["QUALITY_PLOTS", "agg_figure", "pass_curves_figure", "pass_rate_figure", "write_pass_curves", "write_plots"]
 
 QUALITY_PLOTS = ("reward_hist", "pass_rate", "length_hist", "diversity", "funnel")  # what write_plots draws
 
 ALL, KEPT = "#9aa5b1", "#2f6db5"
 
 
-def _figure(width: float = 6.0, height: float = 3.6, left: float = 0.12, **margins: float) -> Any:
+def agg_figure(width: float = 6.0, height: float = 3.6, left: float = 0.12, **margins: float) -> Any:
     """A figure on the Agg canvas with fixed margins (matplotlib's layout engines cost ~0.2 s a figure)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -44,7 +49,7 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
     reward, kept = m.rows.reward, m.kept
     bins = np.linspace(0, 1, 11)
 
-    fig = _figure()
+    fig = agg_figure()
     ax = fig.add_subplot()
     ax.hist(reward[~np.isnan(reward)], bins=bins, color=ALL, label="all rollouts")
     ax.hist(reward[kept & ~np.isnan(reward)], bins=bins, color=KEPT, label="curated")
@@ -52,20 +57,9 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
     ax.legend()
     _save(fig, plots_dir / "reward_hist.png", out)
 
-    tables = [(k, t) for k, t in m.summary["by_metadata"].items() if len(t) > 1]
-    fig = _figure(6.0 + 4.0 * bool(tables), left=0.08 if tables else 0.12, wspace=0.45)
-    ax = fig.add_subplot(1, 1 + bool(tables), 1)
-    ax.hist(m.task_mean[~np.isnan(m.task_mean)], bins=bins, color=KEPT)
-    ax.set(xlabel="mean reward of the task's rollouts", ylabel="tasks", title="Pass rate per task")
-    if tables:
-        key, table = tables[0]
-        ax2 = fig.add_subplot(1, 2, 2)
-        ax2.barh([r["value"] for r in table][::-1], [r["mean_reward"] or 0 for r in table][::-1], color=KEPT)
-        ax2.set(xlabel="mean reward", title=f"by {key}", xlim=(0, 1))
-        ax2.tick_params(axis="y", labelsize=7)
-    _save(fig, plots_dir / "pass_rate.png", out)
+    _save(pass_rate_figure(m), plots_dir / "pass_rate.png", out)
 
-    fig = _figure()
+    fig = agg_figure()
     ax = fig.add_subplot()
     length = m.length[~np.isnan(m.length)]
     if len(length):
@@ -76,7 +70,7 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
     ax.set(xlabel=f"completion length ({m.length_unit})", ylabel="rollouts", title="Completion length")
     _save(fig, plots_dir / "length_hist.png", out)
 
-    fig = _figure()
+    fig = agg_figure()
     ax = fig.add_subplot()
     d = m.summary["distinct"]
     dup = m.summary["duplicates"]["exact_rate"]
@@ -90,7 +84,7 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
     ax.legend()
     _save(fig, plots_dir / "diversity.png", out)
 
-    fig = _figure(6.0, 1.2 + 0.3 * max(len(funnel), 1), left=0.25, bottom=0.5 / (1.2 + 0.3 * max(len(funnel), 1)))
+    fig = agg_figure(6.0, 1.2 + 0.3 * max(len(funnel), 1), left=0.25, bottom=0.5 / (1.2 + 0.3 * max(len(funnel), 1)))
     ax = fig.add_subplot()
     names = [f["filter"] for f in funnel][::-1]
     ax.barh(names, [f["in"] for f in funnel][::-1], color=ALL, label="in")
@@ -101,21 +95,74 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
     return out
 
 
+def _short_label(value: str, width: int = 26) -> str:
+    """A metadata value for a tick label: ``{"num_digits": [1, 4]}`` reads ``num_digits 1–4``; at most two
+    lines of ``width`` characters."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:  # a plain string, or JSON cut short by the report: drop the punctuation
+        parsed = None
+    if isinstance(parsed, dict):
+        text = ", ".join(f"{k} {_range(v)}" for k, v in parsed.items())
+    else:
+        text = re.sub(r"\[([^\[\],]+), ([^\[\],]+)\]", r"\1–\2", value).translate(str.maketrans("", "", '{}"'))
+    lines = textwrap.wrap(text, width) or [""]
+    return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
+
+
+def _range(v: Any) -> str:
+    if isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+        return f"{v[0]:g}" if v[0] == v[1] else f"{v[0]:g}–{v[1]:g}"
+    return str(v)
+
+
+def pass_rate_figure(m: Metrics) -> Any:
+    """Per-task pass rates, and beside them (when tasks carry metadata) the mean reward per value of the first
+    metadata key with several values, each bar labelled with its mean and task count."""
+    bins = np.linspace(0, 1, 11)
+    tables = [(k, t) for k, t in m.summary["by_metadata"].items() if len(t) > 1]
+    fig = agg_figure(6.0 + 5.0 * bool(tables))
+    left_w = 0.34 if tables else 0.83
+    ax = fig.add_axes((0.08 if tables else 0.12, 0.15, left_w, 0.75))
+    ax.hist(m.task_mean[~np.isnan(m.task_mean)], bins=bins, color=KEPT)
+    ax.set(xlabel="mean reward of the task's rollouts", ylabel="tasks", title="Pass rate per task")
+    if tables:
+        key, table = tables[0]
+        labels = [_short_label(r["value"]) for r in table][::-1]
+        ax2 = fig.add_axes((0.64, 0.15, 0.3, 0.75))  # the left ~2 inches of the panel's side hold the labels
+        means = [r["mean_reward"] or 0 for r in table][::-1]
+        ax2.barh(range(len(labels)), means, color=KEPT)
+        ax2.set_yticks(range(len(labels)), labels, fontsize=7)
+        for y, (mean, r) in enumerate(zip(means, table[::-1], strict=True)):
+            ax2.text(min(mean, 1.0) + 0.02, y, f"{mean:.2f} ({r['tasks']} tasks)", va="center", fontsize=7)
+        ax2.set(xlabel="mean reward", title=f"Mean reward by {key}", xlim=(0, 1.25))
+        ax2.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+    return fig
+
+
 def write_pass_curves(curves: dict[str, dict[int, float]], plots_dir: Path) -> list[str]:
-    """pass@k and maj@k against k (the number of repeats used), one line each."""
+    """pass@k and maj@k against k (the number of repeats used), one line each; nothing for one repeat."""
     if len(curves.get("pass@k", {})) < 2:
         return []
     plots_dir.mkdir(parents=True, exist_ok=True)
-    fig = _figure(5.0, 3.4)
+    out: list[str] = []
+    _save(pass_curves_figure(curves), plots_dir / "pass_at_k.png", out)
+    return out
+
+
+def pass_curves_figure(curves: dict[str, dict[int, float]]) -> Any:
+    fig = agg_figure(5.0, 3.4)
     ax = fig.add_subplot()
     for name, curve in curves.items():
         ks = sorted(curve)
         ax.plot(ks, [curve[k] for k in ks], marker="o", label=name)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k counts samples: whole numbers only
     ax.set_xlabel("k (samples per task)")
     ax.set_ylabel("mean over tasks")
+    ax.set_title("pass@k and maj@k")
     ax.set_ylim(0, 1.02)
     ax.legend()
     ax.grid(alpha=0.3)
-    out: list[str] = []
-    _save(fig, plots_dir / "pass_at_k.png", out)
-    return out
+    return fig

@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from rollgen.explain import empty_md
 from rollgen.rundir import RunDir, read_jsonl, write_json
 
 __all__ = ["rollout_stats", "write_report"]
@@ -45,7 +46,8 @@ def write_report(rd: RunDir, report: dict[str, Any]) -> None:
     c = report["collection"]
     lines = [
         f"# rollgen run `{rd.root}`", "",
-        f"status: **{report['status']}** · model `{report['model']}` · config hash `{report['config_hash']}`", "",
+        f"status: **{report['status']}** · model `{report['model']}` · collection hash `{report['config_hash']}`", "",
+        *empty_md(report),
         "## Collection", "",
         "| tasks | rollouts | mean reward | pass rate | task pass rate | wall time (s) | rollouts/s |",
         "|---|---|---|---|---|---|---|",

@@ -18,14 +18,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from rollgen.metrics import run_metrics
+from rollgen.sweep_plots import write_sweep_plots
 
 __all__ = ["SweepSummary", "summarize", "table_md"]
 
 log = logging.getLogger("rollgen")
-
-TEMPERATURE = "sampler.responses_create_params.temperature"
-THRESHOLD = "quality.min_reward_threshold"
-
 
 def _overrides(job_dir: Path) -> dict[str, str]:
     path = job_dir / ".hydra" / "overrides.yaml"
@@ -58,7 +55,7 @@ def summarize(sweep_dir: str | Path, objective: str = "mean_reward", maximize: b
                "swept": swept, "jobs": rows}
     (sweep_dir / "sweep_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (sweep_dir / "sweep_summary.csv").write_text(_csv(rows, swept), encoding="utf-8")
-    plots = _plots(sweep_dir / "plots", rows)
+    plots = write_sweep_plots(rows, sweep_dir / "plots")
     md = [f"# Sweep `{sweep_dir}`", "", table_md(rows, swept), ""]
     if best is not None:
         md += [f"Best job for `{objective}` ({'max' if maximize else 'min'}): **{best}**", ""]
@@ -67,7 +64,7 @@ def summarize(sweep_dir: str | Path, objective: str = "mean_reward", maximize: b
     return summary
 
 
-COLUMNS = ["status", "rollouts", "mean_reward", "pass_rate", "kept_after_quality", "sft_rows", "dpo_pairs",
+COLUMNS = ["status", "rollouts", "mean_reward", "pass_rate", "kept_after_quality", "format", "dataset_rows",
            "mean_margin", "distinct_2", "tokens", "model_calls", "retries", "dpo_pairs_per_1k_calls", "wall_time_s"]
 
 
@@ -89,69 +86,6 @@ def table_md(rows: list[dict[str, Any]], keys: list[str]) -> str:
         lines.append("| " + " | ".join("" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
                                        for v in cells) + " |")
     return "\n".join(lines)
-
-
-def _plots(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
-    """Reward and pass rate vs temperature, rows kept vs threshold, DPO pairs over temperature x threshold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-
-    def value(r: dict[str, Any], key: str) -> float | None:
-        try:
-            return float(r["overrides"][key])
-        except (KeyError, ValueError):
-            return None
-
-    def line_plot(name: str, key: str, metrics: list[str], xlabel: str) -> None:
-        pts = sorted(((value(r, key), r) for r in rows if value(r, key) is not None), key=lambda p: p[0])
-        if len({x for x, _ in pts}) < 2:
-            return
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for m in metrics:
-            by_x: dict[float, list[float]] = {}
-            for x, r in pts:
-                if isinstance(r.get(m), (int, float)):
-                    by_x.setdefault(x, []).append(r[m])
-            xs = sorted(by_x)
-            ax.plot(xs, [sum(by_x[x]) / len(by_x[x]) for x in xs], marker="o", label=m)
-        ax.set_xlabel(xlabel)
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / f"{name}.png", dpi=100)
-        plt.close(fig)
-        written.append(out / f"{name}.png")
-
-    line_plot("reward_vs_temperature", TEMPERATURE, ["mean_reward", "pass_rate"], "temperature")
-    line_plot("kept_vs_threshold", THRESHOLD, ["kept_after_quality", "dataset_rows"], "min_reward_threshold")
-    temps = sorted({v for r in rows if (v := value(r, TEMPERATURE)) is not None})
-    thresholds = sorted({v for r in rows if (v := value(r, THRESHOLD)) is not None})
-    if len(temps) > 1 and len(thresholds) > 1:
-        grid = [[0.0] * len(temps) for _ in thresholds]
-        for r in rows:
-            t, q = value(r, TEMPERATURE), value(r, THRESHOLD)
-            if t is not None and q is not None:
-                grid[thresholds.index(q)][temps.index(t)] = r.get("dpo_pairs") or r.get("dataset_rows") or 0
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
-        ax.set_xticks(range(len(temps)), [f"{t:g}" for t in temps])
-        ax.set_yticks(range(len(thresholds)), [f"{q:g}" for q in thresholds])
-        ax.set_xlabel("temperature")
-        ax.set_ylabel("min_reward_threshold")
-        for i, row in enumerate(grid):
-            for j, v in enumerate(row):
-                ax.text(j, i, f"{v:g}", ha="center", va="center", color="w")
-        fig.colorbar(im, label="dataset rows (DPO pairs)")
-        fig.tight_layout()
-        fig.savefig(out / "pairs_heatmap.png", dpi=100)
-        plt.close(fig)
-        written.append(out / "pairs_heatmap.png")
-    return written
 
 
 class SweepSummary(Callback):

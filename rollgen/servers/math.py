@@ -76,6 +76,16 @@ class MathServer(ResourceServer):
         for task in read_tasks(source, skipped):
             yield self._prompted(task)
 
+    def check(self) -> None:
+        """Before any work: a task file has a row (its lines are checked as they are read), or the generators
+        and their options are reasoning-gym's (unless these params' tasks are cached). Raises ``ValueError``."""
+        if self.params.data_path:
+            path = Path(self.params.data_path)
+            if path.is_file() and not _has_nonblank_line(path):
+                raise ValueError(f"data_path: {path}: no tasks: the file is empty")
+        elif not self.cache_path().is_file():
+            _check_generators(self.params)
+
     def fingerprint(self) -> dict[str, Any]:
         """The params plus the reasoning-gym version (generated tasks) or the file's hash (``data_path``)."""
         fp = super().fingerprint()
@@ -111,19 +121,33 @@ class MathServer(ResourceServer):
         return path
 
 
-def _generate(p: MathServer.Params) -> Iterator[Task]:
-    """The bare generated tasks (``prompt`` = the question), generator by generator."""
-    import reasoning_gym  # slow (matplotlib and friends): only when the cache is cold
-    from reasoning_gym.factory import DATASETS
+def _check_generators(p: MathServer.Params) -> None:
+    """Every generator is one of reasoning-gym's and accepts its ``generator_config`` options (no tasks made)."""
+    from reasoning_gym.factory import DATASETS  # slow (matplotlib and friends): only when the cache is cold
 
     unknown = [n for n in p.generators if n not in DATASETS]
     if unknown:
         hints = {n: difflib.get_close_matches(n, DATASETS, n=3) for n in unknown}
         did_you_mean = "".join(f" Did you mean {', '.join(h)} for '{n}'?" for n, h in hints.items() if h)
         raise ValueError(
-            f"unknown reasoning-gym generators {unknown}.{did_you_mean} "
+            f"generators: unknown reasoning-gym generators {unknown}.{did_you_mean} "
             f"{len(DATASETS)} are available, e.g. {', '.join(sorted(DATASETS)[:8])}"
         )
+    for name in p.generators:
+        options = p.generator_config.get(name, {})
+        try:
+            config = DATASETS[name][1](size=p.size, seed=p.seed, **options)
+            if hasattr(config, "validate"):
+                config.validate()
+        except (TypeError, ValueError, AssertionError) as e:
+            raise ValueError(f"generator_config.{name} {options}: {e}") from None
+
+
+def _generate(p: MathServer.Params) -> Iterator[Task]:
+    """The bare generated tasks (``prompt`` = the question), generator by generator."""
+    import reasoning_gym
+
+    _check_generators(p)
     for name in p.generators:
         options = p.generator_config.get(name, {})
         try:
@@ -141,6 +165,11 @@ def _reasoning_gym_version() -> str:
         return metadata.version("reasoning-gym")
     except metadata.PackageNotFoundError:
         raise ValueError("reasoning-gym is not installed; install it or set data_path to a task file") from None
+
+
+def _has_nonblank_line(path: Path) -> bool:
+    with path.open("rb") as f:
+        return any(line.strip() for line in f)
 
 
 def _file_sha256(path: Path) -> str | None:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
+from rollgen.workers import process_context
 
 __all__ = ["MathVerifier", "extract_answer", "parse_number", "score_text"]
 
@@ -396,8 +397,8 @@ class MathVerifier(Verifier):
         """The worker pool, started on first need, and its warm-up futures."""
         if self._pool is None:
             workers = self.params.workers
-            self._pool = ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context(_START_METHOD), initializer=_init_worker
+            self._pool = ProcessPoolExecutor(  # workers that do not re-run the caller's main script
+                max_workers=workers, mp_context=process_context(_START_METHOD), initializer=_init_worker
             )
             self._warm = [self._pool.submit(_warm_up) for _ in range(workers)]
         return self._pool, self._warm
@@ -416,7 +417,10 @@ class MathVerifier(Verifier):
     async def close(self) -> None:
         pool, self._pool, self._warm = self._pool, None, []
         if pool is not None:
-            await asyncio.to_thread(_stop, pool, kill=False)
+            try:
+                await asyncio.to_thread(_stop, pool, kill=False)
+            except RuntimeError:  # at interpreter exit no thread starts (the pool's own exit hook ran): kill
+                _stop(pool, kill=True)
 
 
 def _stop(pool: ProcessPoolExecutor, *, kill: bool, join_s: float = 5.0) -> None:
