@@ -212,6 +212,16 @@ def test_a_python_under_tmp_is_refused_clearly() -> None:
         shutil.rmtree(where)
 
 
+def test_a_child_that_cannot_be_confined_never_runs_the_code() -> None:
+    """Confinement that fails (here: more open files than the hard limit, once capabilities are gone) is the
+    sandbox's failure, a verifier error, never a 0 for the code: the child says "confined" before it runs it."""
+    marker = f"{os.getpid() % 1000}.{time.time_ns() % 99961}"
+    code = f"import os\nos.execv('/bin/sleep', ['sleep', '{marker}'])"
+    with pytest.raises(SandboxError, match="could not confine the code: not allowed to raise maximum limit"):
+        asyncio.run(run_program(code, [""], Limits(timeout_s=5, max_files=1 << 30)))
+    assert processes_with(marker) == []
+
+
 def test_a_missing_interpreter_is_a_sandbox_error() -> None:
     with pytest.raises(SandboxError, match="cannot start the sandbox"):
         asyncio.run(run_program("print(1)", [""], LIMITS, python="/nonexistent/python"))

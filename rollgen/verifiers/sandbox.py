@@ -165,6 +165,8 @@ def _parse(out: bytes, err: bytes, returncode: int | None, executions: int) -> l
         for size in map(int, sizes):
             parts.append(out[pos:pos + size].decode(errors="replace"))
             pos += size
+        if "c" in flags:
+            raise SandboxError(f"the code sandbox could not confine the code: {parts[1].strip()[-500:]}")
         runs.append(Execution(int(rc), parts[0], parts[1], parts[2], "t" in flags, "o" in flags, float(seconds)))
     if not done and returncode != _OVERRAN:
         detail = err.decode(errors="replace").strip()[-500:] or f"exit code {returncode}"

@@ -41,7 +41,7 @@ def _fail(error: OSError) -> None:
 
 def _confined(job: dict, workdir: str, namespaced: bool):
     """The child's body: confine, then run the code (never returns)."""
-    def body() -> None:
+    def body(ok_fd: int) -> None:
         os.chdir(workdir)
         os.environ.clear()
         os.environ.update(_ENV, HOME=workdir, TMPDIR=workdir)
@@ -54,9 +54,11 @@ def _confined(job: dict, workdir: str, namespaced: bool):
             jail_confine.install_seccomp()
             jail_confine.apply_limits(job["memory"], job["cpu_s"], job["file_size"], job["files"],
                                       job["processes"] if namespaced else None)
-        except OSError as e:
-            os.write(2, f"sandbox: confining the child failed: {e}\n".encode())
+        except (OSError, ValueError) as e:
+            os.write(2, f"{getattr(e, 'strerror', None) or e}\n".encode())
             os._exit(71)
+        os.write(ok_fd, b"1")
+        os.close(ok_fd)
         path = os.path.join(workdir, "solution.py")
         if job["mode"] == "program":
             jail_harness.run_program(job["code"], path)

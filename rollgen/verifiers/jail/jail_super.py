@@ -3,7 +3,8 @@ in a confined child, feeds its stdin, reads its stdout, stderr and probe channel
 wall clock, kills everything the child started, and reports one frame per execution on fd 1.
 
 A frame is ``R <exit code> <flags> <seconds> <len out> <len err> <len channel>\\n`` and the three byte
-strings; flags: ``t`` timed out, ``o`` an output cap was hit, ``-`` none. ``D\\n`` ends the job.
+strings; flags: ``t`` timed out, ``o`` an output cap was hit, ``c`` the child could not be confined (the
+code never ran; its stderr says why), ``-`` none. ``D\\n`` ends the job.
 """
 
 import os
@@ -53,11 +54,13 @@ class Supervisor:
             _reap(block=False)
 
     def execute(self, child, stdin: "bytes | None", timeout: float, channel: bool) -> None:
-        """Fork ``child`` (a function that never returns) with fresh pipes; report its frame on fd 1."""
+        """Fork ``child(ok_fd)`` (a function that never returns; it writes ``1`` to ``ok_fd`` and closes it once
+        confined, before the code runs) with fresh pipes; report its frame on fd 1."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         chan_r, chan_w = os.pipe() if channel else (None, None)
         in_r, in_w = os.pipe() if stdin is not None else (os.open(os.devnull, os.O_RDONLY), None)
+        ok_r, ok_w = os.pipe()  # opened last: above every descriptor the child moves to 0-3
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:
@@ -67,20 +70,25 @@ class Supervisor:
                 os.dup2(err_w, 2)
                 if chan_w is not None:
                     os.dup2(chan_w, 3)
-                os.closerange(4 if channel else 3, 1 << 16)
+                os.closerange(4 if channel else 3, ok_w)
+                os.closerange(ok_w + 1, 1 << 16)
                 if not self.namespaced:
                     os.setsid()
-                child()
+                child(ok_w)
             finally:
                 os._exit(70)
-        for fd in (in_r, out_w, err_w, chan_w):
+        for fd in (in_r, out_w, err_w, chan_w, ok_w):
             if fd is not None:
                 os.close(fd)
+        confined = os.read(ok_r, 1) == b"1"  # the child says so before the code runs, or dies
+        os.close(ok_r)
         caps = {out_r: self.max_output, err_r: self.max_output}
         if chan_r is not None:
             caps[chan_r] = CHANNEL_CAP
         bufs = {fd: bytearray() for fd in caps}
         status, flags = self._watch(pid, caps, bufs, err_r, in_w, stdin or b"", t0 + timeout)
+        if not confined:
+            flags.add("c")
         err = bytes(bufs[err_r][-_ERR_TAIL:])
         frame = [bytes(bufs[out_r]), err, bytes(bufs[chan_r]) if chan_r is not None else b""]
         head = (f"R {os.waitstatus_to_exitcode(status)} {''.join(sorted(flags)) or '-'} "
