@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import rollgen
-from rollgen.engine import UserError
+from rollgen.engine import EndpointUnreachable, UserError
 from rollgen.rundir import read_jsonl
 from tests.conftest import serve_in_thread, wait_for_lines, write_arith_tasks
 from tests.fakes import FakeOpenAI
@@ -251,10 +251,10 @@ def test_key_echoed_by_server_is_redacted(tmp_path: Path, tasks_file: Path, monk
     secret = "sk-echo-SECRET-0987654321"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     fake = FakeOpenAI(api_key="something-else")  # 401 whose body we make echo the header below
-    with serve_in_thread(fake) as url:
-        rollgen.run(_cfg(tmp_path, url, tasks_file))
-    rows = list(read_jsonl(tmp_path / "run" / "rollouts.jsonl"))
-    assert all(r["status"] == "error" and "HTTP 401" in r["error"] for r in rows)
-    for path in (tmp_path / "run").rglob("*"):
+    with serve_in_thread(fake) as url, pytest.raises(EndpointUnreachable) as err:
+        rollgen.run(_cfg(tmp_path, url, tasks_file))  # the key is checked before any rollout
+    assert "HTTP 401" in str(err.value) and secret not in str(err.value) and "[redacted]" in str(err.value)
+    assert fake.requests == 0  # no completion request was sent
+    for path in tmp_path.rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="replace")
