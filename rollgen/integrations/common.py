@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BATCH_FUNCTIONS", "SPLITS", "Export", "iter_rows", "split_files", "user_text", "write_jsonl",
-           "write_parquet"]
+__all__ = ["BATCH_FUNCTIONS", "SPLITS", "Export", "iter_rows", "micro_and_global_batch", "split_files", "user_text",
+           "write_jsonl", "write_parquet"]
 
 SPLITS = ("train", "validation", "test")
 Row = dict[str, Any]
@@ -40,6 +40,21 @@ small() {
   (( $1 >= $2 )) || echo "train.sh: warning: $3: $1, fewer than one batch ($4=$2 with NGPUS=$NGPUS); $5." \
     "Export more rows, use fewer GPUs, or set BATCH_SIZE (README: Training integration)." >&2
 }"""
+
+
+def micro_and_global_batch(rows: int, micro: int, cap: int, name: str) -> list[str]:
+    """Bash lines (after BATCH_FUNCTIONS) for a data-parallel trainer: MICRO_BATCH_SIZE per GPU (the framework's
+    ``micro``, fewer when ``rows`` cannot give every GPU that many) and BATCH_SIZE, the global batch ``name``: a
+    multiple of MICRO_BATCH_SIZE x NGPUS (whole micro-batches on every GPU), at most ``cap`` and ``rows``. Both
+    keep a value the caller's environment sets; a train split smaller than one batch gets a warning."""
+    return ["need_int NGPUS", f"# micro-batch per GPU: {micro} (the framework's), fewer when the {rows} train rows "
+            "cannot give every GPU that many", f"PER_GPU=$(( {rows} / NGPUS ))",
+            f'MICRO_BATCH_SIZE="${{MICRO_BATCH_SIZE:-$(( PER_GPU < 1 ? 1 : (PER_GPU > {micro} ? {micro} : PER_GPU) ))}}"',
+            "need_int MICRO_BATCH_SIZE",
+            f"# global batch: a multiple of MICRO_BATCH_SIZE x NGPUS, at most {cap} (the framework's) and the train rows",
+            f'BATCH_SIZE="${{BATCH_SIZE:-$(fit {rows} {cap} $(( MICRO_BATCH_SIZE * NGPUS )))}}"', "need_int BATCH_SIZE",
+            f'small {rows} "$BATCH_SIZE" "train rows" {name} "the dataloader drops the last incomplete batch, so no '
+            'step would run"']
 
 
 def split_files(dataset_dir: Path) -> dict[str, Path]:

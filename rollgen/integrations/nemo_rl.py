@@ -36,7 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rollgen.integrations import Integration
-from rollgen.integrations.common import BATCH_FUNCTIONS, Export, user_text, write_jsonl
+from rollgen.integrations.common import BATCH_FUNCTIONS, Export, micro_and_global_batch, user_text, write_jsonl
 
 __all__ = ["NemoRLIntegration"]
 
@@ -107,8 +107,9 @@ class NemoRLIntegration(Integration):
         """train.sh: ``ours``.yaml on top of NeMo-RL's ``base`` config, run by its example ``script``."""
         ex.write_script(
             f"NeMo-RL {ours} on rollgen's export (matched {MATCHED}).\n"
-            "Usage: NEMO_RL_DIR=<NeMo-RL checkout> MODEL=<hf id or path> NGPUS=<n> bash train.sh [more overrides, key=value]\n"
-            "BATCH_SIZE, MICRO_BATCH_SIZE (and for GRPO ROLLOUT_N) replace the values derived from the row counts and NGPUS.",
+            "Usage: NEMO_RL_DIR=<NeMo-RL checkout> MODEL=<hf id or path> NGPUS=<n> bash train.sh [key=value ...]\n"
+            "BATCH_SIZE, MICRO_BATCH_SIZE (and for GRPO ROLLOUT_N) replace the values derived from the row counts\n"
+            "and NGPUS.",
             [["cd", "$NEMO_RL_DIR"],
              ["bash", "-c", f'{{ echo "defaults: $NEMO_RL_DIR/examples/configs/{base}"; cat "$HERE/{ours}.yaml"; }} '
                             f'> "$HERE/{ours}.resolved.yaml"'],
@@ -209,7 +210,8 @@ class NemoRLIntegration(Integration):
                                               "processor": "nemo_gym_data_processor", "env_name": "nemo_gym"},
                 {"max_input_seq_length": None, "use_multiple_dataloader": False}),
                 {**off, "grpo": {"max_val_samples": None, "val_batch_size": None, **off.get("grpo", {})},
-                 "env": GYM_ENV, "policy": {"generation": {"vllm_cfg": {"async_engine": True, "expose_http_server": True}}}})
+                 "env": GYM_ENV,
+                 "policy": {"generation": {"vllm_cfg": {"async_engine": True, "expose_http_server": True}}}})
         if p.rl_dataset == "gym" and "train" in gym_files:
             self._script(ex, "grpo_gym", "grpo_math_1B.yaml", "nemo_gym/run_grpo_nemo_gym.py",
                          *_grpo_batches(ex, gym_files, validation=False))
@@ -235,12 +237,7 @@ def _batches(ex: Export, files: dict[str, Path], algorithm: str, micro: int, cap
     last incomplete batch) as a multiple of MICRO_BATCH_SIZE x NGPUS, at most NeMo-RL's default ``cap`` and the
     train rows, and the overrides that pass them. ``micro`` and ``cap`` are the base config's values."""
     rows = ex.rows(files["train"])
-    lines = [BATCH_FUNCTIONS, "need_int NGPUS", f"# micro-batch per GPU: NeMo-RL's {micro}, fewer when the train rows "
-             "cannot give every GPU that many", f"PER_GPU=$(( {rows} / NGPUS ))",
-             f'MICRO_BATCH_SIZE="${{MICRO_BATCH_SIZE:-$(( PER_GPU < 1 ? 1 : (PER_GPU > {micro} ? {micro} : PER_GPU) ))}}"',
-             "need_int MICRO_BATCH_SIZE",
-             f'BATCH_SIZE="${{BATCH_SIZE:-$(fit {rows} {cap} $(( MICRO_BATCH_SIZE * NGPUS )))}}"', "need_int BATCH_SIZE",
-             f'small {rows} "$BATCH_SIZE" "train rows" policy.train_global_batch_size "no step would run"']
+    lines = [BATCH_FUNCTIONS, *micro_and_global_batch(rows, micro, cap, "policy.train_global_batch_size")]
     overrides = ["policy.train_global_batch_size=$BATCH_SIZE", "policy.train_micro_batch_size=$MICRO_BATCH_SIZE"]
     val = _validation(files)
     if val:

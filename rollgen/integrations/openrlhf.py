@@ -39,7 +39,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.integrations import Integration
-from rollgen.integrations.common import BATCH_FUNCTIONS, Export, write_jsonl
+from rollgen.integrations.common import BATCH_FUNCTIONS, Export, micro_and_global_batch, write_jsonl
 from rollgen.integrations.reward import CONFIG_NAME, RewardScorer, verifier_label, write_reward_config
 
 __all__ = ["OpenRLHFIntegration", "make_app", "make_reward_func", "response_of"]
@@ -252,27 +252,13 @@ class OpenRLHFIntegration(Integration):
             cmd = ["deepspeed", "--num_gpus", "$NGPUS", "--module", module, "--data.dataset",
                    f"$HERE/{sub}/train.jsonl", "--data.dataset_split", "train", *evaluate, *keys, *common,
                    "--train.batch_size", "$BATCH_SIZE", "--train.micro_batch_size", "$MICRO_BATCH_SIZE"]
-            setup = _batches(train_rows)
+            setup = "\n".join([BATCH_FUNCTIONS, *micro_and_global_batch(train_rows, 8, 128, "--train.batch_size")])
             usage = "BATCH_SIZE (global) and MICRO_BATCH_SIZE (per GPU) replace"
         ex.write_script(f"OpenRLHF {fmt} on rollgen's export (matched {MATCHED}).\n"
                         "Usage: MODEL=<hf id or path> NGPUS=<n> bash train.sh [more OpenRLHF flags]\n"
                         f"{usage} the values derived from the row counts and NGPUS.", [cmd], env, setup=setup)
         ex.manifest["command"] = "bash train.sh"
         return ex.finish()
-
-
-def _batches(train_rows: int) -> str:
-    """Bash for train_sft / train_dpo batch sizes: DeepSpeed needs the global batch to be a multiple of
-    micro-batch x GPUs, and an epoch holds ``rows // batch`` optimizer steps (0 steps divides by zero)."""
-    return "\n".join([
-        BATCH_FUNCTIONS, "need_int NGPUS",
-        "# micro-batch per GPU: OpenRLHF's 8, fewer when the train rows cannot give every GPU that many",
-        f"PER_GPU=$(( {train_rows} / NGPUS ))",
-        'MICRO_BATCH_SIZE="${MICRO_BATCH_SIZE:-$(( PER_GPU < 1 ? 1 : (PER_GPU > 8 ? 8 : PER_GPU) ))}"',
-        "need_int MICRO_BATCH_SIZE",
-        "# global batch: a multiple of MICRO_BATCH_SIZE x NGPUS, at most 128 (OpenRLHF's default) and the train rows",
-        f'BATCH_SIZE="${{BATCH_SIZE:-$(fit {train_rows} 128 $(( MICRO_BATCH_SIZE * NGPUS )))}}"', "need_int BATCH_SIZE",
-        f'small {train_rows} "$BATCH_SIZE" "train rows" --train.batch_size "an epoch would hold no optimizer step"'])
 
 
 def _rl_batches(train_rows: int) -> str:
