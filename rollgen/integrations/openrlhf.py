@@ -14,8 +14,10 @@ POST of ``{"query", "prompts", "labels"}``), ``openrlhf/cli/serve_rm.py`` (``/ge
 - rl → ``rl/<split>.jsonl``: ``input`` (messages), ``label`` (ground truth), ``datasource``;
   ``reward_func.py`` + ``reward_config.json``: the run's verifier behind its guards;
 - kto → nothing: OpenRLHF 0.11 has no KTO trainer (``train_kto`` was removed);
-- ``train.sh``: ``deepspeed --module openrlhf.cli.train_sft|train_dpo`` or ``python3 -m
-  openrlhf.cli.train_ppo_ray`` with ``--reward.remote_url <reward_func.py>``.
+- ``train.sh``: ``deepspeed --num_gpus $NGPUS --module openrlhf.cli.train_sft|train_dpo`` or ``python3 -m
+  openrlhf.cli.train_ppo_ray`` with ``--reward.remote_url <reward_func.py>``; every split argument names
+  ``train`` (a JSON file loads as one split of that name; ``train_dpo``'s ``--eval.split`` defaults to
+  ``test``), and the batch sizes follow the row counts and NGPUS.
 
 The same reward over HTTP: ``python -m rollgen.integrations.openrlhf --config reward_config.json`` serves
 ``POST /get_reward`` on 127.0.0.1; it needs a token (``$ROLLGEN_REWARD_TOKEN``, or one it prints), given

@@ -13,6 +13,11 @@ and ``examples/data_preprocess/gsm8k.py`` (frameworks.md B.2). Written under ``e
 - sft → ``sft/<split>.parquet``: ``messages`` (+ ``tools``) for ``verl.trainer.sft_trainer`` (multi-turn);
 - dpo, kto → nothing: VeRL has no offline DPO/KTO trainer (``docs/advance/dpo_extension.rst``). The
   manifest says so.
+
+Both train.sh scripts derive their batch sizes from the exported row counts and NGPUS (``verl/utils/config.py``
+``validate_config`` and ``ActorConfig`` need the actor, ref and rollout micro-batches set and every batch to
+split evenly over the GPUs; VeRL's defaults, 1024 prompts and 256 SFT rows, would leave a small export with
+no batch) and warn when a split is still smaller than one batch.
 """
 
 from __future__ import annotations
