@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import rollgen
-from rollgen.config import ConfigError, DpoFormat, KtoFormat, SftFormat
+from rollgen.config import ConfigError, DpoFormat, KtoFormat, RlFormat, SftFormat
 from rollgen.formats import build_dataset
 from rollgen.integrations.nemo_rl import NemoRLIntegration
 from rollgen.integrations.openrlhf import OpenRLHFIntegration, make_app, make_reward_func, response_of
@@ -30,6 +30,7 @@ from rollgen.rundir import read_jsonl
 from tests.conftest import serve_in_thread, write_arith_tasks
 from tests.fakes import FakeOpenAI
 from tests.test_formats import make_run
+from tests.train_scripts import run_train_sh
 
 FRAMEWORKS = ["trl", "verl", "openrlhf", "nemo_rl"]
 ALL = "integration=[trl,verl,openrlhf,nemo_rl,jsonl]"
@@ -177,7 +178,8 @@ def test_nemo_rl_rows_match_the_classes_that_read_them(rl_run: Path) -> None:
     import yaml
 
     cfg = yaml.safe_load((nemo / "grpo_math.yaml").read_text())["data"]
-    assert cfg["_override_"] is True and cfg["default"]["dataset_name"] == "ResponseDataset"
+    assert cfg["_override_"] is True and cfg["use_multiple_dataloader"] is False
+    assert cfg["train"]["dataset_name"] == cfg["validation"]["dataset_name"] == "ResponseDataset"
     assert cfg["default"]["processor"] == "math_hf_data_processor" and cfg["default"]["env_name"] == "math"
     assert Path(cfg["train"]["data_path"]) == (nemo / "grpo/train.jsonl").resolve()
     gym = yaml.safe_load((nemo / "grpo_gym.yaml").read_text())
@@ -308,7 +310,7 @@ def test_sft_rows_per_framework(tmp_path: Path) -> None:
     import yaml
 
     data = yaml.safe_load((out / "sft.yaml").read_text())["data"]
-    assert data["default"]["dataset_name"] == "openai_format" and data["default"]["use_preserving_dataset"] is True
+    assert data["train"]["dataset_name"] == "openai_format" and data["default"]["use_preserving_dataset"] is True
 
 
 def test_dpo_rows_per_framework(tmp_path: Path) -> None:
@@ -357,6 +359,25 @@ def test_rl_rows_without_ground_truth_are_counted_not_exported(tmp_path: Path) -
     assert cfg["source"].startswith("rollgen defaults") and cfg["verifier"]["_target_"].endswith("MathVerifier")
 
 
+@pytest.mark.parametrize(("cls", "fmt"), [(VerlIntegration, "sft"), (VerlIntegration, "rl"),
+                                          (OpenRLHFIntegration, "sft"), (OpenRLHFIntegration, "dpo"),
+                                          (OpenRLHFIntegration, "rl"), (NemoRLIntegration, "sft"),
+                                          (NemoRLIntegration, "dpo"), (NemoRLIntegration, "rl")])
+def test_train_sh_names_a_bad_gpu_or_batch_count_and_launches_nothing(tmp_path: Path, cls: Any, fmt: str) -> None:
+    ds = _dataset(tmp_path, {"sft": SftFormat(), "dpo": DpoFormat(), "rl": RlFormat()}[fmt])
+    out, manifest = _export(cls, ds, fmt)
+    assert manifest["algorithms"]
+    for env, name in (({"NGPUS": "two"}, "NGPUS"), ({"NGPUS": "2", "BATCH_SIZE": "0"}, "BATCH_SIZE"),
+                      ({"NGPUS": "2", "MICRO_BATCH_SIZE": "-1"}, "MICRO_BATCH_SIZE")):
+        if name == "MICRO_BATCH_SIZE" and (cls, fmt) == (VerlIntegration, "sft"):
+            continue  # VeRL's SFT batches by tokens; its train.sh sets no micro-batch
+        launch = run_train_sh(out / "train.sh", tmp_path, {**env, "NEMO_RL_DIR": str(tmp_path)}, check=False)
+        assert launch.returncode == 2 and launch.program == ""  # the launcher never ran
+        assert launch.stderr.strip() == f"train.sh: {name} must be a positive integer (got '{env[name]}')"
+    ok = run_train_sh(out / "train.sh", tmp_path, {"NGPUS": "1", "NEMO_RL_DIR": str(tmp_path)})
+    assert ok.program in {"python3", "torchrun", "deepspeed", "uv"} and "warning" not in ok.stderr, ok.stderr
+
+
 def test_a_re_export_replaces_the_previous_files_and_keeps_checkpoints(tmp_path: Path) -> None:
     sft = _dataset(tmp_path / "a", SftFormat())
     dpo = _dataset(tmp_path / "b", DpoFormat(validation_fraction=0.0))
@@ -403,7 +424,8 @@ def test_integration_modules_have_a_small_public_surface() -> None:
     import importlib
 
     expected = {
-        "common": {"SPLITS", "Export", "iter_rows", "split_files", "user_text", "write_jsonl", "write_parquet"},
+        "common": {"BATCH_FUNCTIONS", "SPLITS", "Export", "iter_rows", "micro_and_global_batch", "split_files",
+                   "user_text", "write_jsonl", "write_parquet"},
         "reward": {"CONFIG_NAME", "RewardScorer", "completion_text", "prompt_text", "verifier_label",
                    "write_reward_config"},
         "trl": {"RewardFunction", "TrlIntegration", "reward_function"},
@@ -431,5 +453,5 @@ def test_curate_re_exports_a_finished_run_to_other_frameworks(tmp_path: Path) ->
     shutil.rmtree(run / "export")
     report = recurate(run, ["integration=[verl,openrlhf]", "integration.verl.rollout_n=3"])
     assert sorted(report["export"]) == ["openrlhf", "verl"]
-    assert "actor_rollout_ref.rollout.n=3" in (run / "export/verl/train.sh").read_text()
+    assert 'ROLLOUT_N="${ROLLOUT_N:-3}"' in (run / "export/verl/train.sh").read_text()
     assert (run / "export/openrlhf/rl/train.jsonl").is_file()

@@ -16,10 +16,45 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SPLITS", "Export", "iter_rows", "split_files", "user_text", "write_jsonl", "write_parquet"]
+__all__ = ["BATCH_FUNCTIONS", "SPLITS", "Export", "iter_rows", "micro_and_global_batch", "split_files", "user_text",
+           "write_jsonl", "write_parquet"]
 
 SPLITS = ("train", "validation", "test")
 Row = dict[str, Any]
+
+# Bash helpers every train.sh defines before it derives its batch sizes (integer arithmetic only; the
+# training node needs nothing but bash). ``fit ROWS CAP STEP``: the largest multiple of STEP that is at most
+# min(ROWS, CAP), and STEP when ROWS < STEP; ``divisor N CAP``: the largest divisor of N that is at most CAP;
+# ``small COUNT BATCH WHAT NAME EFFECT``: a warning on stderr when COUNT (of WHAT) is less than one batch;
+# ``need_int VAR``: exit 2 unless $VAR is a positive integer.
+BATCH_FUNCTIONS = r"""need_int() {
+  [[ "${!1}" =~ ^[1-9][0-9]*$ ]] || { echo "train.sh: $1 must be a positive integer (got '${!1}')" >&2; exit 2; }
+}
+fit() { local n=$(( $1 < $2 ? $1 : $2 )); n=$(( n / $3 * $3 )); echo $(( n > 0 ? n : $3 )); }
+divisor() {
+  local d=$(( $1 < $2 ? $1 : $2 )); d=$(( d > 0 ? d : 1 ))
+  while (( $1 % d )); do d=$(( d - 1 )); done; echo "$d"
+}
+gcd() { local a=$1 b=$2 t; while (( b )); do t=$(( a % b )); a=$b; b=$t; done; echo "$a"; }
+small() {
+  (( $1 >= $2 )) || echo "train.sh: warning: $3: $1, fewer than one batch ($4=$2 with NGPUS=$NGPUS); $5." \
+    "Export more rows, use fewer GPUs, or set BATCH_SIZE (README: Training integration)." >&2
+}"""
+
+
+def micro_and_global_batch(rows: int, micro: int, cap: int, name: str) -> list[str]:
+    """Bash lines (after BATCH_FUNCTIONS) for a data-parallel trainer: MICRO_BATCH_SIZE per GPU (the framework's
+    ``micro``, fewer when ``rows`` cannot give every GPU that many) and BATCH_SIZE, the global batch ``name``: a
+    multiple of MICRO_BATCH_SIZE x NGPUS (whole micro-batches on every GPU), at most ``cap`` and ``rows``. Both
+    keep a value the caller's environment sets; a train split smaller than one batch gets a warning."""
+    return ["need_int NGPUS", f"# micro-batch per GPU: {micro} (the framework's), fewer when the {rows} train rows "
+            "cannot give every GPU that many", f"PER_GPU=$(( {rows} / NGPUS ))",
+            f'MICRO_BATCH_SIZE="${{MICRO_BATCH_SIZE:-$(( PER_GPU < 1 ? 1 : (PER_GPU > {micro} ? {micro} : PER_GPU) ))}}"',
+            "need_int MICRO_BATCH_SIZE",
+            f"# global batch: a multiple of MICRO_BATCH_SIZE x NGPUS, at most {cap} (the framework's) and the train rows",
+            f'BATCH_SIZE="${{BATCH_SIZE:-$(fit {rows} {cap} $(( MICRO_BATCH_SIZE * NGPUS )))}}"', "need_int BATCH_SIZE",
+            f'small {rows} "$BATCH_SIZE" "train rows" {name} "the dataloader drops the last incomplete batch, so no '
+            'step would run"']
 
 
 def split_files(dataset_dir: Path) -> dict[str, Path]:
@@ -91,6 +126,10 @@ class Export:
             written[split] = dest
         return written
 
+    def rows(self, path: Path) -> int:
+        """How many rows ``write_splits`` wrote to ``path``."""
+        return int(self.manifest["files"][str(path.relative_to(self.out))])
+
     def skip(self, reason: str) -> None:
         for entry in self.manifest["skipped"]:
             if entry["reason"] == reason:
@@ -106,12 +145,15 @@ class Export:
         self.manifest["files"].setdefault(name, None)
         return path
 
-    def write_script(self, header: str, commands: list[list[str]], env: dict[str, str]) -> Path:
+    def write_script(self, header: str, commands: list[list[str]], env: dict[str, str], setup: str = "") -> Path:
         """``train.sh``: bash, ``HERE`` = the export folder, ``env`` defaults overridable from the caller's
-        environment, each command's arguments one per line, and ``"$@"`` appended to the last command."""
+        environment, then ``setup`` (bash run before the commands: batch sizes), each command's arguments
+        one per line, and ``"$@"`` appended to the last command."""
         lines = ["#!/usr/bin/env bash", *[f"# {h}" if h else "#" for h in header.splitlines()],
                  "set -euo pipefail", 'HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"']
         lines += [f'{k}="${{{k}:-{v}}}"' for k, v in env.items()]
+        if setup:
+            lines.append(setup.rstrip("\n"))
         for n, cmd in enumerate(commands):
             words = [_sh(a) for a in cmd] + (['"$@"'] if n == len(commands) - 1 else [])
             lines.append(" \\\n  ".join(_group(words)))

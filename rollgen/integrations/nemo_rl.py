@@ -19,34 +19,52 @@ Written under ``export/nemo_rl/``:
   ``NemoGymDataset`` + ``nemo_gym_data_processor``;
 - kto → nothing: NeMo-RL has no KTO algorithm;
 - ``<algorithm>.yaml``: a config with ``data: {_override_: true, ...}`` (our files replace the example's
-  datasets); ``train.sh`` prepends ``defaults: $NEMO_RL_DIR/examples/configs/<base>.yaml`` and runs
-  ``uv run python examples/run_<algorithm>.py --config ...`` in the NeMo-RL checkout.
+  datasets; the section keeps every key NeMo-RL's code reads, ``use_multiple_dataloader`` included, and
+  ``data.train.dataset_name``, which ``sft.yaml``'s logger interpolates), plus what the export needs
+  elsewhere (no validation split: validation off; the gym config: ``env.nemo_gym``, ``grpo.max_val_samples:
+  null``); ``train.sh`` prepends ``defaults: $NEMO_RL_DIR/examples/configs/<base>.yaml``, derives batch sizes
+  from the row counts and NGPUS, and runs ``uv run python examples/run_<algorithm>.py --config ...`` in the
+  NeMo-RL checkout.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rollgen.integrations import Integration
-from rollgen.integrations.common import Export, user_text, write_jsonl
+from rollgen.integrations.common import BATCH_FUNCTIONS, Export, micro_and_global_batch, user_text, write_jsonl
 
 __all__ = ["NemoRLIntegration"]
 
 MATCHED = "NVIDIA-NeMo/RL 0.6.0 @ 7ea279a (nemo_rl/data/datasets/*, examples/configs/*.yaml, examples/run_*.py)"
+GYM_AGENT = "math_with_judge_simple_agent"
+# The NeMo Gym servers grpo_gym.yaml starts (paths inside NeMo-RL's Gym checkout, as examples/nemo_gym/*.yaml):
+# the policy model for training and math_with_judge (math-verify; the LLM judge off), whose agent is GYM_AGENT.
+GYM_ENV = {"should_use_nemo_gym": True, "nemo_gym": {
+    "config_paths": ["responses_api_models/vllm_model/configs/vllm_model_for_training.yaml",
+                     "resources_servers/math_with_judge/configs/math_with_judge.yaml"],
+    "math_with_judge": {"resources_servers": {"math_with_judge": {"judge_model_server": {"name": "policy_model"},
+                                                                  "should_use_judge": False}}}}}
 
 
-def _data_section(files: dict[str, Path], out: Path, dataset: dict[str, Any], default: dict[str, Any],
+def _data_section(files: dict[str, Path], dataset_name: str, default: dict[str, Any],
                   extra: dict[str, Any]) -> dict[str, Any]:
+    """``data:`` replacing the base config's (``_override_``). Each dataset names its class itself: sft.yaml's
+    logger interpolates ``data.train.dataset_name``."""
     data: dict[str, Any] = {"_override_": True, **extra, "shuffle": True, "num_workers": 1,
-                            "train": {"data_path": str(files["train"].resolve())}}
-    val = files.get("validation") or files.get("test")
-    data["validation"] = {"data_path": str(val.resolve())} if val else None
-    data["default"] = {**dataset, **default}
+                            "train": {"dataset_name": dataset_name, "data_path": str(files["train"].resolve())}}
+    val = _validation(files)
+    data["validation"] = {"dataset_name": dataset_name, "data_path": str(val.resolve())} if val else None
+    data["default"] = default
     return data
+
+
+def _validation(files: dict[str, Path]) -> Path | None:
+    return files.get("validation") or files.get("test")
 
 
 class NemoRLIntegration(Integration):
@@ -55,9 +73,17 @@ class NemoRLIntegration(Integration):
 
         model: str = Field("Qwen/Qwen2.5-1.5B-Instruct", description="policy.model_name in train.sh")
         nemo_rl_dir: str = Field("/opt/nemo-rl", description="default NEMO_RL_DIR (the NeMo-RL checkout; its container's path)")
-        gym_agent: str | None = Field(None, description="agent_ref.name stamped on NeMo Gym rows (null = none; "
-                                                        "`gym dataset collate` stamps task_source)")
-        rl_dataset: str = Field("math", description="which GRPO config train.sh runs: math (ResponseDataset) | gym (NemoGymDataset)")
+        n_gpus_per_node: int = Field(8, ge=1, description="train.sh default NGPUS (cluster.gpus_per_node)")
+        gym_agent: str | None = Field(GYM_AGENT, description="agent_ref.name stamped on NeMo Gym rows (NeMo-RL routes "
+                                                             "each row by it; null = none)")
+        rl_dataset: Literal["math", "gym"] = Field(
+            "math", description="which GRPO config train.sh runs: math (ResponseDataset) | gym (NemoGymDataset)")
+
+        @model_validator(mode="after")
+        def _gym_needs_an_agent(self) -> NemoRLIntegration.Params:
+            if self.rl_dataset == "gym" and not self.gym_agent:
+                raise ValueError("rl_dataset=gym needs gym_agent: NeMo-RL routes every NeMo Gym row by agent_ref.name")
+            return self
 
     params: Params
 
@@ -75,20 +101,23 @@ class NemoRLIntegration(Integration):
     def _config(self, ex: Export, name: str, data: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         body = {"data": data, **(extra or {})}
         text = yaml.safe_dump(body, sort_keys=False, allow_unicode=True)
-        ex.write_text(f"{name}.yaml", f"# NeMo-RL {name} data config from rollgen (train.sh adds `defaults:`).\n{text}")
+        ex.write_text(f"{name}.yaml", f"# NeMo-RL {name} config from rollgen (train.sh adds `defaults:`).\n{text}")
 
-    def _script(self, ex: Export, runs: list[tuple[str, str, str]]) -> None:
-        """``runs``: (our config, base config in NeMo-RL, example script); the first is what train.sh runs."""
-        ours, base, script = runs[0]
+    def _script(self, ex: Export, ours: str, base: str, script: str, setup: str, overrides: list[str]) -> None:
+        """train.sh: ``ours``.yaml on top of NeMo-RL's ``base`` config, run by its example ``script``."""
         ex.write_script(
             f"NeMo-RL {ours} on rollgen's export (matched {MATCHED}).\n"
-            "Usage: NEMO_RL_DIR=<NeMo-RL checkout> MODEL=<hf id or path> bash train.sh [more overrides, key=value]",
+            "Usage: NEMO_RL_DIR=<NeMo-RL checkout> MODEL=<hf id or path> NGPUS=<n> bash train.sh [key=value ...]\n"
+            "BATCH_SIZE, MICRO_BATCH_SIZE (and for GRPO ROLLOUT_N) replace the values derived from the row counts\n"
+            "and NGPUS.",
             [["cd", "$NEMO_RL_DIR"],
              ["bash", "-c", f'{{ echo "defaults: $NEMO_RL_DIR/examples/configs/{base}"; cat "$HERE/{ours}.yaml"; }} '
                             f'> "$HERE/{ours}.resolved.yaml"'],
              ["uv", "run", "python", f"examples/{script}", "--config", f"$HERE/{ours}.resolved.yaml",
-              "policy.model_name=$MODEL", "policy.tokenizer.name=$MODEL", f"checkpointing.checkpoint_dir=$HERE/checkpoints/{ours}"]],
-            {"NEMO_RL_DIR": self.params.nemo_rl_dir, "MODEL": self.params.model})
+              "policy.model_name=$MODEL", "policy.tokenizer.name=$MODEL", "cluster.gpus_per_node=$NGPUS",
+              *overrides, f"checkpointing.checkpoint_dir=$HERE/checkpoints/{ours}"]],
+            {"NEMO_RL_DIR": self.params.nemo_rl_dir, "MODEL": self.params.model,
+             "NGPUS": str(self.params.n_gpus_per_node)}, setup=setup)
         ex.manifest["command"] = "bash train.sh"
 
     def _sft(self, ex: Export, dataset_dir: Path) -> dict[str, Any]:
@@ -105,13 +134,16 @@ class NemoRLIntegration(Integration):
         ex.manifest["algorithms"] = ["sft"] if files else []
         if "train" not in files:
             return ex.finish()
-        dataset = {"dataset_name": "openai_format", "chat_key": "messages", "tool_key": "tools",
-                   "use_preserving_dataset": tools}
-        self._config(ex, "sft", _data_section(
-            files, ex.out, dataset, {"prompt_file": None, "system_prompt_file": None, "processor": "sft_processor"},
-            {"max_input_seq_length": "${policy.max_total_sequence_length}", "add_bos": True, "add_eos": True,
-             "add_generation_prompt": False}))
-        self._script(ex, [("sft", "sft.yaml", "run_sft.py")])
+        default = {"chat_key": "messages", "tool_key": "tools", "use_preserving_dataset": tools, "prompt_file": None,
+                   "system_prompt_file": None, "processor": "sft_processor"}
+        # sft.yaml's chat_template is a plain "Question: ... Answer:" template for base models; our rows are
+        # chat messages for the model's own template ("default" keeps the tokenizer's).
+        extra = {"policy": {"tokenizer": {"chat_template": "default"}}, "logger": {"wandb_enabled": False},
+                 **_no_validation(files, "sft")}
+        self._config(ex, "sft", _data_section(files, "openai_format", default, {
+            "max_input_seq_length": "${policy.max_total_sequence_length}", "add_bos": True, "add_eos": True,
+            "add_generation_prompt": False}), extra)
+        self._script(ex, "sft", "sft.yaml", "run_sft.py", *_batches(ex, files, "sft", micro=1, cap=32, val_cap=32))
         return ex.finish()
 
     def _dpo(self, ex: Export, dataset_dir: Path) -> dict[str, Any]:
@@ -123,10 +155,10 @@ class NemoRLIntegration(Integration):
         ex.manifest["algorithms"] = ["dpo"] if files else []
         if "train" not in files:
             return ex.finish()
-        self._config(ex, "dpo", _data_section(
-            files, ex.out, {"dataset_name": "PreferenceDataset"}, {"prompt_file": None, "system_prompt_file": None},
-            {"max_input_seq_length": "${policy.max_total_sequence_length}"}))
-        self._script(ex, [("dpo", "dpo.yaml", "run_dpo.py")])
+        self._config(ex, "dpo", _data_section(files, "PreferenceDataset", {"prompt_file": None, "system_prompt_file": None},
+                                              {"max_input_seq_length": "${policy.max_total_sequence_length}"}),
+                     _no_validation(files, "dpo"))
+        self._script(ex, "dpo", "dpo.yaml", "run_dpo.py", *_batches(ex, files, "dpo", micro=2, cap=128, val_cap=8))
         return ex.finish()
 
     def _rl(self, ex: Export, dataset_dir: Path) -> dict[str, Any]:
@@ -157,30 +189,84 @@ class NemoRLIntegration(Integration):
         ex.manifest["algorithms"] = ["grpo"] if files else []
         if "train" not in files:
             return ex.finish()
-        default: dict[str, Any] = {"prompt_file": None, "system_prompt_file": None,
-                                   "processor": "math_hf_data_processor", "env_name": "math"}
+        default: dict[str, Any] = {"input_key": "input", "output_key": "output", "prompt_file": None,
+                                   "system_prompt_file": None, "processor": "math_hf_data_processor", "env_name": "math"}
         if len(system_prompts) == 1:
             (ex.out / "system_prompt.txt").write_text(next(iter(system_prompts)), encoding="utf-8")
             default["system_prompt_file"] = str((ex.out / "system_prompt.txt").resolve())
         elif system_prompts:
             ex.manifest["notes"].append("rows have different system prompts; math_hf_data_processor takes one "
                                         "system_prompt_file, so grpo/ rows carry none (the gym/ rows keep theirs)")
-        extra = {"max_input_seq_length": "${policy.max_total_sequence_length}"}
-        self._config(ex, "grpo_math", _data_section(files, ex.out, {"dataset_name": "ResponseDataset",
-                                                                    "input_key": "input", "output_key": "output"},
-                                                    default, extra))
+        # grpo.py reads use_multiple_dataloader unconditionally (its own _override_ examples keep it)
+        extra = {"max_input_seq_length": "${policy.max_total_sequence_length}", "use_multiple_dataloader": False}
+        self._config(ex, "grpo_math", _data_section(files, "ResponseDataset", default, extra),
+                     _no_validation(files, "grpo"))
         if "train" in gym_files:
+            # run_grpo_nemo_gym.py rejects a non-null grpo.max_val_samples and sizes validation to the whole
+            # validation file itself; NeMo Gym needs its servers (env.nemo_gym) and vLLM's HTTP server.
+            off = _no_validation(gym_files, "grpo")
             self._config(ex, "grpo_gym", _data_section(
-                gym_files, ex.out, {"dataset_name": "NemoGymDataset"},
-                {"prompt_file": None, "system_prompt_file": None, "processor": "nemo_gym_data_processor",
-                 "env_name": "nemo_gym"}, {"max_input_seq_length": None}), {"env": {"should_use_nemo_gym": True}})
-        runs = [("grpo_math", "grpo_math_1B.yaml", "run_grpo.py")]
+                gym_files, "NemoGymDataset", {"prompt_file": None, "system_prompt_file": None,
+                                              "processor": "nemo_gym_data_processor", "env_name": "nemo_gym"},
+                {"max_input_seq_length": None, "use_multiple_dataloader": False}),
+                {**off, "grpo": {"max_val_samples": None, "val_batch_size": None, **off.get("grpo", {})},
+                 "env": GYM_ENV,
+                 "policy": {"generation": {"vllm_cfg": {"async_engine": True, "expose_http_server": True}}}})
         if p.rl_dataset == "gym" and "train" in gym_files:
-            runs = [("grpo_gym", "grpo_math_1B.yaml", "nemo_gym/run_grpo_nemo_gym.py")]
-        self._script(ex, runs)
+            self._script(ex, "grpo_gym", "grpo_math_1B.yaml", "nemo_gym/run_grpo_nemo_gym.py",
+                         *_grpo_batches(ex, gym_files, validation=False))
+        else:
+            self._script(ex, "grpo_math", "grpo_math_1B.yaml", "run_grpo.py", *_grpo_batches(ex, files, validation=True))
         ex.manifest["notes"].append("NeMo-RL scores GRPO with its own environment (math: hf_math_verify; nemo_gym: the "
                                     "Gym resources server); serving rollgen's verifier to it is a later issue")
         return ex.finish()
+
+
+def _no_validation(files: dict[str, Path], algorithm: str) -> dict[str, Any]:
+    """Without a validation file, NeMo-RL must not validate (sft/grpo assert a validation set when
+    ``val_period`` > 0 or ``val_at_start``) nor rank checkpoints by a validation metric."""
+    if _validation(files):
+        return {}
+    return {algorithm: {"val_period": 0, "val_at_start": False, "val_at_end": False},
+            "checkpointing": {"metric_name": None}}
+
+
+def _batches(ex: Export, files: dict[str, Path], algorithm: str, micro: int, cap: int, val_cap: int
+             ) -> tuple[str, list[str]]:
+    """SFT/DPO: bash that sets BATCH_SIZE (``policy.train_global_batch_size``; the train dataloader drops its
+    last incomplete batch) as a multiple of MICRO_BATCH_SIZE x NGPUS, at most NeMo-RL's default ``cap`` and the
+    train rows, and the overrides that pass them. ``micro`` and ``cap`` are the base config's values."""
+    rows = ex.rows(files["train"])
+    lines = [BATCH_FUNCTIONS, *micro_and_global_batch(rows, micro, cap, "policy.train_global_batch_size")]
+    overrides = ["policy.train_global_batch_size=$BATCH_SIZE", "policy.train_micro_batch_size=$MICRO_BATCH_SIZE"]
+    val = _validation(files)
+    if val:
+        lines.append(f'VAL_BATCH_SIZE=$(fit {ex.rows(val)} {val_cap} "$NGPUS")')
+        overrides.append(f"{algorithm}.val_global_batch_size=$VAL_BATCH_SIZE")
+    return "\n".join(lines), overrides
+
+
+def _grpo_batches(ex: Export, files: dict[str, Path], validation: bool) -> tuple[str, list[str]]:
+    """GRPO: BATCH_SIZE prompts per step (``grpo.num_prompts_per_step``; the dataloader drops the last
+    incomplete batch), each with ROLLOUT_N generations; ``policy.train_global_batch_size`` = their product
+    (grpo_math_1B.yaml's 32 x 16 = 512), a multiple of MICRO_BATCH_SIZE x NGPUS. ``validation``: one batch
+    of up to 256 validation prompts (``grpo.val_batch_size`` = ``grpo.max_val_samples``)."""
+    rows = ex.rows(files["train"])
+    lines = [BATCH_FUNCTIONS, "need_int NGPUS", 'ROLLOUT_N="${ROLLOUT_N:-16}"', "need_int ROLLOUT_N",
+             'MICRO_BATCH_SIZE="${MICRO_BATCH_SIZE:-4}"', "need_int MICRO_BATCH_SIZE",
+             "# prompts per step: a multiple of STEP, so that BATCH_SIZE x ROLLOUT_N divides by MICRO_BATCH_SIZE x NGPUS",
+             'SHARD=$(( MICRO_BATCH_SIZE * NGPUS ))', 'STEP=$(( SHARD / $(gcd "$SHARD" "$ROLLOUT_N") ))',
+             f'BATCH_SIZE="${{BATCH_SIZE:-$(fit {rows} 32 "$STEP")}}"', "need_int BATCH_SIZE",
+             f'small {rows} "$BATCH_SIZE" "train rows" grpo.num_prompts_per_step "no step would run"',
+             "TRAIN_BATCH_SIZE=$(( BATCH_SIZE * ROLLOUT_N ))"]
+    overrides = ["grpo.num_prompts_per_step=$BATCH_SIZE", "grpo.num_generations_per_prompt=$ROLLOUT_N",
+                 "policy.train_global_batch_size=$TRAIN_BATCH_SIZE",
+                 "policy.train_micro_batch_size=$MICRO_BATCH_SIZE"]
+    val = _validation(files)
+    if validation and val:
+        lines.append(f"VAL_BATCH_SIZE=$(( {ex.rows(val)} < 256 ? {ex.rows(val)} : 256 ))")
+        overrides += ["grpo.val_batch_size=$VAL_BATCH_SIZE", "grpo.max_val_samples=$VAL_BATCH_SIZE"]
+    return "\n".join(lines), overrides
 
 
 def _responses_tool(tool: dict[str, Any]) -> dict[str, Any]:

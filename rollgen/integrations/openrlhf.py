@@ -14,8 +14,10 @@ POST of ``{"query", "prompts", "labels"}``), ``openrlhf/cli/serve_rm.py`` (``/ge
 - rl → ``rl/<split>.jsonl``: ``input`` (messages), ``label`` (ground truth), ``datasource``;
   ``reward_func.py`` + ``reward_config.json``: the run's verifier behind its guards;
 - kto → nothing: OpenRLHF 0.11 has no KTO trainer (``train_kto`` was removed);
-- ``train.sh``: ``deepspeed --module openrlhf.cli.train_sft|train_dpo`` or ``python3 -m
-  openrlhf.cli.train_ppo_ray`` with ``--reward.remote_url <reward_func.py>``.
+- ``train.sh``: ``deepspeed --num_gpus $NGPUS --module openrlhf.cli.train_sft|train_dpo`` or ``python3 -m
+  openrlhf.cli.train_ppo_ray`` with ``--reward.remote_url <reward_func.py>``; every split argument names
+  ``train`` (a JSON file loads as one split of that name; ``train_dpo``'s ``--eval.split`` defaults to
+  ``test``), and the batch sizes follow the row counts and NGPUS.
 
 The same reward over HTTP: ``python -m rollgen.integrations.openrlhf --config reward_config.json`` serves
 ``POST /get_reward`` on 127.0.0.1; it needs a token (``$ROLLGEN_REWARD_TOKEN``, or one it prints), given
@@ -39,7 +41,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.integrations import Integration
-from rollgen.integrations.common import Export, write_jsonl
+from rollgen.integrations.common import BATCH_FUNCTIONS, Export, micro_and_global_batch, write_jsonl
 from rollgen.integrations.reward import CONFIG_NAME, RewardScorer, verifier_label, write_reward_config
 
 __all__ = ["OpenRLHFIntegration", "make_app", "make_reward_func", "response_of"]
@@ -217,40 +219,64 @@ class OpenRLHFIntegration(Integration):
         sub = {"sft": "sft", "dpo": "dpo", "rl": "rl"}[fmt]
         files = ex.write_splits(dataset_dir, sub, convert, write_jsonl, ".jsonl")
         ex.manifest["algorithms"] = ({"sft": ["sft"], "dpo": ["dpo"], "rl": ["grpo", "reinforce++", "ppo"]}[fmt]
-                                     if files else [])
-        if not files:
+                                     if "train" in files else [])
+        if "train" not in files:
             return ex.finish()
+        train_rows = ex.rows(files["train"])
+        val = files.get("validation")
         common = ["--actor.model_name_or_path" if fmt == "rl" else "--model.model_name_or_path", "$MODEL",
                   "--data.max_len", str(p.max_len), "--ckpt.output_dir", "$OUTPUT_DIR", "--data.apply_chat_template"]
-        if fmt == "sft":
-            cmd = ["deepspeed", "--module", "openrlhf.cli.train_sft", "--data.dataset", "$HERE/sft/train.jsonl",
-                   "--data.input_key", "messages", *common]
-            if multiturn:
-                cmd.append("--data.multiturn")
-        elif fmt == "dpo":
-            cmd = ["deepspeed", "--module", "openrlhf.cli.train_dpo", "--data.dataset", "$HERE/dpo/train.jsonl",
-                   "--data.prompt_key", "prompt", "--data.chosen_key", "chosen", "--data.rejected_key", "rejected",
-                   *common]
-        else:
+        # A JSON file loads as a DatasetDict with one split named "train" (openrlhf/datasets/utils.py), so every
+        # split argument names "train"; train_dpo's --eval.split defaults to "test", which that dict lacks.
+        evaluate = ["--eval.dataset", f"$HERE/{sub}/validation.jsonl", "--eval.split", "train"] if val else []
+        env = {"MODEL": p.model, "NGPUS": str(p.n_gpus_per_node), "OUTPUT_DIR": f"$HERE/checkpoints/{sub}"}
+        if fmt == "rl":
             ex.write_text("reward_func.py", REWARD_MODULE)
             ex.manifest["files"][CONFIG_NAME] = None
+            env = {**env, "ROLLOUT_N": str(p.n_samples_per_prompt)}
             cmd = ["python3", "-m", "openrlhf.cli.train_ppo_ray", "--data.prompt_dataset", "$HERE/rl/train.jsonl",
+                   "--data.prompt_split", "train", *evaluate, *(["--eval.steps", "$EVAL_STEPS"] if val else []),
                    "--data.input_key", "input", "--data.label_key", "label", *common,
                    "--reward.remote_url", "$HERE/reward_func.py",
-                   "--algo.advantage.estimator", p.advantage_estimator,
-                   "--rollout.n_samples_per_prompt", str(p.n_samples_per_prompt),
+                   "--algo.advantage.estimator", p.advantage_estimator, "--rollout.n_samples_per_prompt", "$ROLLOUT_N",
+                   "--rollout.batch_size", "$BATCH_SIZE", "--train.batch_size", "$TRAIN_BATCH_SIZE",
+                   "--train.micro_batch_size", "$MICRO_BATCH_SIZE",
                    "--actor.num_gpus_per_node", "$NGPUS", "--ref.num_gpus_per_node", "$NGPUS",
                    "--vllm.num_engines", "$NGPUS", "--train.colocate_all"]
             ex.manifest["reward"] = ("reward_func.py:reward_func (--reward.remote_url); over HTTP: "
                                      "python -m rollgen.integrations.openrlhf --config reward_config.json")
-        if fmt != "rl" and "validation" in files:
-            cmd[cmd.index("--data.max_len"):cmd.index("--data.max_len")] = ["--eval.dataset", f"$HERE/{sub}/validation.jsonl"]
+            setup = _rl_batches(train_rows)
+            usage = "BATCH_SIZE (prompts per rollout step), MICRO_BATCH_SIZE (per GPU) and ROLLOUT_N replace"
+        else:
+            module = "openrlhf.cli.train_sft" if fmt == "sft" else "openrlhf.cli.train_dpo"
+            keys = (["--data.input_key", "messages", *(["--data.multiturn"] if multiturn else [])] if fmt == "sft" else
+                    ["--data.prompt_key", "prompt", "--data.chosen_key", "chosen", "--data.rejected_key", "rejected"])
+            cmd = ["deepspeed", "--num_gpus", "$NGPUS", "--module", module, "--data.dataset",
+                   f"$HERE/{sub}/train.jsonl", "--data.dataset_split", "train", *evaluate, *keys, *common,
+                   "--train.batch_size", "$BATCH_SIZE", "--train.micro_batch_size", "$MICRO_BATCH_SIZE"]
+            setup = "\n".join([BATCH_FUNCTIONS, *micro_and_global_batch(train_rows, 8, 128, "--train.batch_size")])
+            usage = "BATCH_SIZE (global) and MICRO_BATCH_SIZE (per GPU) replace"
         ex.write_script(f"OpenRLHF {fmt} on rollgen's export (matched {MATCHED}).\n"
-                        "Usage: MODEL=<hf id or path> NGPUS=<n> bash train.sh [more OpenRLHF flags]",
-                        [cmd], {"MODEL": p.model, "NGPUS": str(p.n_gpus_per_node),
-                                "OUTPUT_DIR": f"$HERE/checkpoints/{sub}"})
+                        "Usage: MODEL=<hf id or path> NGPUS=<n> bash train.sh [more OpenRLHF flags]\n"
+                        f"{usage} the values derived from the row counts and NGPUS.", [cmd], env, setup=setup)
         ex.manifest["command"] = "bash train.sh"
         return ex.finish()
+
+
+def _rl_batches(train_rows: int) -> str:
+    """Bash for train_ppo_ray batch sizes: a rollout step takes BATCH_SIZE prompts (a short last one is kept),
+    its BATCH_SIZE x ROLLOUT_N samples make ``samples // --train.batch_size`` optimizer steps, and the
+    train batch is a multiple of micro-batch x GPUs."""
+    return "\n".join([
+        BATCH_FUNCTIONS, "need_int NGPUS", "need_int ROLLOUT_N",
+        f'BATCH_SIZE="${{BATCH_SIZE:-$(( {train_rows} < 1024 ? {train_rows} : 1024 ))}}"', "need_int BATCH_SIZE",
+        'MICRO_BATCH_SIZE="${MICRO_BATCH_SIZE:-1}"', "need_int MICRO_BATCH_SIZE",
+        "# samples per optimizer step: a multiple of MICRO_BATCH_SIZE x NGPUS, at most 128 and one rollout step",
+        'TRAIN_BATCH_SIZE=$(fit $(( BATCH_SIZE * ROLLOUT_N )) 128 $(( MICRO_BATCH_SIZE * NGPUS )))',
+        "# evaluate once per pass over the train prompts",
+        f"EVAL_STEPS=$(( ({train_rows} + BATCH_SIZE - 1) / BATCH_SIZE ))",
+        f'small $(( {train_rows} * ROLLOUT_N )) "$TRAIN_BATCH_SIZE" "train samples (rows x ROLLOUT_N)" '
+        '--train.batch_size "a rollout step would hold no optimizer step"'])
 
 
 if __name__ == "__main__":

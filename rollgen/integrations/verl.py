@@ -13,6 +13,11 @@ and ``examples/data_preprocess/gsm8k.py`` (frameworks.md B.2). Written under ``e
 - sft → ``sft/<split>.parquet``: ``messages`` (+ ``tools``) for ``verl.trainer.sft_trainer`` (multi-turn);
 - dpo, kto → nothing: VeRL has no offline DPO/KTO trainer (``docs/advance/dpo_extension.rst``). The
   manifest says so.
+
+Both train.sh scripts derive their batch sizes from the exported row counts and NGPUS (``verl/utils/config.py``
+``validate_config`` and ``ActorConfig`` need the actor, ref and rollout micro-batches set and every batch to
+split evenly over the GPUs; VeRL's defaults, 1024 prompts and 256 SFT rows, would leave a small export with
+no batch) and warn when a split is still smaller than one batch.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.integrations import Integration
-from rollgen.integrations.common import Export, user_text, write_parquet
+from rollgen.integrations.common import BATCH_FUNCTIONS, Export, user_text, write_parquet
 from rollgen.integrations.reward import CONFIG_NAME, RewardScorer, prompt_text, verifier_label, write_reward_config
 
 __all__ = ["VerlIntegration", "compute_score", "make_compute_score"]
@@ -108,20 +113,33 @@ class VerlIntegration(Integration):
             return out
 
         files = ex.write_splits(dataset_dir, "sft", convert, write_parquet, ".parquet")
-        ex.manifest["algorithms"] = ["sft"] if files else []
-        if not files:
+        ex.manifest["algorithms"] = ["sft"] if "train" in files else []
+        if "train" not in files:
             return ex.finish()
         p = self.params
+        train_rows = ex.rows(files["train"])
+        # sft_trainer batches validation with the train batch size and drops incomplete batches, so the batch
+        # fits the smaller of the two splits
+        rows = min(train_rows, ex.rows(files["validation"])) if "validation" in files else train_rows
+        setup = [BATCH_FUNCTIONS, "need_int NGPUS",
+                 "# the global batch: a multiple of NGPUS (one share per data-parallel rank), at most 256 (verl's "
+                 "default) and the rows of each split (sft_trainer drops the last incomplete batch, validation too)",
+                 f'BATCH_SIZE="${{BATCH_SIZE:-$(fit {rows} 256 "$NGPUS")}}"', "need_int BATCH_SIZE",
+                 f'small {train_rows} "$BATCH_SIZE" "train rows" data.train_batch_size "no step would run"']
+        if "validation" in files:
+            setup.append(f'small {ex.rows(files["validation"])} "$BATCH_SIZE" "validation rows" data.train_batch_size '
+                         '"validation batches are as large and would see no row (val/loss nan)"')
         args = ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=$NGPUS", "-m", "verl.trainer.sft_trainer",
-                f"data.train_files=$HERE/sft/train.parquet", "data.messages_key=messages",
-                "model.path=$MODEL_PATH", "trainer.default_local_dir=$OUTPUT_DIR",
-                "trainer.project_name=rollgen-sft", "trainer.logger=[console]"]
+                "data.train_files=$HERE/sft/train.parquet", "data.messages_key=messages",
+                "data.train_batch_size=$BATCH_SIZE", "model.path=$MODEL_PATH", "trainer.n_gpus_per_node=$NGPUS",
+                "trainer.default_local_dir=$OUTPUT_DIR", "trainer.project_name=rollgen-sft", "trainer.logger=[console]"]
         if "validation" in files:
             args.insert(7, "data.val_files=$HERE/sft/validation.parquet")
         ex.write_script(f"VeRL multi-turn SFT on rollgen's export (matched {MATCHED}).\n"
-                        "Usage: MODEL_PATH=<hf id or path> NGPUS=<n> bash train.sh [more Hydra overrides]",
+                        "Usage: MODEL_PATH=<hf id or path> NGPUS=<n> bash train.sh [more Hydra overrides]\n"
+                        "BATCH_SIZE=<n> replaces the batch size derived from the row counts and NGPUS.",
                         [args], {"MODEL_PATH": p.model, "NGPUS": str(p.n_gpus_per_node),
-                                 "OUTPUT_DIR": "$HERE/checkpoints/sft"})
+                                 "OUTPUT_DIR": "$HERE/checkpoints/sft"}, setup="\n".join(setup))
         ex.manifest["command"] = "bash train.sh"
         return ex.finish()
 
@@ -156,25 +174,54 @@ class VerlIntegration(Integration):
         if tools_seen:
             ex.manifest["notes"].append("rows offer tools: VeRL's tool agent needs a tool_config "
                                         "(actor_rollout_ref.rollout.multi_turn.tool_config_path); prompts only here")
-        ex.manifest["algorithms"] = ["grpo", "ppo"] if files else []
-        if not files:
+        ex.manifest["algorithms"] = ["grpo", "ppo"] if "train" in files else []
+        if "train" not in files:
             return ex.finish()
         val = "validation" if "validation" in files else ("test" if "test" in files else "train")
-        args = ["python3", "-m", "verl.trainer.main_ppo", "algorithm.adv_estimator=grpo",
-                "data.train_files=$HERE/rl/train.parquet", f"data.val_files=$HERE/rl/{val}.parquet",
-                "data.prompt_key=prompt", f"data.max_prompt_length={p.max_prompt_length}",
-                f"data.max_response_length={p.max_response_length}", "data.filter_overlong_prompts=True",
-                "data.truncation=error", "actor_rollout_ref.model.path=$MODEL_PATH",
-                "actor_rollout_ref.actor.use_kl_loss=True", "actor_rollout_ref.rollout.name=vllm",
-                f"actor_rollout_ref.rollout.n={p.rollout_n}",
-                "reward.custom_reward_function.path=$HERE/reward.py", "reward.custom_reward_function.name=compute_score",
-                "trainer.n_gpus_per_node=$NGPUS", "trainer.nnodes=1", "trainer.logger=[console]",
-                "trainer.project_name=rollgen-grpo", "trainer.default_local_dir=$OUTPUT_DIR"]
         ex.write_script(f"VeRL GRPO on rollgen's prompts, rewarded by rollgen's verifier (matched {MATCHED}).\n"
                         "Usage: MODEL_PATH=<hf id or path> NGPUS=<n> bash train.sh [more Hydra overrides]\n"
-                        "PPO with a critic: bash train.sh algorithm.adv_estimator=gae critic.model.path=$MODEL_PATH",
-                        [args], {"MODEL_PATH": p.model, "NGPUS": str(p.n_gpus_per_node),
-                                 "OUTPUT_DIR": "$HERE/checkpoints/grpo"})
+                        "PPO with a critic (the same model): bash train.sh algorithm.adv_estimator=gae\n"
+                        "BATCH_SIZE (prompts per step), MICRO_BATCH_SIZE (per GPU) and ROLLOUT_N replace the values "
+                        "derived from the row counts and NGPUS.",
+                        [self._rl_args(val)], {"MODEL_PATH": p.model, "NGPUS": str(p.n_gpus_per_node),
+                                               "ROLLOUT_N": str(p.rollout_n), "OUTPUT_DIR": "$HERE/checkpoints/grpo"},
+                        setup=_rl_batches(ex.rows(files["train"])))
         ex.manifest["reward"] = "reward.py:compute_score (reward.custom_reward_function)"
         ex.manifest["command"] = "bash train.sh"
         return ex.finish()
+
+    def _rl_args(self, val: str) -> list[str]:
+        p = self.params
+        return ["python3", "-m", "verl.trainer.main_ppo", "algorithm.adv_estimator=grpo",
+                "data.train_files=$HERE/rl/train.parquet", f"data.val_files=$HERE/rl/{val}.parquet",
+                "data.prompt_key=prompt", f"data.max_prompt_length={p.max_prompt_length}",
+                f"data.max_response_length={p.max_response_length}", "data.filter_overlong_prompts=True",
+                "data.truncation=error", "data.train_batch_size=$BATCH_SIZE", "actor_rollout_ref.model.path=$MODEL_PATH",
+                "actor_rollout_ref.actor.use_kl_loss=True", "actor_rollout_ref.actor.ppo_mini_batch_size=$MINI_BATCH_SIZE",
+                "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=$MICRO_BATCH_SIZE",
+                "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=$MICRO_BATCH_SIZE",
+                "actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.n=$ROLLOUT_N",
+                "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+                "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=$MICRO_BATCH_SIZE",
+                "critic.model.path=$MODEL_PATH", "critic.ppo_micro_batch_size_per_gpu=$MICRO_BATCH_SIZE",
+                "reward.custom_reward_function.path=$HERE/reward.py", "reward.custom_reward_function.name=compute_score",
+                "trainer.n_gpus_per_node=$NGPUS", "trainer.nnodes=1", "trainer.logger=[console]",
+                "trainer.project_name=rollgen-grpo", "trainer.default_local_dir=$OUTPUT_DIR"]
+
+
+def _rl_batches(train_rows: int) -> str:
+    """Bash for GRPO/PPO batch sizes that pass verl's ``validate_config`` and the workers' splits: the prompt
+    batch (``data.train_batch_size``) times ROLLOUT_N divides by NGPUS, the mini-batch divides the batch and
+    holds whole shares per GPU, and the micro-batch divides a GPU's share of a mini-batch."""
+    return "\n".join([
+        BATCH_FUNCTIONS, "need_int NGPUS", "need_int ROLLOUT_N",
+        "# prompts per step: a multiple of STEP, so that BATCH_SIZE * ROLLOUT_N responses split evenly over NGPUS",
+        'STEP=$(( NGPUS / $(gcd "$NGPUS" "$ROLLOUT_N") ))',
+        f'BATCH_SIZE="${{BATCH_SIZE:-$(fit {train_rows} 1024 "$STEP")}}"', "need_int BATCH_SIZE",
+        "# PPO mini-batch: the largest multiple of STEP that divides BATCH_SIZE, at most 256 (verl's default)",
+        'MINI_BATCH_SIZE=$(( STEP * $(divisor $(( BATCH_SIZE / STEP )) $(( 256 / STEP ))) ))',
+        "# micro-batch per GPU: divides a GPU's share of one mini-batch's responses, at most 4",
+        'MICRO_BATCH_SIZE="${MICRO_BATCH_SIZE:-$(divisor $(( MINI_BATCH_SIZE * ROLLOUT_N / NGPUS )) 4)}"',
+        "need_int MICRO_BATCH_SIZE",
+        f'small {train_rows} "$BATCH_SIZE" "train rows" data.train_batch_size '
+        '"the dataloader drops the last incomplete batch, so no step would run"'])
