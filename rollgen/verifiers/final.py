@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from rollgen.verifiers.extract import Found, answer_region, answer_statements, boxes
 from rollgen.verifiers.numbers import parse_number_list, tex_thousands
 
-__all__ = ["FinalAnswer", "boxed_answer", "extract_answer", "find_final", "is_prose", "reduce_math", "top_level_split", "value_of"]
+__all__ = ["RETRACTION", "FinalAnswer", "boxed_answer", "count_parts", "extract_answer", "find_final", "is_prose", "reduce_math", "top_level_split", "value_of"]
 
 _TAIL_CHARS = 4000  # conclusions are looked for in the last 4,000 characters
 _SHORT_CHARS = 120  # a reply this short (one or two lines) is its own answer
@@ -67,15 +67,13 @@ _VALUE = re.compile(
     r"|(?P<comma>(?<![\w.,])(?:0,\d+|\d+,\d\d)(?![\d,]))"
     rf"|(?P<num>(?<![\w.^/\\]){_NUM}(?:/\d+(?:\.\d+)?)?(?:\s*%)?)(?![\d^]|[A-Za-z](?![A-Za-z²³]))"
     r"|(?P<word>\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
-    r"|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
-    r"|hundred)\b)",
+    r"|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)\b)",
     re.IGNORECASE,
 )
 _WORD_VALUES = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
     "eighteen nineteen twenty".split())}
-_WORD_VALUES.update(thirty="30", forty="40", fifty="50", sixty="60", seventy="70", eighty="80", ninety="90",
-                    hundred="100")
+_WORD_VALUES.update(thirty="30", forty="40", fifty="50", sixty="60", seventy="70", eighty="80", ninety="90")
 _NAME = r"[A-Za-z](?:_\{?\w+\}?|\([A-Za-z0-9]\))?"
 _SEPARATOR = r"(?:,|;|\b(?:and|or)\b|&|\\quad|\\qquad|\\text\s*\{\s*,?\s*(?:and|or)\s*\})"
 _JOIN = re.compile(rf"(?:\s*{_SEPARATOR})+\s*(?:{_NAME}\s*=\s*)?$")
@@ -144,7 +142,7 @@ def value_of(sentence: str) -> tuple[str | None, int]:
         math = " ".join(_math_content(m) for m in _MATH_SPAN.finditer(s)) or s.strip().rstrip(":").strip()
         if _LIST_WORDS.search(math) and len(top_level_split(_LIST_WORDS.sub(",", math), ",")) > 1:
             math = ", ".join(x.strip() for x in top_level_split(_LIST_WORDS.sub(",", _strip_end(math)), ","))
-        return reduce_math(math), _parts(math)
+        return reduce_math(math), count_parts(math)
     tokens = _tokens(s)
     if not tokens:
         return None, 0
@@ -166,7 +164,7 @@ def value_of(sentence: str) -> tuple[str | None, int]:
         chosen = groups[0] if not _PROSE_WORD.search(lead) else groups[-1]
     if len(chosen) == 1:
         text = chosen[0][2]
-        return reduce_math(text), _parts(text)
+        return reduce_math(text), count_parts(text)
     parts = []
     for start, _, text in chosen:
         name = _NAME_BEFORE.search(s[max(0, start - 12) : start])
@@ -235,7 +233,7 @@ _LIST_WORDS = re.compile(r"\s*,?\s*(?:\\text\s*\{\s*,?\s*(?:and|or)\s*\}|\b(?:an
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
-def _parts(math: str) -> int:
+def count_parts(math: str) -> int:
     """How many values a piece of math lists (commas, "and", "or" at depth 0; not thousands separators)."""
     s = _LIST_WORDS.sub(",", _THOUSANDS_COMMA.sub("", tex_thousands(math)))
     return max(1, sum(1 for part in top_level_split(s.replace(";", ","), ",") if part.strip()))
@@ -253,11 +251,11 @@ _CHECK = re.compile(r"^(?:check(?:ing)?|verif(?:y|ication|ying)|double[- ]check|
 _STATES = re.compile(
     r"\b(?:is|are|was|were|equals?|has|have|had|gets?|costs?|totals?|comes? to|remains?|left|needs?|makes?|will be|"
     r"would be)\b[^.]{0,40}?(?:\d|\\frac|\\sqrt|\$)|=\s*[^=]{0,60}$", re.IGNORECASE)
-_RETRACT = re.compile(
+RETRACTION = re.compile(
     r"\b(?:wait|oops|hmm+|actually|mistake|incorrect|wrong|not (?:right|correct)|miscalculat\w*|recalculat\w*|"
     r"recomput\w*|let me (?:redo|correct|fix|reconsider|re-?check)|correction|I apologi[sz]e|error)\b", re.IGNORECASE)
 _HAS_VALUE = re.compile(r"\d|\\(?:frac|sqrt|pi|infty)|\$[^$]*\$|\b(?:zero|one|two|three|four|five|six|seven|eight|"
-                        r"nine|ten|eleven|twelve|twenty|hundred)\b", re.IGNORECASE)
+                        r"nine|ten|eleven|twelve|twenty)\b", re.IGNORECASE)
 _LEAD = re.compile(r"^(?:[\s*#>•]|-(?=\s))+|^\d+\.\s+(?=[A-Z])")
 
 
@@ -323,7 +321,7 @@ def _joined(region: str, before: Found, after: Found) -> bool:
     characters apart, or a different value within 70 characters with "and", "or", "," or ";" between, no
     sentence break and at most four words."""
     gap = region[before.end : after.start]
-    if len(gap) > _MAX_GAP or _RETRACT.search(gap) or re.search(r"[.!?]\s+[A-Z]", gap):
+    if len(gap) > _MAX_GAP or RETRACTION.search(gap) or re.search(r"[.!?]\s+[A-Z]", gap):
         return False
     if len(gap.strip()) < 10:
         return True
@@ -345,7 +343,7 @@ def boxed_answer(text: str) -> FinalAnswer | None:
         contents = [reduce_math(group[0].text)]
     else:  # "k = 45" and "n = 2" keep their names
         contents = [b.text if _NAMED_VALUE.match(b.text) else reduce_math(b.text) for b in group]
-    parts = sum(_parts(c) for c in contents)
+    parts = sum(count_parts(c) for c in contents)
     line_start = text.rfind("\n", 0, group[0].start) + 1
     line_end = text.find("\n", group[-1].end)
     statement = text[line_start : len(text) if line_end < 0 else line_end].strip()
@@ -397,20 +395,17 @@ def find_final(text: str, question: str | None = None) -> FinalAnswer:
     tail_start = max(0, len(region) - _TAIL_CHARS)
     sentences = _sentences(region[tail_start:], tail_start)
     if explicit is None:
-        weak = _weak(sentences, 0, question)
-        if weak is not None:
-            return weak
         short = region.strip()
-        if len(short) <= _SHORT_CHARS and short.count("\n") <= 1:
+        if len(short) <= _SHORT_CHARS and len(_sentences(short, 0)) == 1:  # one sentence, nothing else
             value, parts = value_of(short)
             if value is not None:
                 start = region.find(short)
                 return FinalAnswer(value, "short", short, start, start + len(short), parts)
-        return NONE
+        return _weak(sentences, 0, question) or NONE
     weak = _weak(sentences, explicit.end, question)
     if (weak is not None and weak.answer and _CONCLUDES.match(_LEAD.sub("", weak.statement))
             and _differs(weak.answer, explicit.answer or "")):
-        if _RETRACT.search(region, explicit.end, weak.start) or (explicit.rule == "boxed" and not in_statement):
+        if RETRACTION.search(region, explicit.end, weak.start) or (explicit.rule == "boxed" and not in_statement):
             return weak
     return explicit
 
