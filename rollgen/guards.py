@@ -39,6 +39,9 @@ _ALTERNATION = re.compile(r"\b(?:or|either|maybe|possibly|perhaps|probably)\b", 
 _HEDGE_WORDS = re.compile(
     r"\b(?:either|maybe|possibly|perhaps|probably|likely|might be|could (?:also )?be|not sure|unsure|I guess|"
     r"(?:somewhere )?between\s+\S{1,30}\s+and\s+\S{1,30})\b", re.IGNORECASE)
+# "or" next to a word, not between two values ("none of these or 2, -3"; "x = 2 or x = -3" is two values).
+_OTHER_ALTERNATIVE = re.compile(r"(?<![\\\w])[A-Za-z]{2,}\s+or\b(?!\s+[a-z](?:_\w+)?\s*=)|\bor\s+(?![a-z](?:_\w+)?\s*=)[A-Za-z]{2,}",
+                                re.IGNORECASE)
 _SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
 _SPACE = re.compile(r"\s+")
 _HEDGE_TAIL = 200  # characters after the final statement read for second thoughts ("... or maybe 8")
@@ -89,7 +92,7 @@ def _unused_boxes(region: str, final: FinalAnswer) -> int:
         after = region[b.end : final.start]
         if value == _SPACE.sub("", final.answer) or value in extra or RETRACTION.search(after):
             continue
-        if re.search(rf"(?<![\w.]){re.escape(value)}(?![\w.])", _SPACE.sub("", after)):
+        if re.search(rf"(?<![\d.]){re.escape(value)}(?![\d.])", _SPACE.sub("", after)):
             continue  # used later: an intermediate result
         extra.add(value)
     return len(extra)
@@ -109,6 +112,8 @@ def _hedge(region: str, golds: list[str], question: str) -> str | None:
     zone = final.statement + " " + region[final.end : final.end + _HEDGE_TAIL]
     if (m := _HEDGE_WORDS.search(zone)) and not any(_HEDGE_WORDS.search(g) or _ALTERNATION.search(g) for g in golds):
         return f"the final answer hedges ({m.group()!r}): {final.statement[:80]!r}"
+    if (m := _OTHER_ALTERNATIVE.search(final.statement)) and not any(_ALTERNATION.search(g) for g in golds):
+        return f"the final answer offers an alternative ({m.group()!r}): {final.statement[:80]!r}"
     if final.parts > gold_values:
         return f"{final.parts} values in the final answer where the gold answer has {gold_values}: {final.answer[:80]!r}"
     return None

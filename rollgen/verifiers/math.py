@@ -62,14 +62,18 @@ def _gold_core(gold: str) -> str:
     return gold
 
 
-_CANON_DROP = re.compile(r"\$|\\[,;!: ]|\\left|\\right|\s+|\\displaystyle|\.$")
+_CANON_DROP = re.compile(r"\$|\\[,;!: ]|\\left|\\right|\\displaystyle")
+_CANON_TIGHT = re.compile(r"\s*([/^+*×÷=(){}\[\]\\-])\s*")
 _CANON_FRAC = re.compile(r"\\[dtc]?frac\{([^{}]*)\}\{([^{}]*)\}")
 _OPERATOR = re.compile(r"[/^+*×÷]|\\frac|\\sqrt|\\cdot|\\times|(?<=\d)-(?=\d)")
 
 
 def _canon(s: str) -> str:
-    s = _CANON_FRAC.sub(r"(\1)/(\2)", _CANON_DROP.sub("", s))
-    return re.sub(r"\((\w+)\)", r"\1", s).replace("\\dfrac", "\\frac").lower()
+    """Math text compared as written: wrappers and spacing around operators dropped, ``\\frac{a}{b}`` as
+    ``a/b``; other whitespace kept as one space (a word boundary)."""
+    s = _CANON_TIGHT.sub(r"\1", _CANON_DROP.sub("", s))
+    s = _CANON_FRAC.sub(r"(\1)/(\2)", s)
+    return re.sub(r"\s+", " ", re.sub(r"\((\w+)\)", r"\1", s)).strip().rstrip(".").lower()
 
 
 def restates_question(answer: str, gold: str, question: str) -> bool:
@@ -77,14 +81,15 @@ def restates_question(answer: str, gold: str, question: str) -> bool:
     expression (``6/8``, ``2^{10}``, ``\\sqrt{8}/2``) written in the question, that the gold does not write so."""
     if not question or not _OPERATOR.search(answer):
         return False
-    a = _canon(reduce_math(answer))
-    if not a or a == _canon(gold) or not _OPERATOR.search(a):
+    a = _canon(reduce_math(answer)).replace(" ", "")
+    if not a or a == _canon(gold).replace(" ", "") or not _OPERATOR.search(a):
         return False
     q = _canon(question)
     i = q.find(a)
     while i >= 0:
-        before, after = q[i - 1 : i], q[i + len(a) : i + len(a) + 1]
-        if not (before.isalnum() or before == ".") and not (after.isalnum() or after in "./^"):
+        before, after = q[i - 1 : i], q[i + len(a) : i + len(a) + 2]
+        if not (before.isalnum() or before == ".") and not (after[:1].isalnum() or after[:1] in ("/", "^")
+                                                                 or (after[:1] == "." and after[1:2].isdigit())):
             return True
         i = q.find(a, i + 1)
     return False
