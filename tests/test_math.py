@@ -450,3 +450,66 @@ def test_write_tasks_round_trips(tmp_path: Path) -> None:
     assert write_tasks(path, tasks) == 2
     assert list(read_tasks(path)) == tasks
     assert [p.name for p in path.parent.iterdir()] == ["out.jsonl"]
+
+
+# ---------------------------------------------------------------- the task source's own scorer
+
+
+def _verify(v: MathVerifier, task: Task, text: str) -> tuple[float, dict]:
+    verdict = asyncio.run(v.verify(task, rollout(text)))
+    return verdict.reward, verdict.details
+
+
+@pytest.fixture(scope="module")
+def fractions(tmp_path_factory: pytest.TempPathFactory) -> list[Task]:
+    """Real fraction_simplification tasks: "Simplify the fraction 17080/42490 to its lowest terms"."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROLLGEN_CACHE_DIR", str(tmp_path_factory.mktemp("rg-fractions")))
+        params = MathServer.Params(generators=["fraction_simplification"], generator_config={}, size=6, seed=3)
+        return list(MathServer(params).tasks())
+
+
+def test_lowest_terms_is_part_of_a_fraction_tasks_answer(fractions: list[Task]) -> None:
+    v = MathVerifier(MathVerifier.Params())
+    for t in fractions:
+        m = t.metadata
+        assert m["source_dataset"] == "fraction_simplification" and m["source_config"] == {}
+        num, den = m["simplified_numerator"], m["simplified_denominator"]
+        for text in (f"\\boxed{{{num}/{den}}}", f"The answer is $\\frac{{{num}}}{{{den}}}$.", f"\\boxed{{\\dfrac{{{num}}}{{{den}}}}}"):
+            reward, details = _verify(v, t, text)
+            assert (reward, details["method"], details["source_score"]) == (1.0, "source", 1.0), text
+        # Equal in value, but not in lowest terms: the question's own fraction, and another multiple.
+        for text in (f"\\boxed{{{m['numerator']}/{m['denominator']}}}", f"\\boxed{{\\frac{{{2 * num}}}{{{2 * den}}}}}"):
+            reward, details = _verify(v, t, text)
+            assert (reward, details["method"]) == (0.0, "source") and details["source_score"] < 1, text
+    assert v._pool is None  # the source's scorer decided; math-verify never started
+    # Without the source's scorer, value equality accepts the unreduced multiple (not the question's own).
+    plain = MathVerifier(MathVerifier.Params(source_scorer=False))
+    t = fractions[0]
+    num, den = t.metadata["simplified_numerator"], t.metadata["simplified_denominator"]
+    assert _verify(plain, t, f"\\boxed{{{2 * num}/{2 * den}}}")[0] == 1.0
+    reward, details = _verify(plain, t, f"\\boxed{{{t.metadata['numerator']}/{t.metadata['denominator']}}}")
+    assert reward == 0.0 and details["restates_question"] is True
+
+
+def test_datasets_with_the_default_scorer_are_left_to_the_math_verifier(generated: list[Task]) -> None:
+    v = MathVerifier(MathVerifier.Params())
+    by_source = {t.metadata["source_dataset"]: t for t in generated}
+    reward, details = _verify(v, by_source["basic_arithmetic"], f"The answer is {by_source['basic_arithmetic'].answer}.")
+    assert (reward, details["method"]) == (1.0, "numeric") and "source_score" not in details
+    reward, details = _verify(v, by_source["chain_sum"], f"\\boxed{{{by_source['chain_sum'].answer}}}")
+    assert (reward, details["method"]) == (1.0, "source")  # chain_sum scores decimals itself
+
+
+def test_a_scorer_that_raises_leaves_the_answer_to_the_math_verifier(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rollgen.verifiers.source as source
+
+    def broken(answer: str | None, entry: dict) -> float:
+        raise KeyError("simplified_numerator")
+
+    monkeypatch.setitem(source._BUILT, ("broken_gen", "{}"), broken)
+    task = Task(id="t", prompt="q", answer="3/4", metadata={"source_dataset": "broken_gen"})
+    reward, details = _verify(MathVerifier(MathVerifier.Params()), task, "\\boxed{0.75}")
+    assert (reward, details["method"]) == (1.0, "numeric") and "KeyError" in details["source_error"]
+    unknown = Task(id="u", prompt="q", answer="3/4", metadata={"source_dataset": "no_such_generator"})
+    assert _verify(MathVerifier(MathVerifier.Params()), unknown, "\\boxed{3/4}")[1]["method"] == "numeric"
