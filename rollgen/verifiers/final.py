@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 from rollgen.verifiers.extract import Found, answer_region, answer_statements, boxes
-from rollgen.verifiers.numbers import parse_number_list, tex_thousands
+from rollgen.verifiers.numbers import parse_number, parse_number_list, tex_thousands
 
-__all__ = ["RETRACTION", "FinalAnswer", "boxed_answer", "count_parts", "extract_answer", "find_final", "is_prose", "reduce_math", "top_level_split", "value_of"]
+__all__ = ["RETRACTION", "FinalAnswer", "asked_stems", "boxed_answer", "count_parts", "extract_answer", "find_final", "is_prose", "reduce_math", "stems", "top_level_split", "value_of"]
 
 _TAIL_CHARS = 4000  # conclusions are looked for in the last 4,000 characters
 _SHORT_CHARS = 120  # a reply this short (one or two lines) is its own answer
@@ -83,8 +84,9 @@ _NAME_BEFORE = re.compile(rf"(?<![\w\\]){_NAME}\s*=\s*$")
 _EQ_BEFORE = re.compile(r"(?:=|\\approx|≈)\s*$")
 _COPULA_BEFORE = re.compile(
     r"\b(?:is|are|was|were|be|equals?|equal to|makes?|gives?|yields?|has|have|had|gets?|got|costs?|totals?|"
-    r"comes? to|remains?|left|of|needs?|takes?|earns?|pays?|spends?|sells?|buys?|reads?|uses?|saves?|receives?|"
-    r"contains?|holds?|weighs?|measures?|becomes?|answer|result|by|(?:it|that|this|there|here)'s)\b[:,]?\s*"
+    r"comes? to|remains?|left|needs?|takes?|earns?|pays?|spends?|sells?|buys?|reads?|uses?|saves?|receives?|"
+    r"contains?|holds?|weighs?|measures?|becomes?|answer|result|by|(?:total|sum|product|difference|quotient|value) of|"
+    r"(?:it|that|this|there|here)'s)\b[:,]?\s*"
     r"(?:exactly|about|approximately|around|roughly|only|now|still|a total of|in total|the|just|\\\$|\$)?\s*$",
     re.IGNORECASE)
 _COMMAND_ARG = re.compile(r"\\[A-Za-z]+\s*(?:\{[^{}]*\})?")
@@ -132,14 +134,19 @@ def _tokens(s: str) -> list[tuple[int, int, str]]:
     return sorted(out)
 
 
-def value_of(sentence: str) -> tuple[str | None, int]:
+def value_of(sentence: str, question: str | None = None) -> tuple[str | None, int]:
     """The value a sentence states and how many parts it has: ``("120", 1)`` for "The volume is 120 cubic
-    units.", ``("x = 2, x = -3", 2)`` for "The roots are x = 2 or x = -3.", ``(None, 0)`` for no value."""
+    units.", ``("x = 2, x = -3", 2)`` for "The roots are x = 2 or x = -3.", ``(None, 0)`` for no value.
+
+    Of several values: the result of ``=``; else the one followed by what ``question`` asks about ("25
+    students walk and 15 take the bus" for "How many take the bus?"); else a value the sentence starts with;
+    else the one after "is"/"has"/"of"; else the last."""
     s = sentence.replace("**", "").replace("__", "").replace("`", "").replace("\u2212", "-").strip()
     if not s:
         return None, 0
-    if not is_prose(_MATH_SPAN.sub(" ", s)) and not _PROSE_WORD.search(_MATH_SPAN.sub(" ", s)):
-        math = " ".join(_math_content(m) for m in _MATH_SPAN.finditer(s)) or s.strip().rstrip(":").strip()
+    outside = _MATH_SPAN.sub(" ", s)
+    if not is_prose(outside) and not _PROSE_WORD.search(outside):
+        math = _MATH_SPAN.sub(lambda m: _math_content(m), s).strip().rstrip(":").strip()
         if _LIST_WORDS.search(math) and len(top_level_split(_LIST_WORDS.sub(",", math), ",")) > 1:
             math = ", ".join(x.strip() for x in top_level_split(_LIST_WORDS.sub(",", _strip_end(math)), ","))
         return reduce_math(math), count_parts(math)
@@ -153,15 +160,7 @@ def value_of(sentence: str) -> tuple[str | None, int]:
             groups[-1].append(tok)
         else:
             groups.append([tok])
-
-    def before(g: list[tuple[int, int, str]]) -> str:
-        return s[max(0, g[0][0] - 40) : g[0][0]]
-
-    chosen = next((g for g in reversed(groups) if _EQ_BEFORE.search(before(g))), None)
-    chosen = chosen or next((g for g in reversed(groups) if _COPULA_BEFORE.search(before(g))), None)
-    if chosen is None:
-        lead = s[: groups[0][0][0]].strip(" *:-,([")
-        chosen = groups[0] if not _PROSE_WORD.search(lead) else groups[-1]
+    chosen = _choose(s, groups, question)
     if len(chosen) == 1:
         text = chosen[0][2]
         return reduce_math(text), count_parts(text)
@@ -170,6 +169,61 @@ def value_of(sentence: str) -> tuple[str | None, int]:
         name = _NAME_BEFORE.search(s[max(0, start - 12) : start])
         parts.append(f"{name.group().strip()} {reduce_math(text)}" if name else reduce_math(text))
     return ", ".join(parts), len(parts)
+
+
+_STOPWORDS = frozenset("the and are was were what which when where many much does did have has with that this there "
+                       "their they them from each more than into also then will would could should about after before "
+                       "total number find how you your for its give only final answer result value".split())
+_CONTENT = re.compile(r"[A-Za-z]{3,}")
+_ASKS = re.compile(r"(?:[^.?!\n]|\.(?=\d))*\?")
+
+
+def stems(text: str) -> set[str]:
+    """Content words of ``text``, lower-cased, a plural "s" dropped."""
+    return {w.lower().rstrip("s") for w in _CONTENT.findall(text) if w.lower() not in _STOPWORDS}
+
+
+def asked_stems(question: str) -> set[str]:
+    """The content words of what ``question`` asks (its last sentence with a "?", else all of it)."""
+    asks = _ASKS.findall(question)
+    return stems(asks[-1] if asks else question)
+
+
+Group = list[tuple[int, int, str]]
+
+
+def _choose(s: str, groups: list[Group], question: str | None) -> Group:
+    """Which of a sentence's value groups is its answer (see ``value_of``)."""
+    if len(groups) == 1:
+        return groups[0]
+
+    def before(g: Group) -> str:
+        return s[max(0, g[0][0] - 40) : g[0][0]]
+
+    if equals := [g for g in groups if _EQ_BEFORE.search(before(g))]:
+        return equals[-1]
+    if question:
+        given = _given(question)  # "2.5 hours is 150 minutes": 2.5 is the question's, 150 the answer
+        groups = [g for g in groups if len(g) > 1 or parse_number(g[0][2]) not in given] or groups
+        asked = asked_stems(question)
+        starts = [g[0][0] for g in groups[1:]] + [len(s)]
+        scores = [len(asked & stems(_CLAUSE_END.split(s[g[-1][1] : n], maxsplit=1)[0])) for g, n in zip(groups, starts)]
+        best = max(scores)
+        if best and scores.count(best) == 1:
+            return groups[scores.index(best)]
+    if copulas := [g for g in groups if _COPULA_BEFORE.search(before(g))]:
+        return copulas[-1]
+    lead = s[: groups[0][0][0]].strip(" *:-,([")
+    return groups[0] if not _PROSE_WORD.search(lead) else groups[-1]
+
+
+_CLAUSE_END = re.compile(r"[,;.:!?]|\b(?:and|or|so|but|which|while|is|are|was|were|be)\b")
+
+
+def _given(question: str) -> set[Fraction]:
+    """The numbers a question gives."""
+    values = (parse_number(m.group()) for m in _VALUE.finditer(question[-2000:]))
+    return {v for v in values if v is not None}
 
 
 _APPROX = re.compile(r"\\approx|≈")
@@ -212,7 +266,7 @@ def reduce_math(text: str) -> str:
     s = _strip_end(text)
     if "=" not in s and not _APPROX.search(s):
         return s
-    if len(top_level_split(s, ",")) > 1:
+    if len(top_level_split(_THOUSANDS_COMMA.sub("", s), ",")) > 1:
         return s  # "x = 2, y = -1": a multi-part answer, kept whole
     sides = top_level_split(s, "=")
     last = sides[-1]
@@ -284,13 +338,6 @@ def _has_value(text: str) -> bool:
     return _HAS_VALUE.search(text) is not None
 
 
-_STOPWORDS = frozenset("what which when where many much does have with that this there their they them from each more "
-                       "than into also then will would could should about after before total number find how".split())
-_CONTENT = re.compile(r"[A-Za-z]{4,}")
-
-
-def _stems(text: str) -> set[str]:
-    return {w.lower().rstrip("s") for w in _CONTENT.findall(text) if w.lower() not in _STOPWORDS}
 
 
 def _weak(sentences: list[_Sentence], after: int, question: str | None) -> FinalAnswer | None:
@@ -298,7 +345,7 @@ def _weak(sentences: list[_Sentence], after: int, question: str | None) -> Final
     says "X is 15" about something the question asks about. Value-free sentences ("I hope it is correct.") and
     check lines are passed over; at most four sentences with values are looked at."""
     seen = 0
-    asked = _stems(question) if question else None
+    asked = stems(question) if question else None
     for s in reversed(sentences):
         if s.start < after or seen >= 4:
             break
@@ -308,9 +355,9 @@ def _weak(sentences: list[_Sentence], after: int, question: str | None) -> Final
         seen += 1
         concludes = _CONCLUDES.match(text) is not None
         math = not _PROSE_WORD.search(_MATH_SPAN.sub(" ", text))
-        states = _STATES.search(text) is not None and (asked is None or bool(asked & _stems(text)))
+        states = _STATES.search(text) is not None and (asked is None or bool(asked & stems(text)))
         if concludes or math or states:
-            value, parts = value_of(text)
+            value, parts = value_of(text, question)
             if value is not None:
                 return FinalAnswer(value, "conclusion", s.text.strip(), s.start, s.end, parts)
     return None
@@ -385,7 +432,7 @@ def find_final(text: str, question: str | None = None) -> FinalAnswer:
             explicit = FinalAnswer(box.answer, "boxed", region[_sentence_start(region, stated.start) : box.end],
                                    stated.start, box.end, box.parts)
         elif box is None or stated.start > box.end:
-            value, parts = value_of(stated.text)
+            value, parts = value_of(stated.text, question)
             if value is not None:
                 sentence = region[_sentence_start(region, stated.start) : stated.end]
                 explicit = FinalAnswer(value, "answer_is", sentence, stated.start, stated.end, parts)
@@ -397,7 +444,7 @@ def find_final(text: str, question: str | None = None) -> FinalAnswer:
     if explicit is None:
         short = region.strip()
         if len(short) <= _SHORT_CHARS and len(_sentences(short, 0)) == 1:  # one sentence, nothing else
-            value, parts = value_of(short)
+            value, parts = value_of(short, question)
             if value is not None:
                 start = region.find(short)
                 return FinalAnswer(value, "short", short, start, start + len(short), parts)

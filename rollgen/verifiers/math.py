@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
-from rollgen.verifiers.final import boxed_answer, extract_answer, find_final, is_prose, reduce_math
+from rollgen.verifiers.final import boxed_answer, extract_answer, find_final, is_prose, reduce_math, top_level_split
 from rollgen.verifiers.mathverify import MathVerifyTimeout, equal, init_worker, warm_up
 from rollgen.verifiers.numbers import parse_number, parse_number_list
 from rollgen.verifiers.source import scorer_is_built, source_score, source_scorer
@@ -62,37 +62,42 @@ def _gold_core(gold: str) -> str:
     return gold
 
 
-_CANON_DROP = re.compile(r"\$|\\[,;!: ]|\\left|\\right|\\displaystyle")
-_CANON_TIGHT = re.compile(r"\s*([/^+*×÷=(){}\[\]\\-])\s*")
+_CANON_DROP = re.compile(r"\$|\\[,;!: ]|\\left|\\right|\\displaystyle|\s+")
 _CANON_FRAC = re.compile(r"\\[dtc]?frac\{([^{}]*)\}\{([^{}]*)\}")
 _OPERATOR = re.compile(r"[/^+*×÷]|\\frac|\\sqrt|\\cdot|\\times|(?<=\d)-(?=\d)")
+_QUESTION_MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$]+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 
 
 def _canon(s: str) -> str:
-    """Math text compared as written: wrappers and spacing around operators dropped, ``\\frac{a}{b}`` as
-    ``a/b``; other whitespace kept as one space (a word boundary)."""
-    s = _CANON_TIGHT.sub(r"\1", _CANON_DROP.sub("", s))
-    s = _CANON_FRAC.sub(r"(\1)/(\2)", s)
-    return re.sub(r"\s+", " ", re.sub(r"\((\w+)\)", r"\1", s)).strip().rstrip(".").lower()
+    """Math as written, for comparing forms: wrappers and spaces dropped, ``\\frac{a}{b}`` as ``a/b``."""
+    s = _CANON_FRAC.sub(r"(\1)/(\2)", _CANON_DROP.sub("", s))
+    return re.sub(r"\((\w+)\)", r"\1", s).replace("\\dfrac", "\\frac").rstrip(".,;:").lower()
+
+
+def _quantities(question: str) -> set[str]:
+    """What the question writes as math: each ``$...$`` (and its sides of ``=``), each bare token with a digit."""
+    out = set()
+    for m in _QUESTION_MATH.finditer(question):
+        span = next(g for g in m.groups() if g is not None)
+        out.update(_canon(x) for x in [span, *top_level_split(span, "=")])
+    out.update(_canon(t) for t in _QUESTION_MATH.sub(" ", question).split() if any(c.isdigit() for c in t))
+    return out
+
+
+def _kind(s: str) -> str:
+    return "fraction" if "/" in s or "frac" in s else "decimal" if "." in s else "other"
 
 
 def restates_question(answer: str, gold: str, question: str) -> bool:
     """Whether ``answer`` is a quantity copied from the question rather than the gold's form of it: an
-    expression (``6/8``, ``2^{10}``, ``\\sqrt{8}/2``) written in the question, that the gold does not write so."""
-    if not question or not _OPERATOR.search(answer):
+    expression the question writes (``6/8``, ``2^{10}``, ``3 + 4 \\cdot 5``), or a decimal the question
+    writes where the gold is a fraction (``0.75`` for "write 0.75 as a fraction"), that the gold does not."""
+    if not question:
         return False
-    a = _canon(reduce_math(answer)).replace(" ", "")
-    if not a or a == _canon(gold).replace(" ", "") or not _OPERATOR.search(a):
+    a, g = _canon(reduce_math(answer)), _canon(gold)
+    if not a or a == g or not (_OPERATOR.search(a) or _kind(a) != _kind(g) != "other" != _kind(a)):
         return False
-    q = _canon(question)
-    i = q.find(a)
-    while i >= 0:
-        before, after = q[i - 1 : i], q[i + len(a) : i + len(a) + 2]
-        if not (before.isalnum() or before == ".") and not (after[:1].isalnum() or after[:1] in ("/", "^")
-                                                                 or (after[:1] == "." and after[1:2].isdigit())):
-            return True
-        i = q.find(a, i + 1)
-    return False
+    return a in _quantities(question)
 
 
 _DECIMALS = re.compile(r"\.(\d+)")

@@ -134,11 +134,20 @@ class NumberList:
         else as multisets."""
         if len(self.values) != len(other.values):
             return False
-        if all(self.names) and all(other.names) and set(self.names) == set(other.names) and len(set(self.names)) > 1:
+        if self._named() and other._named():
             return dict(zip(self.names, self.values)) == dict(zip(other.names, other.values))
         if self.ordered or other.ordered:
-            return self.values == other.values
+            return self._in_order() == other._in_order()
         return sorted(self.values) == sorted(other.values)
+
+    def _named(self) -> bool:
+        return all(self.names) and len(set(self.names)) == len(self.names) > 1
+
+    def _in_order(self) -> tuple[Fraction, ...]:
+        """Named parts in the order of their names (``y = -1, x = 2`` is the tuple ``(2, -1)``)."""
+        if not self._named():
+            return self.values
+        return tuple(v for _, v in sorted(zip(self.names, self.values), key=lambda nv: str(nv[0])))
 
 
 _LIST_SPLIT = re.compile(r"\s*(?:,\s*(?:\\text\s*\{\s*(?:and|or)\s*\}|and|or)\s+|;|,(?!\d{3}(?!\d))|\\quad|\\qquad"
