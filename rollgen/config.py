@@ -369,9 +369,14 @@ class GuardsConfig(_Model):
 
 RenderingKind = Literal["plain", "boxed", "answer_is", "trailing_period", "inline_math", "reasoning", "think",
                         "units", "thousands", "no_thousands", "decimal", "fraction", "latex_frac", "boxed_fraction",
-                        "letter_paren"]
+                        "letter_paren", "answer_sentence", "number_first", "conclusion", "units_after_math",
+                        "trailing_clause", "self_check", "intermediate_box", "retracted_box", "thousands_braces",
+                        "thousands_thin_space", "thousands_bang", "thousands_inline", "scientific", "mixed_number",
+                        "multi_box", "adjacent_boxes", "or_assignments", "named_parts", "prose_list",
+                        "reordered_list", "inequality"]
 PerturbationKind = Literal["off_by_one", "sign_flip", "other_task", "empty", "question_repeated", "hedged",
-                           "buried_in_list", "truncated", "rambling"]
+                           "buried_in_list", "truncated", "rambling", "no_statement", "hedged_prose",
+                           "gold_after_answer", "missing_part", "restated_question", "unparseable_rhs"]
 
 
 class ValidateConfig(_Model):

@@ -9,8 +9,10 @@ guard it tripped, and the verifier is not called (no judge tokens spent on it). 
   this problem step by step.", the judge "master keys");
 * ``copied_from_prompt``: at least ``copy_threshold`` of the completion's sentences are the prompt's;
 * ``repetition``: a long completion that compresses below ``min_compression_ratio`` (a loop);
-* ``hedging``: several candidate answers: two different ``\\boxed{}`` (where the gold has one value), a
-  final answer with "or"/"maybe", or more numbers in the final answer than the gold has ("3, 7, 12" for 7).
+* ``hedging``: several candidate answers: boxes with other values that are neither retracted nor used by
+  the work after them, a final statement with "or", "maybe", "likely", "between 90 and 110", or more values
+  in the final answer than the gold has ("3, 7, 12" for 7; ``14{,}916`` and ``1.2 \\times 10^3`` are one
+  value, "x = 2 or x = -3" two).
 
 ``rollgen validate`` shows which guard catches which perturbation, and whether the verifier alone would
 have caught it too.
@@ -25,26 +27,24 @@ from typing import Any
 from rollgen.config import GuardsConfig
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier, verifier_name, verify
-from rollgen.verifiers.extract import (
-    all_boxed,
-    answer_region,
-    final_answer,
-    is_empty_answer,
-)
-from rollgen.verifiers.math import _NUMBER
+from rollgen.verifiers.extract import answer_region, boxes, final_answer, is_empty_answer
+from rollgen.verifiers.final import RETRACTION, FinalAnswer, count_parts, find_final, reduce_math
+from rollgen.verifiers.numbers import parse_number_list
 
 __all__ = ["GUARDS", "Guarded", "check", "guard_verdict"]
 
 GUARDS = ("truncated", "too_long", "empty", "copied_from_prompt", "repetition", "hedging")
 
 _ALTERNATION = re.compile(r"\b(?:or|either|maybe|possibly|perhaps|probably)\b", re.IGNORECASE)
-_TEX_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+_HEDGE_WORDS = re.compile(
+    r"\b(?:either|maybe|possibly|perhaps|probably|likely|might be|could (?:also )?be|not sure|unsure|I guess|"
+    r"(?:somewhere )?between\s+\S{1,30}\s+and\s+\S{1,30})\b", re.IGNORECASE)
+# "or" next to a word, not between two values ("none of these or 2, -3"; "x = 2 or x = -3" is two values).
+_OTHER_ALTERNATIVE = re.compile(r"(?<![\\\w])[A-Za-z]{2,}\s+or\b(?!\s+[a-z](?:_\w+)?\s*=)|\bor\s+(?![a-z](?:_\w+)?\s*=)[A-Za-z]{2,}",
+                                re.IGNORECASE)
 _SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
 _SPACE = re.compile(r"\s+")
-
-
-def _numbers(text: str) -> int:
-    return len(_NUMBER.findall(_TEX_FRAC.sub(r"\1/\2", text)))
+_HEDGE_TAIL = 200  # characters after the final statement read for second thoughts ("... or maybe 8")
 
 
 def _gold_texts(task: Task) -> list[str]:
@@ -75,18 +75,47 @@ def _copied_share(completion: str, prompt: str) -> float:
     return copied / total if total else 0.0
 
 
-def _hedge(region: str, golds: list[str]) -> str | None:
-    gold_values = max((_numbers(g) for g in golds), default=0)
-    boxes = {_SPACE.sub("", b) for b in all_boxed(region)}
-    if len(boxes) > max(1, gold_values):
-        return f"{len(boxes)} different \\boxed{{}} answers"
-    answer, rule = final_answer(region)
-    if answer is None or rule not in ("boxed", "answer_is"):
+def _values(answer: str) -> int:
+    """How many values an answer has: ``(2, -1)`` two, ``14{,}916`` and ``1.2 \times 10^3`` one."""
+    numbers = parse_number_list(answer)
+    return len(numbers.values) if numbers is not None else count_parts(answer)
+
+
+def _unused_boxes(region: str, final: FinalAnswer) -> int:
+    """Boxes before the final answer with another value that are neither retracted ("Wait, that is wrong")
+    nor used by the work after them (an intermediate result ``\boxed{4}`` followed by ``4 \times 5``)."""
+    extra = set()
+    for b in boxes(region, limit=16):
+        if b.end > final.start or final.answer is None:
+            break
+        value = _SPACE.sub("", reduce_math(b.text))
+        after = region[b.end : final.start]
+        if value == _SPACE.sub("", final.answer) or value in extra or RETRACTION.search(after):
+            continue
+        if re.search(rf"(?<![\d.]){re.escape(value)}(?![\d.])", _SPACE.sub("", after)):
+            continue  # used later: an intermediate result
+        extra.add(value)
+    return len(extra)
+
+
+def _hedge(region: str, golds: list[str], question: str) -> str | None:
+    gold_values = max((_values(g) for g in golds), default=1)
+    final = find_final(region, question)
+    if final.answer is None:  # no math answer: the generic last box / "answer is" (text answers)
+        answer, rule = final_answer(region)
+        if answer is not None and rule in ("boxed", "answer_is") and _ALTERNATION.search(answer) and not any(
+                _ALTERNATION.search(g) for g in golds):
+            return f"the final answer hedges: {answer[:80]!r}"
         return None
-    if _ALTERNATION.search(answer) and not any(_ALTERNATION.search(g) for g in golds):
-        return f"the final answer hedges: {answer[:80]!r}"
-    if gold_values and _numbers(answer) > gold_values:
-        return f"{_numbers(answer)} numbers in the final answer where the gold answer has {gold_values}: {answer[:80]!r}"
+    if extra := _unused_boxes(region, final):
+        return f"{extra + 1} different \\boxed{{}} answers"
+    zone = final.statement + " " + region[final.end : final.end + _HEDGE_TAIL]
+    if (m := _HEDGE_WORDS.search(zone)) and not any(_HEDGE_WORDS.search(g) or _ALTERNATION.search(g) for g in golds):
+        return f"the final answer hedges ({m.group()!r}): {final.statement[:80]!r}"
+    if (m := _OTHER_ALTERNATIVE.search(final.statement)) and not any(_ALTERNATION.search(g) for g in golds):
+        return f"the final answer offers an alternative ({m.group()!r}): {final.statement[:80]!r}"
+    if final.parts > gold_values:
+        return f"{final.parts} values in the final answer where the gold answer has {gold_values}: {final.answer[:80]!r}"
     return None
 
 
@@ -114,7 +143,7 @@ def check(cfg: GuardsConfig, task: Task, rollout: Rollout) -> list[tuple[str, st
         ratio = len(zlib.compress(raw, 6)) / len(raw)
         if ratio < cfg.min_compression_ratio:
             trips.append(("repetition", f"compresses to {ratio:.3f} of its size (a loop)"))
-    if cfg.hedging and (reason := _hedge(region, _gold_texts(task))):
+    if cfg.hedging and (reason := _hedge(region, _gold_texts(task), _prompt_text(task))):
         trips.append(("hedging", reason))
     return trips
 

@@ -63,7 +63,7 @@ def test_gold_answer_in_any_form_scores_1_and_wrong_answers_0(generated: list[Ta
         for text, rule in [
             (f"Let me think. 2 + 2 = 4. So the result is \\boxed{{{gold}}}.", "boxed"),
             (f"Adding up 3 and 9 ... The answer is {gold}.", "answer_is"),
-            (gold, "last_number"),
+            (gold, "short"),
         ]:
             reward, details = score_text(text, gold)
             assert (reward, details["rule"], details["method"]) == (1.0, rule, "numeric"), text
@@ -98,14 +98,18 @@ def test_verifier_scores_generated_tasks_without_starting_workers(generated: lis
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("\\boxed{1} then \\boxed{\\frac{2}{3}}", ("\\frac{2}{3}", "boxed")),
+        ("\\boxed{1}. Then \\boxed{\\frac{2}{3}}", ("\\frac{2}{3}", "boxed")),
+        ("\\boxed{2} and \\boxed{-3}", ("2, -3", "boxed")),
         ("\\boxed{5} and a truncated \\boxed{\\frac{1", ("5", "boxed")),
         ("so \\fbox{7}", ("7", "boxed")),
         ("<think>maybe \\boxed{3}</think>The answer is 4.", ("4", "answer_is")),
-        ("The answer is 3. Wait, no: Final Answer: $-2$", ("$-2$", "answer_is")),
-        ("**Answer:** 12 apples", ("12 apples", "answer_is")),
-        ("10 - 4 = 6, so we get 6", ("6", "last_number")),
-        ("a total of 1,250 and then -3", ("-3", "last_number")),
+        ("The answer is 3. Wait, no: Final Answer: $-2$", ("-2", "answer_is")),
+        ("**Answer:** 12 apples", ("12", "answer_is")),
+        ("Final Answer: The volume is 120. I hope it is correct.", ("120", "answer_is")),
+        ("10 - 4 = 6, so we get 6", ("6", "short")),
+        ("She had 23. So she has 15 apples left after giving 8 to her brother.", ("15", "conclusion")),
+        ("It takes her 3 1/2 hours.", ("3 1/2", "short")),
+        ("14", ("14", "short")),
         ("I do not know", (None, "none")),
         ("", (None, "none")),
     ],
@@ -114,10 +118,20 @@ def test_extract_answer_rules(text: str, expected: tuple[str | None, str]) -> No
     assert extract_answer(text) == expected
 
 
-def test_last_number_found_in_long_text() -> None:
-    text = "x " * 5000 + "result 41 " + "filler " * 500 + "and finally 42 done"
-    assert extract_answer(text) == ("42", "last_number")
-    assert extract_answer("12345" + "x" * 5000) == ("12345", "last_number")
+def test_a_sentence_about_something_the_question_does_not_ask_is_not_the_answer() -> None:
+    question = "A farmer has 3 cows and buys 4 more cows at the market. How many cows does the farmer have now?"
+    text = "The farmer has 3 cows. He buys 4 more. A week has 7 days."
+    assert extract_answer(text, question) == ("3", "conclusion")
+    assert score_text(text, "7", question=question)[0] == 0.0
+    assert extract_answer(text) == ("7", "conclusion")  # without the question, "has 7" reads as a statement
+    assert score_text("He buys 4 more, so the farmer now has 7 cows.", "7", question=question)[0] == 1.0
+
+
+def test_a_stated_answer_is_found_in_long_text_and_an_unstated_number_is_not() -> None:
+    text = "x " * 5000 + "result 41 " + "filler " * 500 + "Therefore, the total is 42. I hope it is correct."
+    assert extract_answer(text) == ("42", "conclusion")
+    assert extract_answer("x " * 5000 + "result 41 " + "filler " * 500 + "and finally 42 done") == (None, "none")
+    assert extract_answer("12345" + "x" * 5000) == (None, "none")
 
 
 @pytest.mark.parametrize(
@@ -133,6 +147,18 @@ def test_last_number_found_in_long_text() -> None:
         ("12", "\\boxed{12 \\text{ cm}}"),
         ("18", "The answer is \\$18.00"),
         ("5", "\\boxed{x = 5}"),
+        ("1/12", "The answer is 0.0833333."),  # no exact decimal: six places agree, as in math-verify
+        ("7/2", "It takes 3 1/2 hours."),
+        ("7/2", "\\boxed{3\\frac{1}{2}}"),
+        ("14916", "The answer is $14{,}916$."),
+        ("1000000", "\\boxed{1\\,000\\,000}"),
+        ("11111", "\\boxed{11,\\!111}"),
+        ("1200", "\\boxed{1.2 \\times 10^3}"),
+        ("2.74", "Answer: 2,74"),
+        ("-2, 3", "The roots are x = -2 or x = 3."),
+        ("-2, 3", "\\boxed{3} and \\boxed{-2}"),
+        ("(2, -1)", "\\boxed{x = 2, y = -1}"),
+        ("1, 2, 3", "The solutions are 1, 2, and 3."),
     ],
 )
 def test_numeric_equivalences(gold: str, completion: str) -> None:
@@ -142,11 +168,17 @@ def test_numeric_equivalences(gold: str, completion: str) -> None:
 
 @pytest.mark.parametrize(
     ("gold", "completion"),
-    [("0.5", "\\boxed{0.51}"), ("1/3", "\\boxed{0.333333}"), ("1000", "\\boxed{100}"), ("7", "\\boxed{-7}")],
+    [("0.5", "\\boxed{0.51}"), ("1/3", "\\boxed{0.33333}"), ("0.5", "\\boxed{0.5000001}"), ("1000", "\\boxed{100}"),
+     ("7", "\\boxed{-7}"), ("2", "\\boxed{1,2}"), ("(2, -1)", "\\boxed{(-1, 2)}")],
 )
 def test_numeric_comparison_is_exact(gold: str, completion: str) -> None:
     reward, details = score_text(completion, gold)
     assert (reward, details["method"]) == (0.0, "numeric")
+
+
+def test_a_list_that_goes_on_is_not_the_list() -> None:
+    assert score_text("The solutions are $1, 2, 3, \\ldots$", "1, 2, 3")[0] == 0.0
+    assert score_text("$1, 2, 3, ...$", "1, 2, 3")[0] == 0.0
 
 
 def test_details_always_have_the_four_keys() -> None:
@@ -157,7 +189,7 @@ def test_details_always_have_the_four_keys() -> None:
 
 
 def test_parse_number_rejects_non_numbers_and_huge_inputs() -> None:
-    for text in ["\\sqrt{2}", "2 pi", "1,2", "3/0", "x+1", "1e99999", "9" * 5000]:
+    for text in ["\\sqrt{2}", "2 pi", "1,2", "3/0", "x+1", "1e99999", "9" * 5000, "3 hundred", "3 4/2"]:
         assert parse_number(text) is None, text
 
 
@@ -418,3 +450,66 @@ def test_write_tasks_round_trips(tmp_path: Path) -> None:
     assert write_tasks(path, tasks) == 2
     assert list(read_tasks(path)) == tasks
     assert [p.name for p in path.parent.iterdir()] == ["out.jsonl"]
+
+
+# ---------------------------------------------------------------- the task source's own scorer
+
+
+def _verify(v: MathVerifier, task: Task, text: str) -> tuple[float, dict]:
+    verdict = asyncio.run(v.verify(task, rollout(text)))
+    return verdict.reward, verdict.details
+
+
+@pytest.fixture(scope="module")
+def fractions(tmp_path_factory: pytest.TempPathFactory) -> list[Task]:
+    """Real fraction_simplification tasks: "Simplify the fraction 17080/42490 to its lowest terms"."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ROLLGEN_CACHE_DIR", str(tmp_path_factory.mktemp("rg-fractions")))
+        params = MathServer.Params(generators=["fraction_simplification"], generator_config={}, size=6, seed=3)
+        return list(MathServer(params).tasks())
+
+
+def test_lowest_terms_is_part_of_a_fraction_tasks_answer(fractions: list[Task]) -> None:
+    v = MathVerifier(MathVerifier.Params())
+    for t in fractions:
+        m = t.metadata
+        assert m["source_dataset"] == "fraction_simplification" and m["source_config"] == {}
+        num, den = m["simplified_numerator"], m["simplified_denominator"]
+        for text in (f"\\boxed{{{num}/{den}}}", f"The answer is $\\frac{{{num}}}{{{den}}}$.", f"\\boxed{{\\dfrac{{{num}}}{{{den}}}}}"):
+            reward, details = _verify(v, t, text)
+            assert (reward, details["method"], details["source_score"]) == (1.0, "source", 1.0), text
+        # Equal in value, but not in lowest terms: the question's own fraction, and another multiple.
+        for text in (f"\\boxed{{{m['numerator']}/{m['denominator']}}}", f"\\boxed{{\\frac{{{2 * num}}}{{{2 * den}}}}}"):
+            reward, details = _verify(v, t, text)
+            assert (reward, details["method"]) == (0.0, "source") and details["source_score"] < 1, text
+    assert v._pool is None  # the source's scorer decided; math-verify never started
+    # Without the source's scorer, value equality accepts the unreduced multiple (not the question's own).
+    plain = MathVerifier(MathVerifier.Params(source_scorer=False))
+    t = fractions[0]
+    num, den = t.metadata["simplified_numerator"], t.metadata["simplified_denominator"]
+    assert _verify(plain, t, f"\\boxed{{{2 * num}/{2 * den}}}")[0] == 1.0
+    reward, details = _verify(plain, t, f"\\boxed{{{t.metadata['numerator']}/{t.metadata['denominator']}}}")
+    assert reward == 0.0 and details["restates_question"] is True
+
+
+def test_datasets_with_the_default_scorer_are_left_to_the_math_verifier(generated: list[Task]) -> None:
+    v = MathVerifier(MathVerifier.Params())
+    by_source = {t.metadata["source_dataset"]: t for t in generated}
+    reward, details = _verify(v, by_source["basic_arithmetic"], f"The answer is {by_source['basic_arithmetic'].answer}.")
+    assert (reward, details["method"]) == (1.0, "numeric") and "source_score" not in details
+    reward, details = _verify(v, by_source["chain_sum"], f"\\boxed{{{by_source['chain_sum'].answer}}}")
+    assert (reward, details["method"]) == (1.0, "source")  # chain_sum scores decimals itself
+
+
+def test_a_scorer_that_raises_leaves_the_answer_to_the_math_verifier(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rollgen.verifiers.source as source
+
+    def broken(answer: str | None, entry: dict) -> float:
+        raise KeyError("simplified_numerator")
+
+    monkeypatch.setitem(source._BUILT, ("broken_gen", "{}"), broken)
+    task = Task(id="t", prompt="q", answer="3/4", metadata={"source_dataset": "broken_gen"})
+    reward, details = _verify(MathVerifier(MathVerifier.Params()), task, "\\boxed{0.75}")
+    assert (reward, details["method"]) == (1.0, "numeric") and "KeyError" in details["source_error"]
+    unknown = Task(id="u", prompt="q", answer="3/4", metadata={"source_dataset": "no_such_generator"})
+    assert _verify(MathVerifier(MathVerifier.Params()), unknown, "\\boxed{3/4}")[1]["method"] == "numeric"

@@ -157,6 +157,7 @@ def _generate(p: MathServer.Params) -> Iterator[Task]:
         for index, entry in enumerate(dataset):
             meta = json.loads(json.dumps(entry.get("metadata") or {}, default=str))
             meta.update(source_dataset=meta.get("source_dataset", name), question=entry["question"])
+            meta.setdefault("source_config", options)  # the generator's options: its scorer is built with them
             yield Task(id=f"{name}-{p.seed}-{index}", prompt=entry["question"], answer=entry["answer"], metadata=meta)
 
 

@@ -3,10 +3,18 @@ perturbations of it (must score 0).
 
 Numbers get the renderings people and models write (``0.5`` / ``1/2`` / ``\\frac{1}{2}`` / ``\\boxed{1/2}``,
 ``1,000`` / ``1000``, units, a trailing period, "The answer is 12.", reasoning before the answer, a wrong
-guess inside ``<think>``) and the numeric perturbations (off by one, sign flip). Every gold gets the
-generic perturbations: another task's answer, empty, the question repeated, a hedge ("7 or 8"), the right
-answer buried in a list, output truncated mid-way (``finish_reason=length``), a long rambling answer.
-Kinds that do not apply to a gold (a sign flip of 0, thousands of 12) are skipped, not counted.
+guess inside ``<think>``), the ways real replies state them (a sentence after "Final Answer:", the number
+first, a concluding sentence, units after the math, a clause or a self-check after the answer, an
+intermediate box before the final statement, a retracted box then the corrected one, LaTeX thousands
+separators, scientific notation, mixed numbers) and the numeric perturbations (off by one, sign flip).
+Multi-part golds (``2, -3``, ``(2, -1)``) get one box per part, boxes side by side, "x = 2 or x = -3",
+named parts, a prose list and the list reordered; an interval gets its inequality (``rollgen.verifiers.
+parts_cases``). Every gold gets the generic perturbations: another task's answer, empty, the question
+repeated, a hedge ("7 or 8", or in prose: "between 90 and 110, likely around 100"), the right answer
+buried in a list, output truncated mid-way (``finish_reason=length``), a long rambling answer, a reply
+that never states an answer but ends on the gold's number, the question's own quantity restated as the
+answer (``\\boxed{6/8}`` for "simplify 6/8") and ``6/8 = ?``. Kinds that do not apply to a gold (a sign
+flip of 0, thousands of 12) are skipped, not counted.
 
 A verifier whose answers are not short final answers (JSON, code) brings its own cases: a method
 ``validation_cases(task, other_task) -> list[Case] | None`` (see ``JsonSchemaVerifier`` and ``CodeTests``).
@@ -21,14 +29,18 @@ from decimal import Decimal, localcontext
 from fractions import Fraction
 
 from rollgen.records import Task
-from rollgen.verifiers.math import parse_number
+from rollgen.verifiers.numbers import parse_number
+from rollgen.verifiers.parts_cases import PART_RENDERINGS, QUESTION_PERTURBATIONS, part_renderings, question_perturbations
 
 __all__ = ["PERTURBATIONS", "RENDERINGS", "Case", "equivalent", "perturbations", "render_number", "renderings"]
 
 RENDERINGS = ("plain", "boxed", "answer_is", "trailing_period", "inline_math", "reasoning", "think", "units",
-              "thousands", "no_thousands", "decimal", "fraction", "latex_frac", "boxed_fraction", "letter_paren")
+              "thousands", "no_thousands", "decimal", "fraction", "latex_frac", "boxed_fraction", "letter_paren",
+              "answer_sentence", "number_first", "conclusion", "units_after_math", "trailing_clause", "self_check",
+              "intermediate_box", "retracted_box", "thousands_braces", "thousands_thin_space", "thousands_bang",
+              "thousands_inline", "scientific", "mixed_number", *PART_RENDERINGS)
 PERTURBATIONS = ("off_by_one", "sign_flip", "other_task", "empty", "question_repeated", "hedged", "buried_in_list",
-                 "truncated", "rambling")
+                 "truncated", "rambling", "no_statement", "hedged_prose", "gold_after_answer", *QUESTION_PERTURBATIONS)
 
 _LETTER = re.compile(r"\(?([A-J])\)?")
 _MAX_DENOMINATOR = 10_000  # fraction renderings only for "nice" fractions
@@ -106,11 +118,46 @@ def renderings(gold: str, kinds: set[str] | None = None) -> list[Case]:
                 out["fraction"] = f"The answer is {value.numerator}/{value.denominator}."
                 out["latex_frac"] = f"\\boxed{{{_frac_tex(value)}}}"
                 out["boxed_fraction"] = f"\\boxed{{{value.numerator}/{value.denominator}}}"
+        out.update(_statements(value, c))
     else:
         out["think"] = f"<think>\nIt could be something else, let me check.\n</think>\nThe answer is \\boxed{{{g}}}."
+        out.update(part_renderings(g))
         if m := _LETTER.fullmatch(g):
             out["letter_paren"] = f"The correct option is ({m.group(1)})."
     return [Case(k, True, text) for k, text in out.items() if kinds is None or k in kinds]
+
+
+def _statements(value: Fraction, c: str) -> dict[str, str]:
+    """How real replies state a number: in a sentence, after the work, with a check or a retraction."""
+    other, wrong = render_number(value + 5), render_number(value + 1)
+    k = 8 if value != 8 else 9
+    out = {
+        "answer_sentence": f"Final Answer: The result is {c}. I hope it is correct.",
+        "number_first": f"The answer is: {c} students take the bus.",
+        "conclusion": ("First I write down what is given.\nNext I combine the quantities one step at a time.\n"
+                       f"Therefore, the total is {c}."),
+        "units_after_math": f"So the length is ${c}$ cm.",
+        "trailing_clause": f"She started with some apples. So she has {c} apples left after giving {k} to her brother.",
+        "self_check": f"The answer is \\boxed{{{c}}}.\nCheck: {c} + {k} = {render_number(value + k)}, which matches.",
+        "intermediate_box": (f"The first part is \\boxed{{{other}}}.\nThen we take {other} and combine it with the rest.\n"
+                             f"Therefore, the final result is {c}."),
+        "retracted_box": (f"So the answer is \\boxed{{{wrong}}}.\nWait, that is wrong: I dropped a term. Redoing the "
+                          f"last step gives {c}.\nSo the answer is \\boxed{{{c}}}."),
+    }
+    if value.denominator == 1 and abs(value) >= 1000:
+        grouped = f"{value.numerator:,}"
+        out["thousands_braces"] = f"The answer is ${grouped.replace(',', '{,}')}$."
+        out["thousands_thin_space"] = f"\\boxed{{{grouped.replace(',', chr(92) + ',')}}}"
+        out["thousands_bang"] = f"\\boxed{{{grouped.replace(',', ',' + chr(92) + '!')}}}"
+        out["thousands_inline"] = f"So the total is ${grouped}$."
+        digits = len(str(abs(value.numerator))) - 1
+        mantissa = render_number(value / 10**digits)
+        out["scientific"] = f"\\boxed{{{mantissa} \\times 10^{{{digits}}}}}"
+    if value > 1 and value.denominator != 1 and value.denominator <= 16:
+        whole = value.numerator // value.denominator
+        rest = value - whole
+        out["mixed_number"] = f"It takes {whole} {rest.numerator}/{rest.denominator} hours."
+    return out
 
 
 def equivalent(a: str, b: str) -> bool:
@@ -165,4 +212,12 @@ def perturbations(task: Task, gold: str, other: str | None, kinds: set[str] | No
     add("truncated", f"Let me work through this step by step. First we find {g}, and then we still need to",
         finish_reason="length")
     add("rambling", _rambling(g, near, rambling_chars, rng))
+    add("no_statement", "Let me think about the numbers in this problem one at a time.\nIt is easy to make a "
+                        f"mistake here, like the one in exercise {g}")
+    add("hedged_prose", f"I am not completely sure. The result is somewhere between {near[0]} and {near[2]}, likely "
+                        f"around {g}.")
+    if value is not None:
+        add("gold_after_answer", f"The answer is {near[1]}, which is what is left after giving {g} away.")
+    for kind, text in question_perturbations(_question(task), gold).items():
+        add(kind, text)
     return list(out.values())

@@ -19,12 +19,14 @@ from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.extract import (
     Extract,
+    answer_is,
     answer_region,
     final_answer,
     gold_answers,
+    last_boxed,
     strip_wrappers,
 )
-from rollgen.verifiers.math import _answer_is, _last_boxed, parse_number
+from rollgen.verifiers.numbers import parse_number
 
 __all__ = ["ExactMatch", "FormatCheck", "MultipleChoice", "NormalizedMatch", "RegexMatch", "normalize_text"]
 
@@ -184,7 +186,7 @@ class MultipleChoice(Verifier):
 
     def _choose(self, region: str) -> tuple[str | None, str, bool]:
         valid = self.params.letters
-        for rule, find in (("boxed", _last_boxed), ("answer_is", _answer_is)):
+        for rule, find in (("boxed", last_boxed), ("answer_is", answer_is)):
             cand = find(region)
             if cand and (m := _LEAD.match(cand)) and m.group(1) in valid:
                 return m.group(1), rule, self._hedge(cand)

@@ -1,0 +1,108 @@
+"""The task source's own scorer: reasoning-gym's ``score_answer`` for tasks its generators made.
+
+A generator knows what its answer must look like where value equality does not: ``fraction_simplification``
+wants the fraction in lowest terms (``6/8`` equals ``3/4`` but does not answer "simplify to lowest terms"),
+``decimal_arithmetic`` accepts an error in the last decimal place. The math verifier asks this scorer first
+for a task whose ``metadata.source_dataset`` names a reasoning-gym dataset with a scorer of its own; datasets
+whose scorer is the base class's exact string match are left to the math verifier, which knows more renderings.
+
+The scorer gets the extracted final answer as written (and its plain-text forms: wrappers and units removed,
+``\\frac{a}{b}`` as ``a/b``), never a reduced or recomputed value. ``metadata.source_config`` (the generator's
+options, which the math server records) builds the dataset the scorer belongs to, so settings such as
+``decimal_arithmetic``'s precision are the task's own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from rollgen.records import Task
+from rollgen.verifiers.numbers import plain_answer
+
+__all__ = ["scorer_is_built", "source_score", "source_scorer"]
+
+_TEX_FRAC = re.compile(r"\\[dtc]?frac\s*\{\s*([^{}]+?)\s*\}\s*\{\s*([^{}]+?)\s*\}")
+
+Scorer = Callable[[str | None, dict[str, Any]], float]
+
+
+_BUILT: dict[tuple[str, str], Scorer | None] = {}
+
+
+def _scorer(name: str, config_json: str) -> Scorer | None:
+    key = (name, config_json)
+    if key not in _BUILT:
+        if len(_BUILT) >= 256:  # one entry per dataset and generator config: only a strange task file gets here
+            _BUILT.clear()
+        _BUILT[key] = _build(name, config_json)
+    return _BUILT[key]
+
+
+def _build(name: str, config_json: str) -> Scorer | None:
+    """The ``score_answer`` of reasoning-gym dataset ``name`` built with ``config_json``, or None when the
+    dataset is unknown or keeps the base class's exact-match scorer."""
+    try:
+        from reasoning_gym.dataset import ProceduralDataset
+        from reasoning_gym.factory import DATASETS
+    except ImportError:
+        return None
+    if name not in DATASETS:
+        return None
+    dataset_cls, config_cls = DATASETS[name]
+    if getattr(dataset_cls, "score_answer", None) is ProceduralDataset.score_answer:
+        return None
+    options = json.loads(config_json)
+    try:
+        config = config_cls(**options)
+    except (TypeError, ValueError, AssertionError):
+        config = config_cls()
+    try:
+        return dataset_cls(config=config).score_answer
+    except (TypeError, ValueError, AssertionError, OSError):
+        return None
+
+
+def _key(task: Task) -> tuple[str, str] | None:
+    meta = task.metadata or {}
+    name = meta.get("source_dataset")
+    if not isinstance(name, str) or task.answer is None:
+        return None
+    options = meta.get("source_config")
+    return name, json.dumps(options if isinstance(options, dict) else {}, sort_keys=True, default=str)
+
+
+def scorer_is_built(task: Task) -> bool:
+    """Whether ``source_scorer(task)`` returns at once (no reasoning-gym import or dataset to build first)."""
+    key = _key(task)
+    return key is None or key in _BUILT
+
+
+def source_scorer(task: Task) -> Callable[[str], float] | None:
+    """A function scoring an answer string with the task source's own scorer, or None when there is none.
+    The first call for a dataset imports reasoning-gym and builds it (seconds): call it off the event loop
+    unless ``scorer_is_built``."""
+    key = _key(task)
+    if key is None:
+        return None
+    scorer = _scorer(*key)
+    if scorer is None:
+        return None
+    meta = task.metadata
+    entry = {"question": meta.get("question", ""), "answer": task.answer if isinstance(task.answer, str)
+             else str(task.answer), "metadata": meta}
+    return lambda answer: float(scorer(answer, entry))
+
+
+def _forms(answer: str) -> list[str]:
+    """The answer as written, without wrappers and units, and with ``\\frac{a}{b}`` written ``a/b``."""
+    plain = plain_answer(answer)
+    forms = [answer.strip(), plain, _TEX_FRAC.sub(r"\1/\2", plain)]
+    return list(dict.fromkeys(f for f in forms if f))
+
+
+def source_score(scorer: Callable[[str], float], answer: str) -> float:
+    """The best score of ``answer``'s forms (see ``_forms``). Raises what the scorer raises."""
+    return max(scorer(form) for form in _forms(answer))
