@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rollgen import compose
@@ -75,6 +77,24 @@ def test_bad_config_names_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError) as e:
         compose(["policy=openai", override] if override.startswith("policy.") else [override], output_dir="x")
     assert any(line.startswith(key) for line in e.value.lines), e.value.lines
+
+
+@pytest.mark.parametrize(("setting", "name", "off"), [
+    ("quality.min_reward_threshold=0.5", "reward", "set it to 0"),
+    ("+quality.filters.reward.criteria.format=1.0", "reward", "leave it empty"),
+    ("quality.filters.decontaminate.eval_files=[{tmp}/aime.jsonl]", "decontaminate", "leave it empty"),
+    ("+quality.filters.stratify.targets.easy=1.0", "stratify", "leave it empty"),
+])
+def test_a_setting_for_a_filter_outside_the_chain_is_an_error(tmp_path: Path, setting: str, name: str, off: str) -> None:
+    (tmp_path / "aime.jsonl").write_text('{"question": "What is 1 + 1?", "answer": "2"}\n')
+    setting = setting.format(tmp=tmp_path)
+    base = ["quality.chain=[status,near_dedup]", "quality.min_reward_threshold=0"]  # sampler=sft sets 0.8
+    with pytest.raises(ConfigError) as e:  # it would do nothing: e.g. the eval files would not be checked
+        compose([*base, setting], output_dir="x")
+    [line] = e.value.lines
+    key = setting.lstrip("+").split("=")[0].removeprefix("quality.").removesuffix(".format").removesuffix(".easy")
+    assert line.startswith(f"quality: {key}=") and line.endswith(f" has no effect: add `{name}` to quality.chain or {off}")
+    compose([*base, setting, f"quality.chain=[status,near_dedup,{name}]"], output_dir="x")  # with the filter: fine
 
 
 def test_all_errors_reported_at_once() -> None:

@@ -106,6 +106,24 @@ def test_dpo_presets_end_to_end(tmp_path: Path) -> None:
     assert report["dataset"]["train"] == len(by_task)
 
 
+def test_curate_says_which_filter_left_no_rows_and_forgets_it_once_rows_return(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _collect(tmp_path, FakeOpenAI(correct_rate=0.0), "quality.min_reward_threshold=0.0")
+    assert json.loads((run / "report.json").read_text())["empty"] == []
+    assert curate.main([str(run), "quality.min_reward_threshold=0.5"]) == 0
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("rollgen curate: 0 dataset rows: the quality filter `reward` dropped the last 80 of 80 "
+                           "rollouts (reward < 0.5: 80)"), line
+    report = json.loads((run / "report.json").read_text())
+    assert report["kept"]["dataset_rows"] == 0 and report["empty"] == [line.removeprefix("rollgen curate: ")]
+    assert "## No data" in (run / "report.md").read_text()
+    assert curate.main([str(run), "quality.min_reward_threshold=0.0"]) == 0  # rows again: the note goes
+    assert capsys.readouterr().err == ""
+    report = json.loads((run / "report.json").read_text())
+    assert report["kept"]["dataset_rows"] > 0 and report["empty"] == []
+    assert "## No data" not in (run / "report.md").read_text()
+
+
 def test_curate_rebuilds_a_missing_report_and_can_skip_plots(tmp_path: Path) -> None:
     run = _collect(tmp_path, FakeOpenAI(correct_rate=0.5, seed=4), "quality.min_reward_threshold=0.0")
     (run / "report.json").unlink()
