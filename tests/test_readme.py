@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from rollgen.commands import SUBCOMMANDS
 from tests.conftest import serve_in_thread
 from tests.fakes import FakeOpenAI
 
@@ -37,8 +38,8 @@ README = ROOT / "README.md"
 
 # README commands not run here, each with the reason (the exact command text, comments and spacing aside).
 NOT_RUN = {
-    "pip install -e '.[local]'": "installs rollgen; the test runs in the environment that made",
-    "pip install -e '.[dev]'": "installs the test tools; the test runs in the environment that made",
+    "pip install -e '.[local]'": "installs rollgen and its model; this test runs in the environment it made",
+    "pip install -e '.[dev]'": "installs the test tools; this test runs in the environment it made",
     "pytest": "the test suite itself, this file included",
     "MODEL_PATH=Qwen/Qwen2.5-0.5B-Instruct NGPUS=8 bash outputs/<date>/<time>/export/verl/train.sh":
         "trains a model on 8 GPUs; tests/test_integration_verl.py runs train.sh with the launcher stubbed",
@@ -68,7 +69,6 @@ EXIT = {
     "python -m rollgen validate verifier=exact server.size=200": 1,
     "rollgen dataset validate my_pairs.jsonl --format dpo": 1,
 }
-SUBCOMMANDS = ("validate", "verify", "curate", "dataset", "compare")
 ENDPOINT = "http://localhost:8000/v1"  # in Python blocks: replaced by the fake's URL
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 PROGRAMS = {"python", "rollgen", "pip", "pytest", "bash", "uv"}
@@ -92,13 +92,9 @@ class Command:
     python: bool = False  # a Python block, run with ``python -c``
 
     @property
-    def tokens(self) -> list[str]:
-        return shlex.split(self.text)
-
-    @property
     def split(self) -> tuple[dict[str, str], list[str]]:
         """(environment assignments in front, the command's words)."""
-        tokens, env = self.tokens, {}
+        tokens, env = shlex.split(self.text), {}
         while tokens and ENV_ASSIGNMENT.match(tokens[0]):
             key, _, value = tokens.pop(0).partition("=")
             env[key] = value
