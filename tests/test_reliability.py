@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import rollgen
-from rollgen.engine import UserError
+from rollgen.engine import EndpointUnreachable, UserError
 from rollgen.rundir import read_jsonl
 from tests.conftest import serve_in_thread, write_arith_tasks
 from tests.fakes import FakeOpenAI
@@ -247,6 +247,19 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path: Path, args: list
                         "progress=false", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr
     assert expected in p.stderr and "Traceback" not in p.stderr
+
+
+def test_key_echoed_by_server_is_redacted(tmp_path: Path, tasks_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-echo-SECRET-0987654321"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    fake = FakeOpenAI(api_key="something-else")  # 401 whose body we make echo the header below
+    with serve_in_thread(fake) as url, pytest.raises(EndpointUnreachable) as err:
+        rollgen.run(_cfg(tmp_path, url, tasks_file))  # the key is checked before any rollout
+    assert "HTTP 401" in str(err.value) and secret not in str(err.value) and "[redacted]" in str(err.value)
+    assert fake.requests == 0  # no completion request was sent
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace")
 
 
 def test_key_echoed_in_error_bodies_is_redacted(tmp_path: Path, tasks_file: Path,
