@@ -105,12 +105,12 @@ async def _collect(cfg: RunConfig, rd: RunDir, server: Any, verifier: Any, polic
 
 def _materialize_tasks(cfg: RunConfig, rd: RunDir, server: Any) -> int:
     """Write the tasks to the run dir (resume reads them back); a bad task file stops here, before any request."""
-    from rollgen.servers.taskfile import TaskFileError
+    from rollgen.servers import TaskSourceError
 
     server.on_bad_row = cfg.on_bad_row
     try:
         n = write_jsonl(rd.tasks, islice(server.tasks(), cfg.limit))
-    except TaskFileError as e:
+    except TaskSourceError as e:
         raise UserError(str(e)) from None
     if n == 0:
         raise UserError("no tasks to collect" + (f" ({len(server.bad_rows)} bad rows skipped)" if server.bad_rows else

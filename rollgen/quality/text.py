@@ -5,15 +5,25 @@ each math or code symbol (``+ - * / = < > ^ % $ \\ { } ( ) [ ] | & ~ # @``) on i
 punctuation and whitespace only separate them. So "The answer, is 42!" and "the answer is 42" have
 the same words, and "6 - 2" and "6 + 2" do not. Hashes are deterministic across
 processes (no ``hash()``), so a re-run of ``rollgen curate`` makes the same decisions.
+
+Prompts of templated problems differ only in their numbers ("Calculate 5 + 9." / "Calculate -9 + 9."),
+so for prompts the numbers and math symbols are made significant: ``prompt_shingles`` salts every
+shingle with ``math_skeleton`` (the sequence of numbers and symbols), and two prompts whose skeletons
+differ share no shingle at all. ``prompt_key`` is the exact key of a normalised prompt (Unicode NFKC,
+case, whitespace and sentence punctuation ignored) that splits and split checks group by.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+import unicodedata
 
 import numpy as np
 
-__all__ = ["MinHasher", "P", "exact_key", "mix", "ngram_hashes", "shingles", "word_spans", "words"]
+__all__ = ["MinHasher", "P", "answer_key", "exact_key", "exact_jaccard", "math_skeleton", "mix", "ngram_hashes", "prompt_key",
+           "prompt_shingles", "shingles", "word_spans", "words"]
 
 _WORD = np.zeros(256, dtype=np.int8)  # 1: part of a word, 2: a symbol that is a word by itself, 0: separator
 _WORD[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz0123456789_", dtype=np.uint8)] = 1
@@ -94,6 +104,57 @@ def shingles(tokens: np.ndarray, n: int) -> np.ndarray:
     if 0 < len(tokens) < n:
         return ngram_hashes(tokens, len(tokens))
     return ngram_hashes(tokens, n)
+
+
+_SIGNIFICANT = re.compile(r"\d+|[-+*/=<>^%$\\{}()\[\]|&~#@]")
+
+
+def math_skeleton(text: str) -> int:
+    """A 64-bit hash of the numbers and math symbols of ``text``, in order (0 when it has none).
+
+    Digits are read after NFKC, so full-width and superscript digits count as the digits they are.
+    """
+    found = _SIGNIFICANT.findall(unicodedata.normalize("NFKC", text))
+    if not found:
+        return 0
+    return int.from_bytes(hashlib.blake2b(" ".join(found).encode(), digest_size=8).digest(), "little")
+
+
+def prompt_shingles(text: str, n: int, tokens: np.ndarray | None = None) -> np.ndarray:
+    """Shingles of a prompt whose numbers and math symbols are significant: the word n-grams (``tokens``
+    when already hashed) xor-salted with the prompt's ``math_skeleton``."""
+    sh = shingles(words(text) if tokens is None else tokens, n)
+    skeleton = math_skeleton(text)
+    if skeleton:
+        sh = sh ^ mix(np.array([skeleton], dtype=np.uint64))[0]
+    return sh
+
+
+def prompt_key(text: str) -> bytes:
+    """An 8-byte key equal for prompts with the same words after NFKC (case, spacing and sentence
+    punctuation ignored; numbers and math symbols kept)."""
+    return exact_key(words(unicodedata.normalize("NFKC", text)))
+
+
+def answer_key(answer: object) -> int:
+    """A non-zero 64-bit key of a gold answer (NFKC, case and runs of whitespace ignored); 0 for none."""
+    if answer is None:
+        return 0
+    if isinstance(answer, str):
+        text = " ".join(unicodedata.normalize("NFKC", answer).casefold().split())
+    else:
+        text = json.dumps(answer, sort_keys=True, ensure_ascii=False, default=str)
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little") or 1
+
+
+def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two sets of hashes (any order, repeats ignored); 1.0 for two empty sets."""
+    a, b = np.unique(a), np.unique(b)
+    union = len(a) + len(b)
+    if union == 0:
+        return 1.0
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return inter / (union - inter)
 
 
 def exact_key(*parts: np.ndarray) -> bytes:

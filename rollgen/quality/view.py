@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 from array import array
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -121,9 +123,13 @@ class RowView:
 
 
 class Rows:
-    """Columns of every row, filled in the first pass: ids, task codes, rewards (NaN when none)."""
+    """Columns of every row, filled in the first pass: ids, task codes, rewards (NaN when none), and the
+    byte offset of each row's line in ``path``, so a filter can read a few rows back (``read``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._offsets = array("q")
+        self._file: IO[bytes] | None = None
         self.ids: list[str] = []
         self.task_ids: list[str] = []  # task code -> task id
         self._codes: dict[str, int] = {}
@@ -133,8 +139,10 @@ class Rows:
         self.task = np.zeros(0, dtype=np.int32)
         self.reward = np.zeros(0, dtype=np.float64)
 
-    def add(self, batch: list[dict[str, Any]]) -> list[RowView]:
-        """Views of a batch of rows, numbered on from the rows added before."""
+    def add(self, batch: list[dict[str, Any]], offsets: list[int] | None = None) -> list[RowView]:
+        """Views of a batch of rows, numbered on from the rows added before; ``offsets``: their lines' byte offsets."""
+        if offsets is not None:
+            self._offsets.extend(offsets)
         texts = [c if isinstance(c := row.get("completion"), str) else "" for row in batch]
         features = Batch(texts)
         views = []
@@ -172,3 +180,17 @@ class Rows:
         """Turn the appended columns into numpy arrays for the decisions."""
         self.task = np.array(self._task, dtype=np.int32)
         self.reward = np.array(self._reward, dtype=np.float64)
+
+    def read(self, i: int) -> dict[str, Any]:
+        """Row ``i`` parsed again from ``path`` (for the few rows a decision needs whole)."""
+        if self.path is None or i >= len(self._offsets):
+            raise LookupError(f"row {i} cannot be read back: the rows were added without their file offsets")
+        if self._file is None:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        self._file.seek(self._offsets[i])
+        return json.loads(self._file.readline())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -10,7 +10,12 @@ from pydantic import BaseModel
 
 from rollgen.records import Task
 
-__all__ = ["ResourceServer"]
+__all__ = ["ResourceServer", "TaskSourceError"]
+
+
+class TaskSourceError(ValueError):
+    """The tasks cannot be produced as configured (a bad task file line, an unknown generator, fewer
+    distinct tasks than asked for); the message says what to change. The run stops before any request."""
 
 
 class ResourceServer(ABC):
