@@ -32,7 +32,7 @@ import numpy as np
 
 from rollgen import config as c
 from rollgen.quality.groupfilters import task_stats
-from rollgen.quality.text import MinHasher, exact_jaccard, exact_key, mix, prompt_shingles, shingles, words
+from rollgen.quality.text import MinHasher, exact_key, mix, prompt_shingles, shingles, sorted_common, sorted_set, words
 from rollgen.quality.view import Reason, Rows, RowView, prompt_text
 
 __all__ = ["BandIndex", "ExactDedup", "NearDedup", "near_groups"]
@@ -80,8 +80,8 @@ class _Dedup:
         """The gold-answer key of each unit's task (0: unknown)."""
         if not self.answers:
             return np.zeros(len(units), dtype=np.uint64)
-        codes = units if self.by_task else rows.task[units]
-        return np.array([self.answers.get(rows.task_ids[t], 0) for t in codes.tolist()], dtype=np.uint64)
+        by_code = np.array([self.answers.get(t, 0) for t in rows.task_ids], dtype=np.uint64)
+        return by_code[units if self.by_task else rows.task[units]]
 
     def _verdict(self, cand: np.ndarray, rows: Rows, units: np.ndarray, unit_of: np.ndarray,
                  dup_of: dict[int, tuple[int, str]], label: str) -> dict[int, Reason]:
@@ -118,8 +118,8 @@ class ExactDedup(_Dedup):
         keys = text_keys ^ mix(answers) if answers.any() else text_keys
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         rep = first[inverse]
-        if len(first) > len(np.unique(text_keys)):
-            self.notes[KEPT_APART] += len(first) - len(np.unique(text_keys))
+        if keys is not text_keys and (apart := len(first) - len(sorted_set(text_keys))) > 0:
+            self.notes[KEPT_APART] += apart
         dup_of = {u: (int(rep[u]), "same words as") for u in np.flatnonzero(rep != np.arange(len(units))).tolist()}
         return self._verdict(cand, rows, units, unit_of, dup_of, "exact duplicate")
 
@@ -132,13 +132,14 @@ class NearDedup(_Dedup):
         self._sigs = bytearray()
         self._task_sig: dict[int, np.ndarray] = {}
         self._task_row: dict[int, int] = {}  # task -> a row of it, to read its prompt back
-        self._sets: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._sets: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
     def _prompt_sig(self, v: RowView) -> np.ndarray:
         sig = self._task_sig.get(v.task)
         if sig is None:
             self._task_row[v.task] = v.index
-            sig = self._task_sig[v.task] = self.hasher.signature(prompt_shingles(v.prompt, self.p.ngram, v.prompt_words))
+            sig = self._task_sig[v.task] = self.hasher.signature(
+                prompt_shingles(v.prompt, self.p.ngram, v.prompt_words, v.prompt_skeleton))
         return sig
 
     def observe(self, v: RowView) -> None:
@@ -151,23 +152,48 @@ class NearDedup(_Dedup):
         self._rows.append(v.index)
         self._sigs += sig.tobytes()
 
-    def _shingle_set(self, unit: int, rows: Rows) -> np.ndarray:
-        """The exact shingles of a unit, read back from the rollouts file (a few thousand kept)."""
-        got = self._sets.get(unit)
-        if got is not None:
-            self._sets.move_to_end(unit)
-            return got
-        row = rows.read(self._task_row[unit] if self.by_task else unit)
-        parts = []
+    def _parts(self, unit: int, rows: Rows) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """A unit's exact shingles as ``sorted_set`` arrays: (its task's prompt, its completion), None for the
+        part the field leaves out; from the row read back from the rollouts file. Recently used sets are kept
+        (cluster representatives are compared again and again; the rows of one task share a prompt)."""
+        task = unit if self.by_task else int(rows.task[unit])
+        row: dict[str, Any] = {}
+        prompt = completion = None
         if self.field != "completion":
-            parts.append(prompt_shingles(prompt_text(row.get("messages")), self.p.ngram))
+            prompt = self._get(("prompt", task))
+            if prompt is None:
+                row = rows.read(self._task_row[unit] if self.by_task else unit)
+                prompt = self._put(("prompt", task), sorted_set(
+                    prompt_shingles(prompt_text(row.get("messages")), self.p.ngram)))
         if self.field != "prompt":
-            completion = row.get("completion")
-            parts.append(shingles(words(completion if isinstance(completion, str) else ""), self.p.ngram))
-        got = self._sets[unit] = np.unique(np.concatenate(parts))
+            completion = self._get(("unit", unit))
+            if completion is None:
+                text = (row or rows.read(unit)).get("completion")
+                completion = self._put(("unit", unit), sorted_set(
+                    shingles(words(text if isinstance(text, str) else ""), self.p.ngram)))
+        return prompt, completion
+
+    def _jaccard(self, a: tuple[np.ndarray | None, ...], b: tuple[np.ndarray | None, ...]) -> float:
+        """Exact Jaccard similarity of two units' shingles (prompt shingles are salted apart from completion ones)."""
+        common = total = 0
+        for x, y in zip(a, b):
+            if x is not None and y is not None:
+                shared = sorted_common(x, y)
+                common += shared
+                total += len(x) + len(y) - shared
+        return common / total if total else 1.0
+
+    def _get(self, key: tuple[str, int]) -> np.ndarray | None:
+        got = self._sets.get(key)
+        if got is not None:
+            self._sets.move_to_end(key)
+        return got
+
+    def _put(self, key: tuple[str, int], value: np.ndarray) -> np.ndarray:
+        self._sets[key] = value
         if len(self._sets) > SHINGLE_CACHE:
             self._sets.popitem(last=False)
-        return got
+        return value
 
     def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
         units, unit_of = _units(cand, rows, self.by_task)
@@ -182,8 +208,8 @@ class NearDedup(_Dedup):
         index = BandIndex(self.p.threshold, self.p.num_perm)
         dup_of: dict[int, tuple[int, str]] = {}
         for u, keys in enumerate(index.keys(sigs)):
-            found = self._confirm(u, index.query(keys), sigs, answers, floor, units, rows)
-            if found is not None:
+            found = index.query(keys)
+            if found and (found := self._confirm(u, found, sigs, answers, floor, units, rows)) is not None:
                 dup_of[u] = found[0], f"{found[1]:.2f} Jaccard with"
             else:
                 index.insert(u, keys)
@@ -193,23 +219,27 @@ class NearDedup(_Dedup):
     def _confirm(self, u: int, found: set[int], sigs: np.ndarray, answers: list[int], floor: float,
                  units: np.ndarray, rows: Rows) -> tuple[int, float] | None:
         """The best candidate whose exact Jaccard with ``u`` reaches the threshold and whose gold answer agrees."""
-        if not found:
-            return None
         t = self.p.threshold
         estimates = sorted((-MinHasher.jaccard(sigs[u], sigs[k]), k) for k in found)
         apart = estimate_only = False
+        todo = []
         for neg, k in estimates[:MAX_CONFIRM]:
             if -neg < floor:
                 break
             if answers[u] and answers[k] and answers[u] != answers[k]:
                 apart = apart or -neg >= t
-                continue
-            j = exact_jaccard(self._shingle_set(int(units[u]), rows), self._shingle_set(int(units[k]), rows))
+            else:
+                todo.append((-neg, k))
+        mine = self._parts(int(units[u]), rows) if todo else (None, None)
+        for estimate, k in todo:
+            j = self._jaccard(mine, self._parts(int(units[k]), rows))
             if j >= t:
                 return k, j
-            estimate_only = estimate_only or -neg >= t
-        self.notes[KEPT_APART] += apart
-        self.notes[ESTIMATE_ONLY] += estimate_only
+            estimate_only = estimate_only or estimate >= t
+        if apart:
+            self.notes[KEPT_APART] += 1
+        if estimate_only:
+            self.notes[ESTIMATE_ONLY] += 1
         return None
 
 
