@@ -40,6 +40,11 @@ class ResourceServer(ABC):
         """Execute one tool call and return its result as text."""
         raise KeyError(f"server {type(self).__name__} has no tool '{name}'")
 
+    def added_text(self) -> list[str]:
+        """Text this server adds to task prompts (a template's fixed part, an answer instruction), so
+        ``rollgen tasks preview`` and ``rollgen validate`` can tell an instruction given twice."""
+        return []
+
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this server's tasks, for the rollout cache key."""
         return {"target": f"{type(self).__module__}.{type(self).__qualname__}", **self.params.model_dump(mode="json")}

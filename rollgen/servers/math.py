@@ -103,6 +103,11 @@ class MathServer(ResourceServer):
             fp["reasoning_gym"] = _reasoning_gym_version()
         return fp
 
+    def added_text(self) -> list[str]:
+        """The prompt template around ``{question}`` and the instruction."""
+        p = self.params
+        return [part for part in (*p.prompt_template.split("{question}"), p.instruction) if part and part.strip()]
+
     def _prompted(self, task: Task) -> Task:
         """Apply the template to a bare ``prompt`` and prepend the system prompt unless there is one."""
         p = self.params

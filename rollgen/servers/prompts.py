@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["answer_instruction", "instruction_twice", "with_instruction"]
+from rollgen.records import Task
+
+__all__ = ["answer_instruction", "instruction_twice", "prompt_checks", "with_instruction"]
 
 _PATTERNS = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in (
     r"\\boxed\b",
@@ -49,8 +53,52 @@ def with_instruction(text: str, instruction: str | None) -> str:
     return f"{text.rstrip()}\n{instruction}"
 
 
-def instruction_twice(text: str, instruction: str | None) -> bool:
-    """Whether ``text`` carries ``instruction`` and, apart from it, a final-answer instruction of its own."""
-    if not instruction or instruction not in text:
+def _instructing(added: Iterable[str | None]) -> list[str]:
+    """The pieces of ``added`` (text a server adds to prompts) that are a final-answer instruction."""
+    return [a for a in added if a and a.strip() and answer_instruction(a) is not None]
+
+
+def instruction_twice(text: str, added: Iterable[str | None]) -> bool:
+    """Whether ``text`` carries a final-answer instruction the server added (``added``: its instruction, the
+    fixed text of its prompt template) and, apart from that, one of its own."""
+    mine = [a for a in _instructing(added) if a in text]
+    if not mine:
         return False
-    return answer_instruction(text.replace(instruction, " ")) is not None
+    for a in mine:
+        text = text.replace(a, " ")
+    return answer_instruction(text) is not None
+
+
+def prompt_checks(tasks: Iterable[Task], added: Iterable[str | None], examples: int = 3) -> dict[str, Any]:
+    """What the prompts of ``tasks`` look like as sent: repeated prompts (normalised text, as splits group
+    them), prompts with the server's final-answer instruction (``added``: the text the server adds, see
+    ``ResourceServer.added_text``), with an instruction twice, and with none; a few task ids of each."""
+    from rollgen.quality.text import prompt_key
+    from rollgen.quality.view import prompt_text
+
+    added = _instructing(added)
+    seen: set[bytes] = set()
+    counts = {"tasks": 0, "distinct_prompts": 0, "tasks_repeating_a_prompt": 0, "with_server_instruction": 0,
+              "instruction_twice": 0, "no_answer_instruction": 0}
+    ids: dict[str, list[str]] = {"tasks_repeating_a_prompt": [], "instruction_twice": [], "no_answer_instruction": []}
+
+    def note(kind: str, task_id: str) -> None:
+        counts[kind] += 1
+        if len(ids[kind]) < examples:
+            ids[kind].append(task_id)
+
+    for task in tasks:
+        counts["tasks"] += 1
+        text = prompt_text(task.chat())
+        key = prompt_key(text)
+        if key in seen:
+            note("tasks_repeating_a_prompt", task.id)
+        seen.add(key)
+        if any(a in text for a in added):
+            counts["with_server_instruction"] += 1
+        if instruction_twice(text, added):
+            note("instruction_twice", task.id)
+        elif answer_instruction(text) is None:
+            note("no_answer_instruction", task.id)
+    counts["distinct_prompts"] = len(seen)
+    return {**counts, "examples": {k: v for k, v in ids.items() if v}}
