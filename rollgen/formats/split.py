@@ -124,8 +124,8 @@ def assign_splits(groups: Mapping[str, str] | Iterable[str], validation_fraction
 
 
 def _ensure_each(where: dict[str, str], members: dict[str, list[str]], order: list[str], asked: list[str]) -> None:
-    """With two groups or more: train keeps a group and every asked-for split gets one (a smallest group
-    moves from a split that has two or more)."""
+    """With two groups or more: train keeps a group and every asked-for split gets one where there are enough
+    (a smallest group moves from a split that has two or more; train takes one from an eval split if it must)."""
     if len(order) < 2:
         for key in order:
             where[key] = "train"
@@ -138,5 +138,7 @@ def _ensure_each(where: dict[str, str], members: dict[str, list[str]], order: li
         if in_split(name):
             continue
         donor = next((s for s in ("train", *asked) if s != name and len(in_split(s)) >= 2), None)
+        if donor is None and name == "train":  # train keeps a group even if an eval split has to give its only one
+            donor = max((s for s in asked if in_split(s)), key=lambda s: sum(len(members[k]) for k in in_split(s)))
         if donor is not None:
             where[in_split(donor)[0]] = name

@@ -36,6 +36,7 @@ __all__ = ["MathServer", "cache_dir"]
 log = logging.getLogger("rollgen")
 DEFAULT_INSTRUCTION = "Put your final answer within \\boxed{}."
 MAX_DRAWS = 20  # a generator gets at most MAX_DRAWS * size (+ 10,000) draws to find size distinct questions
+STALL = 2000  # ...and stops after max(STALL, 2 * size) draws in a row without a new one
 
 
 def cache_dir() -> Path:
@@ -202,15 +203,18 @@ def _generate(p: MathServer.Params) -> Iterator[Task]:
     seen: set[bytes] = set()
     for name in p.generators:
         options = p.generator_config.get(name, {})
-        made = 0
+        made = last_new = 0
         draws = p.size
         for index, entry in _draws(reasoning_gym, name, options, p.size, p.seed, unique):
             draws = index + 1
             if unique:
                 key = prompt_key(entry["question"])
                 if key in seen:
+                    if index - last_new > max(STALL, 2 * p.size):
+                        break  # no new question for a long while: the generator's space is used up
                     continue
                 seen.add(key)
+                last_new = index
             meta = json.loads(json.dumps(entry.get("metadata") or {}, default=str))
             meta.update(source_dataset=meta.get("source_dataset", name), question=entry["question"])
             meta.setdefault("source_config", options)  # the generator's options: its scorer is built with them

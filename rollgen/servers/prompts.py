@@ -4,7 +4,7 @@ Task sources often carry their own instruction: reasoning-gym's gsm_symbolic end
 as your final answer.", chain_sum starts with "State the final answer to ...", gcd says "Give only the
 GCD as your final answer.", time_intervals "Answer in HH:MM:SS.", and user files ask for ``\\boxed{}``.
 ``answer_instruction`` finds such an instruction (``\\boxed``, "final answer", "Answer:" / answer-format
-lines, ``<answer>`` tags, ``####``, "reply only with ...", "your output should be ...", "provide your
+lines, ``<answer>`` tags, "after ####", "reply only with ...", "your output should be ...", "provide your
 answer as ..."); ``with_instruction`` appends the server's only where there is none.
 """
 
@@ -23,7 +23,7 @@ _PATTERNS = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in (
     r"\\boxed\b",
     r"\bfinal\s+answer\b",
     r"<answer>",
-    r"####",
+    r"\bafter\s+['\"]?####|####\s*[<\[{(]?\s*(?:your\s+)?(?:final\s+)?(?:answer|number|result)\b",  # GSM8K style
     r"\banswer\s*(?:format\s*)?:",  # "Answer:", "Answer format:"
     r"\b(?:answer|output|response)\s+format\b",
     r"\bformat\s+(?:your|the)\s+(?:final\s+)?(?:answer|response|output|solution)\b",
@@ -33,7 +33,7 @@ _PATTERNS = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in (
     r"\b(?:reply|respond|answer|output)\b[^.\n]{0,25}?\b(?:only|just)\b",
     r"\b(?:only|just)\s+(?:reply|respond|answer|give|provide|return|output|write)\b",
     r"\b(?:give|provide|return|output|write|state)\s+(?:only|just)\b",
-    r"(?:^|[.(:]\s*)answer\s+(?:in|with|as|yes|true|only)\b",  # "Answer in HH:MM:SS.", "(Answer Yes or No)"
+    r"(?:^|[.?!(:]\s*)(?:please\s+)?answer\s+(?:in|with|as|yes|true|only)\b",  # "Answer in HH:MM:SS.", "(Answer Yes or No)"
 )]
 
 
