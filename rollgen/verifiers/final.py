@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 
 from rollgen.verifiers.extract import Found, answer_region, answer_statements, boxes
-from rollgen.verifiers.numbers import parse_number, parse_number_list, tex_thousands
+from rollgen.verifiers.numbers import parse_number_list, tex_thousands
 
 __all__ = ["RETRACTION", "FinalAnswer", "asked_stems", "boxed_answer", "count_parts", "extract_answer", "find_final", "is_prose", "reduce_math", "stems", "top_level_split", "value_of"]
 
@@ -139,14 +138,18 @@ def value_of(sentence: str, question: str | None = None) -> tuple[str | None, in
     units.", ``("x = 2, x = -3", 2)`` for "The roots are x = 2 or x = -3.", ``(None, 0)`` for no value.
 
     Of several values: the result of ``=``; else the one followed by what ``question`` asks about ("25
-    students walk and 15 take the bus" for "How many take the bus?"); else a value the sentence starts with;
-    else the one after "is"/"has"/"of"; else the last."""
+    students walk and 15 take the bus" for "How many take the bus?"; the question's own numbers are passed
+    over); else the last one after "is"/"has"/"a total of"; else a value the sentence starts with; else the
+    last."""
     s = sentence.replace("**", "").replace("__", "").replace("`", "").replace("\u2212", "-").strip()
     if not s:
         return None, 0
+    if m := _OPTION.match(s):  # "B", "(B)", "(B) 7": a choice
+        return m["letter"], 1
     outside = _MATH_SPAN.sub(" ", s)
     if not is_prose(outside) and not _PROSE_WORD.search(outside):
         math = _MATH_SPAN.sub(lambda m: _math_content(m), s).strip().rstrip(":").strip()
+        math = _CONNECTOR.split(math)[-1]  # "3x > 6, so x > 2": what follows the last "so"
         if _LIST_WORDS.search(math) and len(top_level_split(_LIST_WORDS.sub(",", math), ",")) > 1:
             math = ", ".join(x.strip() for x in top_level_split(_LIST_WORDS.sub(",", _strip_end(math)), ","))
         return reduce_math(math), count_parts(math)
@@ -202,28 +205,33 @@ def _choose(s: str, groups: list[Group], question: str | None) -> Group:
 
     if equals := [g for g in groups if _EQ_BEFORE.search(before(g))]:
         return equals[-1]
-    if question:
-        given = _given(question)  # "2.5 hours is 150 minutes": 2.5 is the question's, 150 the answer
-        groups = [g for g in groups if len(g) > 1 or parse_number(g[0][2]) not in given] or groups
+    fresh = groups
+    if question:  # "2.5 hours is 150 minutes": 2.5 is the question's, 150 the answer
+        given = _given(question)
+        fresh = [g for g in groups if len(g) > 1 or g[0][2].replace(" ", "") not in given] or groups
         asked = asked_stems(question)
-        starts = [g[0][0] for g in groups[1:]] + [len(s)]
-        scores = [len(asked & stems(_CLAUSE_END.split(s[g[-1][1] : n], maxsplit=1)[0])) for g, n in zip(groups, starts)]
+        scores = [len(asked & stems(_CLAUSE_END.split(s[g[-1][1] : _next_start(groups, g, len(s))], maxsplit=1)[0]))
+                  for g in fresh]
         best = max(scores)
         if best and scores.count(best) == 1:
-            return groups[scores.index(best)]
+            return fresh[scores.index(best)]
     if copulas := [g for g in groups if _COPULA_BEFORE.search(before(g))]:
         return copulas[-1]
     lead = s[: groups[0][0][0]].strip(" *:-,([")
     return groups[0] if not _PROSE_WORD.search(lead) else groups[-1]
 
 
+def _next_start(groups: list[Group], g: Group, end: int) -> int:
+    later = [h[0][0] for h in groups if h[0][0] > g[-1][1]]
+    return min(later, default=end)
+
+
 _CLAUSE_END = re.compile(r"[,;.:!?]|\b(?:and|or|so|but|which|while|is|are|was|were|be)\b")
 
 
-def _given(question: str) -> set[Fraction]:
-    """The numbers a question gives."""
-    values = (parse_number(m.group()) for m in _VALUE.finditer(question[-2000:]))
-    return {v for v in values if v is not None}
+def _given(question: str) -> set[str]:
+    """The numbers a question gives, as written."""
+    return {m.group().replace(" ", "") for m in _VALUE.finditer(question[-2000:])}
 
 
 _APPROX = re.compile(r"\\approx|≈")
@@ -283,6 +291,8 @@ def reduce_math(text: str) -> str:
     return last.strip() or s
 
 
+_CONNECTOR = re.compile(r"(?:,\s*|\s+)(?:so|thus|hence|therefore|then|i\.e\.|which gives|giving)\s+",
+                        re.IGNORECASE)
 _LIST_WORDS = re.compile(r"\s*,?\s*(?:\\text\s*\{\s*,?\s*(?:and|or)\s*\}|\b(?:and|or)\b)\s*")
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
@@ -308,6 +318,11 @@ _STATES = re.compile(
 RETRACTION = re.compile(
     r"\b(?:wait|oops|hmm+|actually|mistake|incorrect|wrong|not (?:right|correct)|miscalculat\w*|recalculat\w*|"
     r"recomput\w*|let me (?:redo|correct|fix|reconsider|re-?check)|correction|I apologi[sz]e|error)\b", re.IGNORECASE)
+# A side remark, not a conclusion: "(If she had bought 4 packs, she would have 24.)", "For example, ...".
+_ASIDE = re.compile(r"^(?:\(|if\b|suppose\b|assume\b|for example\b|e\.g\.|note\b|hint\b|alternatively\b|"
+                    r"for instance\b|similarly\b)", re.IGNORECASE)
+_CHOSEN_OPTION = re.compile(r"\b(?:option|choice|answer)\s+(?:is|would be)\s*:?\s*\(?(?P<letter>[A-J])\)(?![\w(])")
+_OPTION = re.compile(r"^\(?(?P<letter>[A-J])\)?(?:[.:]|\s+\S.*)?$")
 _HAS_VALUE = re.compile(r"\d|\\(?:frac|sqrt|pi|infty)|\$[^$]*\$|\b(?:zero|one|two|three|four|five|six|seven|eight|"
                         r"nine|ten|eleven|twelve|twenty)\b", re.IGNORECASE)
 _LEAD = re.compile(r"^(?:[\s*#>•]|-(?=\s))+|^\d+\.\s+(?=[A-Z])")
@@ -338,6 +353,11 @@ def _has_value(text: str) -> bool:
     return _HAS_VALUE.search(text) is not None
 
 
+def _states_answer(text: str) -> bool:
+    """What "the answer is" may be followed by: a value, or a choice letter."""
+    return _has_value(text) or _OPTION.match(text.strip("*` ")) is not None
+
+
 
 
 def _weak(sentences: list[_Sentence], after: int, question: str | None) -> FinalAnswer | None:
@@ -350,12 +370,17 @@ def _weak(sentences: list[_Sentence], after: int, question: str | None) -> Final
         if s.start < after or seen >= 4:
             break
         text = _LEAD.sub("", s.text).strip()
-        if not _has_value(text) or _CHECK.match(text):
+        if m := _CHOSEN_OPTION.search(text):  # "The correct option is (B)."
+            return FinalAnswer(m["letter"], "conclusion", s.text.strip(), s.start, s.end, 1)
+        if not _has_value(text) or _CHECK.match(text) or _ASIDE.match(text):
             continue
         seen += 1
         concludes = _CONCLUDES.match(text) is not None
         math = not _PROSE_WORD.search(_MATH_SPAN.sub(" ", text))
-        states = _STATES.search(text) is not None and (asked is None or bool(asked & stems(text)))
+        # A bare number in prose must be about what the question asks ("A week has 7 days." is not); a value in
+        # $...$ is a result the text works out.
+        states = _STATES.search(text) is not None and (asked is None or bool(asked & stems(text))
+                                                       or _MATH_SPAN.search(text) is not None)
         if concludes or math or states:
             value, parts = value_of(text, question)
             if value is not None:
@@ -423,7 +448,7 @@ def find_final(text: str, question: str | None = None) -> FinalAnswer:
     if not region.strip():
         return NONE
     box = boxed_answer(region)
-    stated = next(answer_statements(region, accept=_has_value), None)
+    stated = next(answer_statements(region, accept=_states_answer), None)
     explicit: FinalAnswer | None = None
     in_statement = False
     if stated is not None:

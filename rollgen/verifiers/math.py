@@ -66,6 +66,7 @@ def _gold_core(gold: str) -> str:
 _CANON_DROP = re.compile(r"\$|\\[,;!: ]|\\left|\\right|\\displaystyle|\s+")
 _CANON_FRAC = re.compile(r"\\[dtc]?frac\{([^{}]*)\}\{([^{}]*)\}")
 _OPERATOR = re.compile(r"[/^+*×÷]|\\frac|\\sqrt|\\cdot|\\times|(?<=\d)-(?=\d)")
+_MATH_RUN = re.compile(r"[-+]?\d[\d.,]*(?:\s*[-+*/^×÷]\s*\(?[-+]?\d[\d.,]*\)?)+")
 _QUESTION_MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$]+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 
 
@@ -81,7 +82,9 @@ def _quantities(question: str) -> set[str]:
     for m in _QUESTION_MATH.finditer(question):
         span = next(g for g in m.groups() if g is not None)
         out.update(_canon(x) for x in [span, *top_level_split(span, "=")])
-    out.update(_canon(t) for t in _QUESTION_MATH.sub(" ", question).split() if any(c.isdigit() for c in t))
+    plain = _QUESTION_MATH.sub(" ", question)
+    out.update(_canon(t) for t in plain.split() if any(c.isdigit() for c in t))
+    out.update(_canon(run) for run in _MATH_RUN.findall(plain))  # "Calculate 7 / 7." writes 7/7
     return out
 
 
@@ -218,17 +221,22 @@ class MathVerifier(Verifier):
         gold = _gold_text(task.answer)
         question = _question(task)
         reward, details = _fast_score(rollout.completion, gold, question, self.params.float_rounding)
+        accepted = None
         if details["extracted"] is not None and self.params.source_scorer:
-            scored = await self._source(task, details)
-            if scored is not None:
-                return Verdict(reward=scored, details=details, verifier=self.name)
+            accepted = await self._source(task, details)
+            if accepted is False:  # the source's own rule says no ("lowest terms"): no value equality overrides it
+                return Verdict(reward=0.0, details=details, verifier=self.name)
         if reward is None:
-            reward = _finish(await self._math_verify(_gold_core(gold), details["extracted"]), gold)
+            same = await self._math_verify(_gold_core(gold), details["extracted"])
+            if same is None and accepted:  # a gold math-verify cannot read: the source's verdict stands
+                return Verdict(reward=1.0, details=details, verifier=self.name)
+            reward = _finish(same, gold)
         reward = _unrestated(reward, details, gold, question)
         return Verdict(reward=reward, details=details, verifier=self.name)
 
-    async def _source(self, task: Task, details: dict[str, Any]) -> float | None:
-        """The task source's verdict (1 only for its full score), or None when it has no scorer or it raised."""
+    async def _source(self, task: Task, details: dict[str, Any]) -> bool | None:
+        """Whether the task source's scorer gives the answer its full score; None when the task has no scorer
+        or the scorer raised."""
         scorer = source_scorer(task) if scorer_is_built(task) else await asyncio.to_thread(source_scorer, task)
         if scorer is None:
             return None
@@ -237,8 +245,10 @@ class MathVerifier(Verifier):
         except Exception as e:  # noqa: BLE001 - a scorer that cannot read the answer leaves it to math-verify
             details["source_error"] = f"{type(e).__name__}: {e}"[:200]
             return None
-        details.update(method="source", source_score=round(score, 6))
-        return 1.0 if score >= 1.0 else 0.0
+        details["source_score"] = round(score, 6)
+        if score < 1.0:
+            details["method"] = "source"
+        return score >= 1.0
 
     async def _math_verify(self, gold: str, pred: str) -> bool | None:
         pool, warm = self._ensure_pool()
