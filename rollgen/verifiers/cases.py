@@ -29,12 +29,12 @@ from decimal import Decimal, localcontext
 from fractions import Fraction
 
 from rollgen.records import Task
+from rollgen.verifiers.extract import task_question
 from rollgen.verifiers.math import restates_question
 from rollgen.verifiers.numbers import parse_number
 from rollgen.verifiers.parts_cases import PART_RENDERINGS, QUESTION_PERTURBATIONS, part_renderings, question_perturbations
 
-__all__ = ["PERTURBATIONS", "RENDERINGS", "Case", "equivalent", "perturbations", "question_of", "render_number",
-           "renderings"]
+__all__ = ["PERTURBATIONS", "RENDERINGS", "Case", "equivalent", "perturbations", "render_number", "renderings"]
 
 RENDERINGS = ("plain", "boxed", "answer_is", "trailing_period", "inline_math", "reasoning", "think", "units",
               "thousands", "no_thousands", "decimal", "fraction", "latex_frac", "boxed_fraction", "letter_paren",
@@ -173,13 +173,6 @@ def equivalent(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
 
-def question_of(task: Task) -> str:
-    for m in reversed(task.chat()):
-        if m.get("role") == "user" and isinstance(m.get("content"), str):
-            return m["content"]
-    return task.prompt or ""
-
-
 def _rambling(gold: str, decoys: list[str], chars: int, rng: random.Random) -> str:
     """Thousands of characters of going back and forth between candidates, ending on the gold answer."""
     openers = ["Hmm, maybe it is {x}.", "Wait, perhaps {x} instead.", "Let me reconsider, {x} could work.",
@@ -211,7 +204,7 @@ def perturbations(task: Task, gold: str, other: str | None, kinds: set[str] | No
     if other is not None:
         add("other_task", f"So the answer is \\boxed{{{other.strip()}}}.")
     add("empty", "")
-    add("question_repeated", question_of(task))
+    add("question_repeated", task_question(task))
     add("hedged", f"The answer is {near[1]} or {g}.")
     add("buried_in_list", f"The answer is one of these: \\boxed{{{near[0]}, {g}, {near[2]}}}")
     add("truncated", f"Let me work through this step by step. First we find {g}, so the answer is {g}. To double-check "
@@ -224,6 +217,6 @@ def perturbations(task: Task, gold: str, other: str | None, kinds: set[str] | No
                         f"around {g}.")
     if value is not None:
         add("gold_after_answer", f"The answer is {near[1]}, which is what is left after giving {g} away.")
-    for kind, text in question_perturbations(question_of(task), gold).items():
+    for kind, text in question_perturbations(task_question(task), gold).items():
         add(kind, text)
     return list(out.values())

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rollgen.verifiers.extract import Found, answer_region, answer_statements, boxes
 from rollgen.verifiers.numbers import parse_number_list, tex_thousands
@@ -59,6 +60,7 @@ _MATH_SPAN = re.compile(r"\$\$(?P<a>.+?)\$\$|\\\[(?P<b>.+?)\\\]|\\\((?P<c>[^\n]+
 _NUM = r"-?(?:[1-9]\d{0,2}(?:(?:,|\{,\}|,\\!|\\,)\d{3})+(?!\d)|\d+)(?:\.\d+)?"
 _REL = r"(?:<=?|>=?|≤|≥|\\l(?:e|t|eq)\b|\\g(?:e|t|eq)\b)"
 _VALUE = re.compile(
+    r"(?=[-\d\[(\\a-z])(?:"
     rf"(?P<ineq>(?:{_NUM}\s*{_REL}\s*)?[a-z]\s*{_REL}\s*{_NUM})"
     rf"|(?P<interval>[\[(]\s*-?(?:{_NUM}|\\infty|∞)\s*,\s*-?(?:{_NUM}|\\infty|∞)\s*[\])])"
     rf"|(?P<sci>{_NUM}\s*(?:\\times|×|·|\\cdot|\*)\s*10\s*\^\s*(?:\{{\s*-?\d+\s*\}}|-?\d+))"
@@ -66,10 +68,11 @@ _VALUE = re.compile(
     rf"|(?P<mixed>(?<![\w.^/]){_NUM}\s+\d+/\d+(?![\d/]))"
     r"|(?P<comma>(?<![\w.,])(?:0,\d+|\d+,\d\d)(?![\d,]))"
     rf"|(?P<num>(?<![\w.^/\\]){_NUM}(?:/\d+(?:\.\d+)?)?(?:\s*%)?)(?![\d^]|[A-Za-z](?![A-Za-z²³]))"
-    r"|(?P<word>\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
-    r"|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)\b)",
-    re.IGNORECASE,
+    r")"
 )
+_WORD_NUMBER = re.compile(
+    r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen"
+    r"|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)\b", re.IGNORECASE)
 _WORD_VALUES = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
     "eighteen nineteen twenty".split())}
@@ -106,23 +109,21 @@ def is_prose(s: str) -> bool:
 
 def _tokens(s: str) -> list[tuple[int, int, str]]:
     """Values in ``s`` as ``(start, end, text)``: math spans (``$...$`` and friends), then numbers and bare
-    LaTeX outside them. A ``$...$`` that holds prose is a pair of dollar amounts, not math."""
+    LaTeX outside them, then number words when there is nothing else. A ``$...$`` that holds prose is a pair
+    of dollar amounts, not math."""
     out: list[tuple[int, int, str]] = []
-    taken: list[tuple[int, int]] = []
-    for m in _MATH_SPAN.finditer(s):
-        content = _math_content(m)
-        if m["d"] is not None and is_prose(content):
-            continue
-        if re.search(r"\d|\\[A-Za-z]|[=<>≤≥]", content):
-            out.append((m.start(), m.end(), content))
-        taken.append((m.start(), m.end()))
-    for m in _VALUE.finditer(s):
-        if any(a <= m.start() < b for a, b in taken):
-            continue
+    masked = s
+    if "$" in s or "\\(" in s or "\\[" in s:
+        for m in _MATH_SPAN.finditer(s):
+            content = _math_content(m)
+            if m["d"] is not None and is_prose(content):
+                continue
+            if _MATHY.search(content):
+                out.append((m.start(), m.end(), content))
+            masked = masked[: m.start()] + " " * (m.end() - m.start()) + masked[m.end() :]
+    for m in _VALUE.finditer(masked):
         text = m.group()
-        if m["word"] is not None:
-            text = _WORD_VALUES[text.lower()]
-        elif m["mixed"] is not None:
+        if m["mixed"] is not None:
             whole, frac = text.split(None, 1)
             num, den = frac.split("/")
             if int(num) >= int(den):  # "3 4/2": two values
@@ -130,7 +131,12 @@ def _tokens(s: str) -> list[tuple[int, int, str]]:
                 out.append((m.end() - len(frac), m.end(), frac))
                 continue
         out.append((m.start(), m.end(), text.strip()))
+    if not out:
+        out = [(m.start(), m.end(), _WORD_VALUES[m.group().lower()]) for m in _WORD_NUMBER.finditer(s)]
     return sorted(out)
+
+
+_MATHY = re.compile(r"\d|\\[A-Za-z]|[=<>≤≥]")
 
 
 def value_of(sentence: str, question: str | None = None) -> tuple[str | None, int]:
@@ -186,10 +192,16 @@ def stems(text: str) -> set[str]:
     return {w.lower().rstrip("s") for w in _CONTENT.findall(text) if w.lower() not in _STOPWORDS}
 
 
-def asked_stems(question: str) -> set[str]:
+@lru_cache(maxsize=1024)
+def _question_stems(question: str) -> frozenset[str]:
+    return frozenset(stems(question))
+
+
+@lru_cache(maxsize=1024)
+def asked_stems(question: str) -> frozenset[str]:
     """The content words of what ``question`` asks (its last sentence with a "?", else all of it)."""
     asks = _ASKS.findall(question)
-    return stems(asks[-1] if asks else question)
+    return frozenset(stems(asks[-1] if asks else question))
 
 
 Group = list[tuple[int, int, str]]
@@ -229,9 +241,10 @@ def _next_start(groups: list[Group], g: Group, end: int) -> int:
 _CLAUSE_END = re.compile(r"[,;.:!?]|\b(?:and|or|so|but|which|while|is|are|was|were|be)\b")
 
 
-def _given(question: str) -> set[str]:
+@lru_cache(maxsize=1024)
+def _given(question: str) -> frozenset[str]:
     """The numbers a question gives, as written."""
-    return {m.group().replace(" ", "") for m in _VALUE.finditer(question[-2000:])}
+    return frozenset(m.group().replace(" ", "") for m in _VALUE.finditer(question[-2000:]))
 
 
 _APPROX = re.compile(r"\\approx|≈")
@@ -305,7 +318,10 @@ def count_parts(math: str) -> int:
 
 # ---------------------------------------------------------------- statements in a text
 
-_SENTENCE = re.compile(r"(?<=[.!?])[\"')\]*$]*\s+(?=[A-Z$\\(*\d\"'-])|(?<=\$\$|\\\])\s+(?=[A-Z])|\n+")
+# A sentence ends at ".", "!" or "?" (and closing quotes, brackets, "$") before a space and a capital, a digit
+# or math; after display math before a capital; and at a line break.
+_SENTENCE = re.compile(r"([.!?][\"')\]*$]*|\$\$|\\\])(\s+)|\n+")
+_STARTS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789$\\(*\"'-")
 _DISPLAY = re.compile(r"\$\$.+?\$\$|\\\[.+?\\\]", re.DOTALL)
 _CONCLUDES = re.compile(
     r"^(?:therefore|thus|hence|so|consequently|in total|in all|altogether|overall|finally|in conclusion|as a result|"
@@ -341,8 +357,15 @@ def _sentences(region: str, offset: int) -> list[_Sentence]:
         "$$" in region or "\\[" in region) else region
     out, pos = [], 0
     for m in _SENTENCE.finditer(work):
-        if m.start() > pos:
-            out.append(_Sentence(region[pos : m.start()], offset + pos, offset + m.start()))
+        if m.group(1) is not None:
+            after = work[m.end() : m.end() + 1]
+            if not (after in _STARTS if m.group(1)[0] in ".!?" else after.isupper()) or not after:
+                continue
+            cut = m.end(1)
+        else:
+            cut = m.start()
+        if cut > pos:
+            out.append(_Sentence(region[pos:cut], offset + pos, offset + cut))
         pos = m.end()
     if pos < len(region):
         out.append(_Sentence(region[pos:], offset + pos, offset + len(region)))
@@ -360,18 +383,47 @@ def _states_answer(text: str) -> bool:
 
 
 
-def _weak(sentences: list[_Sentence], after: int, question: str | None) -> FinalAnswer | None:
+def _weak(region: str, after: int, question: str | None) -> FinalAnswer | None:
     """The last sentence after ``after`` that states a value: it concludes ("Therefore, ..."), is math, or
     says "X is 15" about something the question asks about. Value-free sentences ("I hope it is correct.") and
-    check lines are passed over; at most four sentences with values are looked at."""
+    check lines are passed over; at most four sentences with values are looked at. Sentences are split from
+    the end, a short tail first."""
+    for size in _TAILS:
+        start = max(after, len(region) - size)
+        if start > after:
+            start = _boundary(region, start)
+        found, seen = _weak_in(_sentences(region[start:], start), question)
+        if found is not None or seen >= 4 or start == after:
+            return found
+    return None
+
+
+_TAILS = (600, _TAIL_CHARS)
+
+
+def _boundary(region: str, start: int) -> int:
+    """The first line or sentence break at or after ``start`` outside ``$...$`` (a tail cut inside math would
+    pair the wrong dollars)."""
+    i = start
+    while True:
+        breaks = [k for k in (region.find("\n", i), region.find(". ", i)) if k >= 0]
+        if not breaks:
+            return start
+        j = min(breaks) + 1
+        if region.count("$", 0, j) % 2 == 0:
+            return j
+        i = j
+
+
+def _weak_in(sentences: list[_Sentence], question: str | None) -> tuple[FinalAnswer | None, int]:
     seen = 0
-    asked = stems(question) if question else None
+    asked = _question_stems(question) if question else None
     for s in reversed(sentences):
-        if s.start < after or seen >= 4:
+        if seen >= 4:
             break
         text = _LEAD.sub("", s.text).strip()
         if m := _CHOSEN_OPTION.search(text):  # "The correct option is (B)."
-            return FinalAnswer(m["letter"], "conclusion", s.text.strip(), s.start, s.end, 1)
+            return FinalAnswer(m["letter"], "conclusion", s.text.strip(), s.start, s.end, 1), seen
         if not _has_value(text) or _CHECK.match(text) or _ASIDE.match(text):
             continue
         seen += 1
@@ -384,8 +436,8 @@ def _weak(sentences: list[_Sentence], after: int, question: str | None) -> Final
         if concludes or math or states:
             value, parts = value_of(text, question)
             if value is not None:
-                return FinalAnswer(value, "conclusion", s.text.strip(), s.start, s.end, parts)
-    return None
+                return FinalAnswer(value, "conclusion", s.text.strip(), s.start, s.end, parts), seen
+    return None, seen
 
 
 def _joined(region: str, before: Found, after: Found) -> bool:
@@ -441,7 +493,13 @@ def _sentence_start(region: str, i: int) -> int:
 def find_final(text: str, question: str | None = None) -> FinalAnswer:
     """The final answer stated in ``text`` (after ``</think>``), by the rules in the module's docstring.
     ``question``: the task's question; a sentence that states a value without concluding must be about
-    something it asks about ("A week has 7 days." does not answer how many cows there are)."""
+    something it asks about ("A week has 7 days." does not answer how many cows there are). The last few
+    results are cached: the guards and the verifier read the same completion."""
+    return _find_final(text, question)
+
+
+@lru_cache(maxsize=256)
+def _find_final(text: str, question: str | None) -> FinalAnswer:
     region = answer_region(text)
     if "\n" in region and ("$" in region or "\\(" in region):
         region = _BROKEN_INLINE.sub(lambda m: " " * len(m.group()), region)
@@ -464,8 +522,8 @@ def find_final(text: str, question: str | None = None) -> FinalAnswer:
                 in_statement = True
     if explicit is None and box is not None:
         explicit = box
-    tail_start = max(0, len(region) - _TAIL_CHARS)
-    sentences = _sentences(region[tail_start:], tail_start)
+    if explicit is not None and not _HAS_VALUE.search(region, explicit.end):
+        return explicit  # nothing after the answer could replace it
     if explicit is None:
         short = region.strip()
         if len(short) <= _SHORT_CHARS and len(_sentences(short, 0)) == 1:  # one sentence, nothing else
@@ -473,8 +531,8 @@ def find_final(text: str, question: str | None = None) -> FinalAnswer:
             if value is not None:
                 start = region.find(short)
                 return FinalAnswer(value, "short", short, start, start + len(short), parts)
-        return _weak(sentences, 0, question) or NONE
-    weak = _weak(sentences, explicit.end, question)
+        return _weak(region, 0, question) or NONE
+    weak = _weak(region, explicit.end, question)
     if (weak is not None and weak.answer and _CONCLUDES.match(_LEAD.sub("", weak.statement))
             and _differs(weak.answer, explicit.answer or "")):
         if RETRACTION.search(region, explicit.end, weak.start) or (explicit.rule == "boxed" and not in_statement):

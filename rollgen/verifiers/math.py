@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
+from rollgen.verifiers.extract import task_question
 from rollgen.workers import process_context
 from rollgen.verifiers.final import boxed_answer, extract_answer, find_final, is_prose, reduce_math, top_level_split
 from rollgen.verifiers.mathverify import MathVerifyTimeout, equal, init_worker, warm_up
@@ -139,16 +140,6 @@ def _fast_score(completion: str, gold: str, question: str | None = None,
     return None, details
 
 
-def _question(task: Task) -> str:
-    meta_q = (task.metadata or {}).get("question")
-    if isinstance(meta_q, str):
-        return meta_q
-    for m in reversed(task.messages or []):
-        if m.get("role") == "user" and isinstance(m.get("content"), str):
-            return m["content"]
-    return task.prompt or ""
-
-
 def _finish(equal_: bool | None, gold: str) -> float:
     if equal_ is None:
         raise ValueError(f"math-verify cannot parse the gold answer {gold[:200]!r}")
@@ -219,7 +210,7 @@ class MathVerifier(Verifier):
 
     async def verify(self, task: Task, rollout: Rollout) -> Verdict:
         gold = _gold_text(task.answer)
-        question = _question(task)
+        question = task_question(task)
         reward, details = _fast_score(rollout.completion, gold, question, self.params.float_rounding)
         accepted = None
         if details["extracted"] is not None and self.params.source_scorer:

@@ -22,6 +22,7 @@ from rollgen.config import RunConfig
 from rollgen.guards import Guarded, check
 from rollgen.records import Rollout, Task
 from rollgen.verifiers import verify
+from rollgen.verifiers.extract import task_question
 from rollgen.verifiers.final import extract_answer
 from rollgen.verifiers.source import scorer_is_built, source_score, source_scorer
 from rollgen.verifiers.cases import (
@@ -30,7 +31,6 @@ from rollgen.verifiers.cases import (
     Case,
     equivalent,
     perturbations,
-    question_of,
     renderings,
 )
 
@@ -85,7 +85,7 @@ async def _source_accepts(task: Task, cases: list[Case], skipped: Counter[str]) 
     scorer = source_scorer(task) if scorer_is_built(task) else await asyncio.to_thread(source_scorer, task)
     if scorer is None:
         return cases
-    question = question_of(task)
+    question = task_question(task)
     kept = []
     for case in cases:
         answer = extract_answer(case.completion, question)[0] if case.positive else None
@@ -139,7 +139,7 @@ async def _score_all(cfg: RunConfig, tasks: list[Task], verifier: Any,
             elif gold is None:
                 continue
             else:
-                cases = renderings(gold, render_kinds, question_of(task)) + perturbations(
+                cases = renderings(gold, render_kinds, task_question(task)) + perturbations(
                     task, gold, _other(golds, i), perturb_kinds, v.rambling_chars)
                 cases = await _source_accepts(task, cases, skipped if skipped is not None else Counter())
             for j, case in enumerate(cases):
