@@ -214,3 +214,14 @@ def test_unique_prompts_on_a_task_file_drops_repeats_and_says_how_many(tmp_path:
         kept = list(MathServer(MathServer.Params(data_path=str(path), unique_prompts=True)).tasks())
     assert [t.id for t in kept] == ["0", "2"]
     assert "2 tasks skipped whose prompt repeats an earlier task's (server.unique_prompts)" in caplog.text
+
+
+def test_dataset_validate_cli_reports_the_overlap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rollgen.commands import dataset
+
+    (tmp_path / "train.jsonl").write_text(_row("a", "Calculate 5 + 9.") + _row("b", "What is 2 * 3?"))
+    (tmp_path / "validation.jsonl").write_text(_row("c", "calculate 5+9") + _row("d", "What is 2 * 4?"))
+    assert dataset.main(["validate", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'validation.jsonl'}:1: prompt also in train.jsonl (line 1): splits leak" in out
+    assert "splits: 1 of 4 rows have a prompt (or task) that is also in another split (1 distinct prompts)" in out
