@@ -244,10 +244,16 @@ class QualityConfig(_Model):
         return chain
 
     @model_validator(mode="after")
-    def _threshold_applies(self) -> QualityConfig:
-        if self.min_reward_threshold > 0 and "reward" not in self.chain:
-            raise ValueError(f"min_reward_threshold={self.min_reward_threshold} has no effect: "
-                             "add `reward` to quality.chain or set it to 0")
+    def _settings_apply(self) -> QualityConfig:
+        """A setting that switches a filter's work on, for a filter the chain does not run, is a mistake."""
+        f = self.filters
+        for key, value, name, off in (("min_reward_threshold", self.min_reward_threshold, "reward", "set it to 0"),
+                                      ("filters.reward.criteria", f.reward.criteria, "reward", "leave it empty"),
+                                      ("filters.decontaminate.eval_files", f.decontaminate.eval_files, "decontaminate",
+                                       "leave it empty"),
+                                      ("filters.stratify.targets", f.stratify.targets, "stratify", "leave it empty")):
+            if value and name not in self.chain:
+                raise ValueError(f"{key}={value} has no effect: add `{name}` to quality.chain or {off}")
         return self
 
 

@@ -8,7 +8,9 @@ completion and error, as a leaky proxy or a prompt injection would; ``hold`` (a 
 keeps every completion request waiting until it is set; ``retry_after_date`` sends ``Retry-After`` as an
 HTTP date. ``hold_after=N`` answers the first N requests and holds every later one until
 ``release()``, so a test can act on a run that is certainly still going (N rollouts on disk, the rest
-waiting). Run standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
+waiting). ``alternate`` makes answers right and wrong by turns for each prompt (its 1st, 3rd, ... request
+right), so two repeats of a task always give a DPO pair, whatever order the requests arrive in. Run
+standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
 """
 
 from __future__ import annotations
@@ -86,9 +88,11 @@ class FakeOpenAI:
     models_requests: int = 0  # GET /v1/models
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each completion request
     hold_after: int | None = None  # requests after the first N wait until release()
+    alternate: bool = False  # right and wrong by turns per prompt, instead of drawing with correct_rate
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.asked: dict[str, int] = {}  # prompt -> requests so far (``alternate``)
         self._gate = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -170,7 +174,7 @@ class FakeOpenAI:
             gold = solve(prompt if isinstance(prompt, str) else json.dumps(prompt))
             if gold is None:
                 text = "I do not know."
-            elif self.rng.random() < self.correct_rate:
+            elif self._right(prompt):
                 text = f"Let me compute. The answer is \\boxed{{{gold}}}."
                 if self.varied:
                     text = f"{self.rng.choice(OPENINGS)} {self.rng.randint(1, 10**6)}: the answer is \\boxed{{{gold}}}."
@@ -184,6 +188,14 @@ class FakeOpenAI:
             return text, body
         finally:
             self.in_flight -= 1
+
+    def _right(self, prompt: Any) -> bool:
+        """Whether this answer is right: by turns per prompt (``alternate``), else with ``correct_rate``."""
+        if not self.alternate:
+            return self.rng.random() < self.correct_rate
+        key = json.dumps(prompt)
+        self.asked[key] = self.asked.get(key, 0) + 1
+        return self.asked[key] % 2 == 1
 
     def _draw_fault(self) -> str | None:
         x = self.rng.random()
@@ -295,10 +307,12 @@ def main() -> None:
     ap.add_argument("--mode", default="ok")
     ap.add_argument("--faults", default="", help="kind=probability,... with kinds from FAULTS, e.g. 500=0.01,reset=0.01")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--alternate", action="store_true", help="right and wrong answers by turns for each prompt")
     args = ap.parse_args()
     faults = {k: float(v) for k, v in (item.split("=") for item in args.faults.split(",") if item)}
     fake = FakeOpenAI(latency_s=args.latency, correct_rate=args.correct_rate, error_rate=args.error_rate,
-                      mode=args.mode, faults=faults, seed=args.seed, retry_after_s=0.001)
+                      mode=args.mode, faults=faults, seed=args.seed, retry_after_s=0.001,
+                      alternate=args.alternate)
 
     async def serve() -> None:
         async with RunningFake(fake, port=args.port) as url:

@@ -62,6 +62,7 @@ def recurate(run_dir: str | Path, overrides: list[str] | None = None) -> dict[st
 def _recurate(rd: Any, cfg: Any, overrides: list[str]) -> dict[str, Any]:
     from rollgen import __version__
     from rollgen.engine import _downstream
+    from rollgen.explain import why_empty
     from rollgen.plots import QUALITY_PLOTS
     from rollgen.report import rollout_stats, write_report
     from rollgen.rundir import write_json
@@ -80,6 +81,7 @@ def _recurate(rd: Any, cfg: Any, overrides: list[str]) -> dict[str, Any]:
     report.update(down)
     report["plots"] = [*down["plots"], *others]
     report["format"] = cfg.format.kind
+    report["empty"] = why_empty(report, cfg)  # this curation's, not the run's: 0 rows says which filter took them
     report["curated_with"] = {"overrides": overrides, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                               "time_s": round(time.perf_counter() - t0, 3)}
     write_json(rd.config, {"rollgen_version": __version__, **cfg.model_dump(mode="json", by_alias=True)})
@@ -112,4 +114,6 @@ def main(argv: list[str]) -> int:
     print(format_funnel(report["funnel"], report["quality"]["rollouts"], str(run / "rejected.jsonl")))
     print(f"{report['kept']['curated']} curated -> {run / 'curated.jsonl'}; {report['kept']['dataset_rows']} "
           f"{report['format']} dataset rows -> {run / 'dataset'}; report: {run / 'report.md'}")
+    for line in report["empty"]:
+        print(f"rollgen curate: {line}", file=sys.stderr)
     return 0
