@@ -8,7 +8,9 @@
 Writes the rollouts (prompts of 40-80 words, completions of 250-450 words from a Zipf vocabulary, with
 errors, truncations, refusals, loops, exact and near duplicates planted at known rates) and a tasks
 file to a temp dir, then runs ``rollgen.quality.curate`` in a child process and reports its wall
-time, rollouts/s and peak RSS (``ru_maxrss`` of the child), with the funnel.
+time, rollouts/s and peak RSS (``ru_maxrss`` of the child), with the funnel, and the recall of the
+planted duplicates: of the planted (copy, original) pairs that both reach the dedup filters, the share
+where exact or near dedup dropped one of the two; and the near-dedup drops that were not planted.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Writer:
 def generate(out: Path, n: int, repeats: int = 4, seed: int = 0) -> None:
     w, rng = Writer(seed), random.Random(seed + 1)
     n_tasks = -(-n // repeats)
+    planted = {}  # copy's row id -> [kind, original's row id]
     with open(out / "tasks.jsonl", "w") as tf, open(out / "rollouts.jsonl", "w") as rf:
         written = 0
         for t in range(n_tasks):
@@ -89,14 +92,15 @@ def generate(out: Path, n: int, repeats: int = 4, seed: int = 0) -> None:
                 elif kind == "loop":
                     completion = ("so we carry the one again and " * 60).strip()
                 elif kind in ("exact", "near") and first is not None:
-                    completion, reward = first
+                    completion, reward, first_id = first
+                    planted[f"t{t}#{rep}"] = [kind, first_id]
                     if kind == "near":
                         toks = completion.split()
                         for i in rng.sample(range(len(toks)), 3):
                             toks[i] = rng.choice(w.vocab)
                         completion = " ".join(toks)
                 if first is None and status == "ok":
-                    first = completion, reward
+                    first = completion, reward, f"t{t}#{rep}"
                 row = {"id": f"t{t}#{rep}", "task_id": f"t{t}", "repeat": rep,
                        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
                        "completion": completion, "reward": reward,
@@ -108,6 +112,30 @@ def generate(out: Path, n: int, repeats: int = 4, seed: int = 0) -> None:
                        "sampling": {"temperature": 0.7}, "turns": 1, "config_hash": "bench", "schema_version": 1}
                 rf.write(json.dumps(row) + "\n")
                 written += 1
+    (out / "planted.json").write_text(json.dumps(planted))
+
+
+def recall(out: Path, chain: list[str]) -> dict:
+    """Of the planted pairs whose two rows both reach the first dedup filter: how many it found (per kind)."""
+    dedup = [name for name in chain if name in ("exact_dedup", "near_dedup")]
+    if not dedup or not (out / "planted.json").is_file():
+        return {}
+    before = set(chain[:chain.index(dedup[0])])
+    planted = json.loads((out / "planted.json").read_text())
+    by = {}
+    with open(out / "rejected.jsonl", "rb") as f:
+        for line in f:
+            r = json.loads(line)
+            by[r["rollout"]["id"]] = r["filter"]
+    out_stats = {}
+    for kind in ("exact", "near"):
+        pairs = [(c, o) for c, (k, o) in planted.items() if k == kind and by.get(c) not in before and by.get(o) not in before]
+        found = sum(by.get(c) in dedup or by.get(o) in dedup for c, o in pairs)
+        out_stats[kind] = {"pairs_reaching_dedup": len(pairs), "found": found,
+                           "recall": round(found / len(pairs), 4) if pairs else None}
+    involved = set(planted) | {o for _, o in planted.values()}
+    out_stats["near_dedup_drops_not_planted"] = sum(f == "near_dedup" and i not in involved for i, f in by.items())
+    return out_stats
 
 
 def _nested(settings: list[str]) -> dict:
@@ -170,6 +198,10 @@ def main() -> None:
            *(["--plots"] if args.plots else []), *(f"--set={x}" for x in args.set)]
     result = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    from rollgen.config import QualityConfig
+
+    chain = args.chain.split(",") if args.chain else QualityConfig().chain
+    result["planted_duplicates"] = recall(out, chain)
     print(json.dumps(result, indent=2))
 
 

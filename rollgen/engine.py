@@ -77,40 +77,40 @@ async def _collect(run: _Run, staged: Path, n_tasks: int, config_hash: str) -> N
     main = asyncio.current_task()
     assert main is not None
     run.stop.attach(main)
-    writer: JsonlWriter | None = None
     try:
-        async with run.policy.serve() as endpoint:
+        # Another run collecting this hash goes first (then this one reuses its rollouts), before a model starts.
+        async with collection_lock(cache_root(cfg.cache_dir), config_hash), run.policy.serve() as endpoint:
             redact.register(endpoint.api_key)
             outcome["model"] = endpoint.model
             async with aiohttp.ClientSession() as session:
                 await check_endpoint(session, endpoint)
-            async with collection_lock(cache_root(cfg.cache_dir), config_hash):
-                await asyncio.to_thread(open_run, run, staged, config_hash, n_tasks)
-                if run.prior.rescore and run.prior.reused:
-                    log.info("re-verifying %d reused rollouts: this run's verifier config differs from %s",
-                             run.prior.reused, run.prior.source)
-                    await _rescore_reused(rd, run.verifier)
-                writer = JsonlWriter(rd.rollouts)
-                run.stop.on_flush(writer.close)
+            await asyncio.to_thread(open_run, run, staged, config_hash, n_tasks)
+            if run.prior.rescore and run.prior.reused:
+                log.info("re-verifying %d reused rollouts: this run's verifier config differs from %s",
+                         run.prior.reused, run.prior.source)
+                await _rescore_reused(rd, run.verifier)
+            writer = JsonlWriter(rd.rollouts)
+            run.stop.on_flush(writer.close)
+            try:
                 await collect(
                     _work(rd, cfg.sampler.num_repeats, run.prior.done), server=run.server, verifier=run.verifier,
                     endpoint=endpoint, sampler=cfg.sampler, writer=writer, config_hash=config_hash,
                     total=n_tasks * cfg.sampler.num_repeats - len(run.prior.done), progress=cfg.progress,
                     stats=stats)
+            finally:  # every line on disk before the next run of this hash (waiting on the lock) reads them
+                await asyncio.to_thread(writer.close)
     except asyncio.CancelledError:
         if not (run.stop.requested or main.cancelling()):
             raise
         while main.uncancel():
             pass
         outcome["status"] = "interrupted"
-        log.warning("stopping: in-flight requests cancelled, every written rollout kept")
+        log.warning("stopping: in-flight requests cancelled, every written rollout kept (a second signal exits at once)")
     except EndpointDown as e:
         outcome.update(status="aborted", reason=str(e))
     finally:
         run.stop.detach()
         await run.verifier.close()
-        if writer is not None:
-            await asyncio.to_thread(writer.close)
 
 
 async def _rescore_reused(rd: RunDir, verifier: Any) -> None:
@@ -128,7 +128,9 @@ def run(cfg: RunConfig, *, stop: Stop | None = None, on_start: Callable[[Path], 
     ``stop`` lets a caller (the CLI's signal handlers) interrupt the run; ``on_start(run_dir)`` is called
     once the run dir is created and locked, before rollgen writes to it. Raises ``UserError`` for bad
     input (nothing written), ``EndpointUnreachable`` when the endpoint does not answer, and
-    ``KeyboardInterrupt`` when interrupted before the run dir was opened.
+    ``KeyboardInterrupt`` when interrupted before the run dir was opened; interrupted later (a cancelled
+    collection, a ``KeyboardInterrupt`` in quality, format or export) it returns a report with status
+    ``interrupted`` that says during which stage.
     """
     t0 = time.perf_counter()
     redact.register_config(cfg.model_dump(mode="json", by_alias=True))

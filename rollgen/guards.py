@@ -27,7 +27,7 @@ from typing import Any
 from rollgen.config import GuardsConfig
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier, verifier_name, verify
-from rollgen.verifiers.extract import answer_region, boxes, final_answer, is_empty_answer
+from rollgen.verifiers.extract import answer_region, boxes, final_answer, is_empty_answer, task_question
 from rollgen.verifiers.final import RETRACTION, FinalAnswer, count_parts, find_final, reduce_math
 from rollgen.verifiers.numbers import parse_number_list
 
@@ -98,9 +98,9 @@ def _unused_boxes(region: str, final: FinalAnswer) -> int:
     return len(extra)
 
 
-def _hedge(region: str, golds: list[str], question: str) -> str | None:
+def _hedge(text: str, region: str, golds: list[str], question: str) -> str | None:
     gold_values = max((_values(g) for g in golds), default=1)
-    final = find_final(region, question)
+    final = find_final(text, question)  # positions are in the answer region, as ``region``
     if final.answer is None:  # no math answer: the generic last box / "answer is" (text answers)
         answer, rule = final_answer(region)
         if answer is not None and rule in ("boxed", "answer_is") and _ALTERNATION.search(answer) and not any(
@@ -143,7 +143,7 @@ def check(cfg: GuardsConfig, task: Task, rollout: Rollout) -> list[tuple[str, st
         ratio = len(zlib.compress(raw, 6)) / len(raw)
         if ratio < cfg.min_compression_ratio:
             trips.append(("repetition", f"compresses to {ratio:.3f} of its size (a loop)"))
-    if cfg.hedging and (reason := _hedge(region, _gold_texts(task), _prompt_text(task))):
+    if cfg.hedging and (reason := _hedge(text, region, _gold_texts(task), task_question(task))):
         trips.append(("hedging", reason))
     return trips
 

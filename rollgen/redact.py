@@ -149,9 +149,12 @@ def secret_keys(config: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[s
                 yield path, value
 
 
+ENV_SECRETS = ("ROLLGEN_REWARD_TOKEN",)  # tokens rollgen itself reads from the environment
+
+
 def register_config(config: Mapping[str, Any]) -> None:
-    """Register every secret ``config`` (a plain-container run config) names."""
-    register(*(secret for _, secret in secret_keys(config)))
+    """Register every secret ``config`` (a plain-container run config) names, and rollgen's own tokens."""
+    register(*(secret for _, secret in secret_keys(config)), *(os.environ.get(name) for name in ENV_SECRETS))
 
 
 class RedactingFilter(logging.Filter):

@@ -55,12 +55,22 @@ def write_report(rd: RunDir, report: dict[str, Any]) -> None:
         f"| {report['wall_time_s']} | {report['rollouts_per_s']} |", "",
         "Rollouts by status: " + ", ".join(f"{k} {v}" for k, v in c["by_status"].items()), "",
         "Tokens: " + (", ".join(f"{k} {v}" for k, v in c["tokens"].items()) or "not reported"), "",
+        *_calls_lines(report),
         *_repeat_lines(report),
         *_quality_lines(report),
         "## Dataset", "", f"format `{report['format']}`: "
         + ", ".join(f"{k} {v} rows" for k, v in report["dataset"].items()), "",
     ]
     rd.report_md.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _calls_lines(report: dict[str, Any]) -> list[str]:
+    """What collection cost: requests this run sent (reused rollouts cost none), retries counted apart."""
+    calls = report.get("calls")
+    if not calls:
+        return []
+    return [f"Requests sent: {calls['model_calls']} model calls, {calls['retries']} retries; "
+            f"{calls['reused_rollouts']} rollouts reused from earlier runs (no calls)", ""]
 
 
 def _repeat_lines(report: dict[str, Any]) -> list[str]:

@@ -56,7 +56,7 @@ def _answered(tasks: Iterable[Task], run: Any) -> Iterator[Task]:
 @contextmanager
 def staged_tasks(run: Any) -> Iterator[tuple[Path, int]]:
     """Read every task into a temp file under the cache dir (removed on exit unless ``open_run`` took it)."""
-    from rollgen.servers.taskfile import TaskFileError
+    from rollgen.servers import TaskSourceError
 
     cfg, server = run.cfg, run.server
     server.on_bad_row = cfg.on_bad_row
@@ -68,7 +68,7 @@ def staged_tasks(run: Any) -> Iterator[tuple[Path, int]]:
     try:
         try:
             n = write_jsonl(path, islice(_answered(server.tasks(), run), cfg.limit))
-        except TaskFileError as e:
+        except TaskSourceError as e:
             raise UserError(str(e)) from None
         if n == 0:
             source = getattr(server.params, "data_path", None)

@@ -60,6 +60,9 @@ def solve(prompt: str) -> str | None:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
+OPENINGS = ["Let me compute.", "Working it out step by step.", "First, evaluate the expression.", "Quick check"]
+
+
 @dataclass
 class FakeOpenAI:
     latency_s: float = 0.0
@@ -75,6 +78,7 @@ class FakeOpenAI:
     auth_failures: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
     keep_bodies: bool = False
+    varied: bool = False  # word each reply differently (an opening drawn per request), as a sampled model does
     faults: dict[str, float] = field(default_factory=dict)  # kind -> probability per request, see FAULTS
     injected: dict[str, int] = field(default_factory=dict)
     echo_key: bool = False
@@ -172,9 +176,13 @@ class FakeOpenAI:
                 text = "I do not know."
             elif self._right(prompt):
                 text = f"Let me compute. The answer is \\boxed{{{gold}}}."
+                if self.varied:
+                    text = f"{self.rng.choice(OPENINGS)} {self.rng.randint(1, 10**6)}: the answer is \\boxed{{{gold}}}."
             else:
                 wrong = str(int(gold) + 1) if gold.lstrip("-").isdigit() else gold + "1"
                 text = f"I think it is \\boxed{{{wrong}}}."
+                if self.varied:
+                    text = f"{self.rng.choice(OPENINGS)} {self.rng.randint(1, 10**6)}: I think it is \\boxed{{{wrong}}}."
             if self.echo_key:
                 text = f"{self._leak(request)} {text}"
             return text, body

@@ -217,11 +217,12 @@ def test_every_framework_reward_equals_the_curation_reward(rl_run: Path) -> None
 
 def test_rewards_apply_the_runs_guards() -> None:
     scorer = RewardScorer.from_server("math")
-    hedged = "It is \\boxed{7} or maybe \\boxed{8}."
-    assert scorer.score(hedged, "7")[0] == 0.0  # the hedging guard
-    assert RewardScorer.from_server("math", ["guards=off"]).score(hedged, "8")[0] == 1.0
+    assert scorer.score("It is \\boxed{7} or maybe \\boxed{8}.", "7")[0] == 0.0  # a hedged answer
     assert scorer.score("The answer is \\boxed{7}.", "7")[0] == 1.0
     assert scorer.score("The answer is \\boxed{7}.", "7", finish_reason="length")[0] == 0.0  # truncated
+    # guards=off: the same cut-off completion is the verifier's alone to score
+    off = RewardScorer.from_server("math", ["guards=off"])
+    assert off.score("The answer is \\boxed{7}.", "7", finish_reason="length")[0] == 1.0
 
 
 def test_trl_reward_returns_none_for_rows_it_cannot_score() -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rollgen import compose, quality
 from rollgen.config import ConfigError, QualityConfig
@@ -359,3 +362,106 @@ def test_bad_quality_config_names_the_key(override: str, key: str) -> None:
 def test_public_surface() -> None:
     assert set(quality.__all__) == {"Curation", "curate", "format_funnel"}
     assert all(callable(getattr(quality, name)) for name in quality.__all__)
+
+
+# ---------------------------------------------------------------- near dedup keeps distinct problems (issue 12.2)
+
+_PLAIN_TOKEN = re.compile(r"[a-z0-9_\x80-\U0010ffff]+|[-+*/=<>^%$\\{}()\[\]|&~#@]")
+
+
+def plain_jaccard(a: str, b: str, n: int = 5) -> float:
+    """Exact Jaccard of word n-gram sets, computed here without rollgen's hashing."""
+    def grams(text: str) -> set[tuple[str, ...]]:
+        toks = _PLAIN_TOKEN.findall(text.lower())
+        return {tuple(toks)} if len(toks) < n else {tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)}
+
+    x, y = grams(a), grams(b)
+    return len(x & y) / len(x | y)
+
+
+def _generated(generator: str, size: int, **options: Any) -> list[dict[str, Any]]:
+    import reasoning_gym
+
+    return [{"id": f"{generator}-{i}", "prompt": e["question"] + "\nPut your final answer within \\boxed{}.",
+             "answer": str(e["answer"])}
+            for i, e in enumerate(reasoning_gym.create_dataset(generator, size=size, seed=42, **options))]
+
+
+@pytest.mark.parametrize(("generator", "options"), [
+    ("basic_arithmetic", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}),
+    ("gsm_symbolic", {}),
+])
+def test_prompt_dedup_never_merges_tasks_whose_gold_answers_differ(tmp_path: Path, generator: str,
+                                                                   options: dict[str, Any]) -> None:
+    tasks = _generated(generator, 600, **options)
+    rng = random.Random(0)
+    rows = [roll(t["id"], 0, "The answer is \\boxed{1}.", reward=rng.choice([0.0, 1.0]), prompt=t["prompt"])
+            for t in tasks]
+    result, kept, dropped = curate(tmp_path, rows, ["exact_dedup", "near_dedup"], tasks=tasks,
+                                   filters={"exact_dedup": {"field": "prompt"}, "near_dedup": {"field": "prompt"}})
+    by_id = {t["id"]: t for t in tasks}
+    assert dropped  # both generators repeat problems: there is something to merge
+    for r in dropped:
+        gone, kept_task = by_id[r["rollout"]["task_id"]], by_id[r["detail"].rsplit("task ", 1)[1]]
+        assert gone["answer"] == kept_task["answer"], (gone["prompt"], kept_task["prompt"])
+        if r["filter"] == "near_dedup":
+            assert plain_jaccard(gone["prompt"], kept_task["prompt"]) >= 0.8
+    assert len(kept) + len(dropped) == len(rows)
+
+
+def test_prompts_that_differ_in_a_number_are_different_problems(tmp_path: Path) -> None:
+    tail = (" Ensure to report the answer as an integer. Do not add commas in the integer answers reported. Show "
+            "each step of the working on its own line, check the arithmetic once more at the end, and keep the "
+            "explanation short enough for a student in the fourth grade to follow without any help at all.")
+    prompts = {"a": "Calculate 5 + 9." + tail, "b": "Calculate -9 + 9." + tail, "c": "calculate 5+9!" + tail,
+               "d": "Calculate 5 + 9." + tail.replace("at all.", "whatsoever.")}
+    assert plain_jaccard(prompts["b"], prompts["d"]) >= 0.8  # by words alone, -9 + 9 is a near duplicate of 5 + 9
+    rows = [roll(t, 0, "ok", reward=r, prompt=p) for (t, p), r in zip(prompts.items(), [0.2, 1.0, 0.5, 0.9])]
+    _, kept, dropped = curate(tmp_path, rows, ["near_dedup"], filters={"near_dedup": {"field": "prompt"}})
+    assert ids(kept) == {"b#0", "d#0"}  # -9 + 9 stays; a and c are d reworded (same numbers), d has the best reward
+    assert {r["rollout"]["task_id"] for r in dropped} == {"a", "c"} and all("task d" in r["detail"] for r in dropped)
+
+
+def test_different_gold_answers_keep_near_identical_tasks_apart_and_the_funnel_says_so(tmp_path: Path) -> None:
+    story = ("Tom has 3 red marbles and 5 blue marbles in a small cloth bag that he carries to school every day "
+             "and shows to his friends at lunch, in the yard behind the library, next to the old oak tree where "
+             "the younger children play their games until the bell rings and everyone runs back to the classrooms "
+             "for the afternoon lessons. What is the {op} of the red and the blue marbles he carries?")
+    tasks = [{"id": "sum", "prompt": story.format(op="sum"), "answer": "8"},
+             {"id": "product", "prompt": story.format(op="product"), "answer": "15"},
+             {"id": "total", "prompt": story.format(op="sum") + " ", "answer": "8"},
+             {"id": "twice", "prompt": "Tom has 3 red marbles.", "answer": "3"},
+             {"id": "again", "prompt": "Tom has 3 red marbles.", "answer": "4"}]
+    rows = [roll(t["id"], 0, "ok", prompt=t["prompt"], reward=1.0 - i / 10) for i, t in enumerate(tasks)]
+    result, kept, dropped = curate(tmp_path, rows, ["exact_dedup", "near_dedup"], tasks=tasks,
+                                   filters={"exact_dedup": {"field": "prompt"}, "near_dedup": {"field": "prompt"}})
+    assert ids(kept) == {"sum#0", "product#0", "twice#0", "again#0"}  # only "total" (same answer) merges
+    assert plain_jaccard(tasks[0]["prompt"], tasks[1]["prompt"]) >= 0.8  # near text, different problems
+    notes = {f["filter"]: f.get("notes", {}) for f in result.funnel}
+    assert notes["exact_dedup"] == {"kept apart: same or near text, different gold answers": 1}
+    # near_dedup sees both pairs: product vs sum (near text) and again vs twice (same text, exact_dedup kept both)
+    assert notes["near_dedup"] == {"kept apart: same or near text, different gold answers": 2}
+    assert "kept apart" in quality.format_funnel(result.funnel, result.total)
+
+
+@given(seed=st.integers(0, 10_000))
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_near_merge_reaches_the_threshold_by_exact_jaccard(tmp_path: Path, seed: int) -> None:
+    # 16 permutations: the MinHash estimate is noisy (s.d. ~0.1), so it alone would merge pairs below 0.7
+    rng = random.Random(seed)
+    base = [rng.choice(VOCAB[:60]) for _ in range(14)]
+    texts = []
+    for _ in range(12):
+        toks = list(base)
+        for i in rng.sample(range(len(toks)), rng.randint(0, 4)):
+            toks[i] = rng.choice(VOCAB[:60])
+        texts.append(" ".join(toks))
+    rows = [roll(f"t{i}", 0, text, reward=rng.random()) for i, text in enumerate(texts)]
+    d = tmp_path / str(seed)
+    d.mkdir(exist_ok=True)  # hypothesis may replay a seed
+    _, _, dropped = curate(d, rows, ["near_dedup"],
+                           filters={"near_dedup": {"field": "completion", "threshold": 0.7, "num_perm": 16}})
+    by_id = {r["id"]: r["completion"] for r in rows}
+    for r in dropped:
+        other = by_id[r["detail"].rsplit("rollout ", 1)[1]]
+        assert plain_jaccard(r["rollout"]["completion"], other) >= 0.7

@@ -258,3 +258,19 @@ def test_key_echoed_by_server_is_redacted(tmp_path: Path, tasks_file: Path, monk
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="replace")
+
+
+def test_key_echoed_in_error_bodies_is_redacted(tmp_path: Path, tasks_file: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-echo-SECRET-0987654321"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    fake = FakeOpenAI(api_key=secret, echo_key=True, error_rate=1.0)  # every 500 echoes the key, whole and cut
+    with serve_in_thread(fake) as url:
+        report = rollgen.run(_cfg(tmp_path, url, tasks_file, "run", "policy.max_retries=0"))
+    rows = list(read_jsonl(tmp_path / "run" / "rollouts.jsonl"))
+    assert all(r["status"] == "error" and "HTTP 500" in r["error"] and "[redacted]" in r["error"] for r in rows)
+    assert report["status"] == "aborted" and "[redacted]" in report["reason"]
+    pieces = [secret[i:i + 8] for i in range(len(secret) - 7)]
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert not [p for p in pieces if p in path.read_text(errors="replace")], path

@@ -113,6 +113,8 @@ def test_report_and_summary_count_the_requests_actually_sent(tmp_path: Path) -> 
     assert a["calls"]["model_calls"] == 40 and a["calls"]["retries"] > 0
     assert a["calls"]["model_calls"] + a["calls"]["retries"] == sent_a
     assert b["calls"] == {"model_calls": 40, "retries": sent_b - 40, "reused_rollouts": 40}
+    assert (f"Requests sent: 40 model calls, {sent_b - 40} retries; 40 rollouts reused"
+            in (tmp_path / "b" / "report.md").read_text())
     for run, report, sent in (("a", a, sent_a), ("b", b, sent_b)):
         m = run_metrics(tmp_path / run)
         assert m["model_calls"] + m["retries"] == sent and m["model_calls"] == report["calls"]["model_calls"]

@@ -15,6 +15,7 @@ from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.cases import (
     PERTURBATIONS,
+    RENDERINGS,
     perturbations,
     render_number,
     renderings,
@@ -59,11 +60,45 @@ def test_math_verifier_passes_with_no_false_positives(tmp_path: Path, capsys: py
     r = report(out)
     assert r["passed"] and r["false_positive_rate"] == 0.0 and r["false_negative_rate"] == 0.0
     assert r["tasks"] == 30 and r["confusion"]["negative"]["reward_1"] == 0
-    assert set(PERTURBATIONS) <= set(r["kinds"])
+    assert set(PERTURBATIONS) - {"missing_part", "restated_question", "unparseable_rhs"} <= set(r["kinds"])
     assert {"plain", "boxed", "answer_is", "think", "units"} <= set(r["kinds"])
     md = (out / "report.md").read_text()
     assert "**PASS**" in md and "## Confusion matrix" in md and "| sign_flip | 0 |" in md
     assert "PASS" in capsys.readouterr().out
+
+
+CATEGORY_TASKS = [
+    {"id": "sum", "question": "Calculate 7 + 8.", "answer": "15"},
+    {"id": "half", "question": "What is 3 + 1/2?", "answer": "7/2"},
+    {"id": "square", "question": "Compute 122 * 122.", "answer": "14884"},
+    {"id": "grouped", "question": "Add 1,000 and 250.", "answer": "1,250"},
+    {"id": "roots", "question": "Solve x^2 + x - 6 = 0.", "answer": "2, -3"},
+    {"id": "system", "question": "Solve the system x + y = 1, x - y = 3.", "answer": "(2, -1)"},
+    {"id": "interval", "question": "Solve 2 <= x + 1 < 6.", "answer": "[1, 5)"},
+    {"id": "lowest", "question": "Simplify 6/8 to lowest terms.", "answer": "3/4"},
+    {"id": "power", "question": "Evaluate 2^{10}.", "answer": "1024"},
+    {"id": "decimal", "question": "Write 0.75 as a fraction in lowest terms.", "answer": "3/4"},
+    {"id": "choice", "question": "Which is prime? (A) 4 (B) 7 (C) 9", "answer": "B"},
+]
+
+
+def test_every_reward_category_is_reported_and_the_math_verifier_passes_them(tmp_path: Path) -> None:
+    path = tmp_path / "categories.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in CATEGORY_TASKS))
+    assert main([f"server.data_path={path}", "--out", str(tmp_path / "out")]) == 0
+    r = report(tmp_path / "out")
+    assert set(r["kinds"]) == set(RENDERINGS) | set(PERTURBATIONS)
+    assert all(k["failures"] == 0 and k["errors"] == 0 for k in r["kinds"].values()), r["problems"]
+    kinds = r["kinds"]
+    # Multi-part golds get their renderings, the question's own quantity its perturbations.
+    assert kinds["multi_box"]["cases"] == 2 and kinds["named_parts"]["cases"] == 1 and kinds["inequality"]["cases"] == 1
+    assert kinds["restated_question"]["cases"] == 2 and kinds["missing_part"]["cases"] == 2
+    assert kinds["thousands_braces"]["cases"] == 3 and kinds["mixed_number"]["cases"] == 1
+    # What the guards save: the verifier alone would reward a prose hedge; it already scores a reply without
+    # a stated answer 0.
+    assert kinds["hedged_prose"]["caught_by_guards"] == len(CATEGORY_TASKS)
+    assert kinds["hedged_prose"]["verifier_alone_failures"] > 0
+    assert kinds["no_statement"]["verifier_alone_failures"] == 0 and kinds["restated_question"]["caught_by_guards"] == 0
 
 
 def test_each_guard_is_shown_catching_its_case(tmp_path: Path) -> None:

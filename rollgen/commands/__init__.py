@@ -11,4 +11,5 @@ SUBCOMMANDS = {
     "curate": ("rollgen.commands.curate", "re-run the quality stage on a run's rollouts"),
     "dataset": ("rollgen.commands.dataset", "validate a dataset file against a format, or print its stats"),
     "compare": ("rollgen.commands.compare", "compare the reports of several runs side by side"),
+    "tasks": ("rollgen.commands.tasks", "preview the exact messages a run sends for its first tasks"),
 }

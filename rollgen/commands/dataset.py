@@ -75,6 +75,10 @@ def _validate(args: argparse.Namespace) -> int:
     if len(result.errors) > args.max_errors:
         print(f"... and {len(result.errors) - args.max_errors} more problems")
     files = ", ".join(str(f) for f in result.files)
+    if result.overlap is not None:
+        o = result.overlap
+        print(f"splits: {o['leaking_rows']} of {o['rows_checked']} rows have a prompt (or task) that is also in "
+              f"another split" + (f" ({o['leaking_prompts']} distinct prompts)" if o["leaking_rows"] else ""))
     if result.ok:
         print(f"ok: {result.rows} {result.format} rows in {files}")
         return 0

@@ -67,12 +67,14 @@ def main(argv: list[str]) -> int:
 
 def _gold(overrides: list[str], config_dir: str | None, out_arg: str | None) -> int:
     from rollgen.api import compose
+    from rollgen.servers.prompts import prompt_checks
     from rollgen.verifiers.validation import run_gold_validation, write_gold_report
 
     cfg = compose(overrides, config_dir=config_dir, output_dir=".")
     out = Path(out_arg or cfg.validation.output_dir or time.strftime("outputs/validate/%Y-%m-%d/%H-%M-%S"))
+    server = cfg.server.build()
     try:
-        tasks = list(islice(cfg.server.build().tasks(), cfg.limit))
+        tasks = list(islice(server.tasks(), cfg.limit))
     except (ValueError, OSError) as e:
         print(f"rollgen: cannot read the tasks: {e}", file=sys.stderr)
         return 2
@@ -85,14 +87,33 @@ def _gold(overrides: list[str], config_dir: str | None, out_arg: str | None) -> 
               f"the verifier brings no validation_cases", file=sys.stderr)
         return 2
     report["server"] = cfg.server.model_dump(mode="json", by_alias=True)
+    report["prompts"] = prompt_checks(tasks, server.added_text())
+    report["warnings"] = _prompt_warnings(report["prompts"])
     write_gold_report(report, out)
     verdict = "PASS" if report["passed"] else "FAIL"
     print(f"rollgen validate: {verdict}: {report['tasks']} tasks, {report['cases']} cases in {report['elapsed_s']} s; "
           f"false-positive rate {report['false_positive_rate']}, false-negative rate {report['false_negative_rate']}")
     for line in report["problems"]:
         print(f"  {line}")
+    for line in report["warnings"]:
+        print(f"  warning: {line}")
     print(f"report: {out / 'report.md'}")
     return 0 if report["passed"] else 1
+
+
+def _prompt_warnings(p: dict[str, Any]) -> list[str]:
+    """What ``servers.prompts.prompt_checks`` found that a user should fix before collecting."""
+    eg = p["examples"]
+    out = []
+    if p["instruction_twice"]:
+        out.append(f"{p['instruction_twice']} of {p['tasks']} prompts carry a final-answer instruction twice (e.g. "
+                   f"{', '.join(eg['instruction_twice'])}): the server's instruction was appended after their own; "
+                   "see `rollgen tasks preview`, set server.instruction=null or drop it from server.prompt_template")
+    if p["tasks_repeating_a_prompt"]:
+        out.append(f"{p['tasks_repeating_a_prompt']} of {p['tasks']} tasks repeat an earlier task's prompt (e.g. "
+                   f"{', '.join(eg['tasks_repeating_a_prompt'])}); splits keep them together, "
+                   "server.unique_prompts=true drops them")
+    return out
 
 
 async def _rescored(run_dir: Path, cfg: RunConfig, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,11 +1,12 @@
-"""Format: curated rollouts → dataset rows (SFT, DPO, KTO or RL), split by task, with a dataset card.
+"""Format: curated rollouts → dataset rows (SFT, DPO, KTO or RL), split by prompt, with a dataset card.
 
 ``build_dataset`` reads ``curated.jsonl`` by file offset (one task's rollouts in memory at a time),
-writes every row once to a temp file, assigns whole tasks to train / validation / test
-(``split.assign_splits``), then streams the rows into ``train.jsonl``, ``validation.jsonl`` and
-``test.jsonl`` (a split with no rows gets no file: ``datasets`` refuses empty splits), computes the
-statistics and writes ``README.md``, a dataset card with provenance. The folder loads with
-``datasets.load_dataset("json", data_dir=...)``.
+writes every row once to a temp file, assigns whole groups of tasks with the same normalised prompt
+(and the run's near-duplicate prompts) to train / validation / test (``split``), then streams the rows
+into ``train.jsonl``, ``validation.jsonl`` and ``test.jsonl`` (a split with no rows gets no file:
+``datasets`` refuses empty splits), checks the written files for prompts in two splits
+(``validate.split_overlap``), computes the statistics and writes ``README.md``, a dataset card with
+provenance. The folder loads with ``datasets.load_dataset("json", data_dir=...)``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from rollgen.config import DpoFormat, KtoFormat, RlFormat, SftFormat
 from rollgen.formats.card import write_card
 from rollgen.formats.rows import ROW_BUILDERS, Context
 from rollgen.formats.source import Reader, Source
-from rollgen.formats.split import SPLITS, assign_splits, task_hash
+from rollgen.formats.split import SPLITS, PromptGroups, assign_splits, prompt_of, task_hash
 from rollgen.formats.stats import dataset_stats
+from rollgen.formats.validate import split_overlap
 
 __all__ = ["Source", "build_dataset", "write_dataset"]
 
@@ -51,7 +53,7 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
     rows_tmp = out / ".rows.jsonl.tmp"
     labels: Counter[bool] = Counter()
     label_hashes: dict[bool, array[int]] = {True: array("Q"), False: array("Q")}
-    with_rows: list[str] = []
+    groups = PromptGroups(src.near_dedup)
     make = ROW_BUILDERS[cfg.kind]
     with Reader(src) as reader, open(rows_tmp, "w", encoding="utf-8") as tmp:
         ctx = Context(cfg, reader, seed)
@@ -65,10 +67,11 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
                     if getattr(cfg, "balance", False):
                         label_hashes[label].append(h)
                 tmp.write(json.dumps([task_id, label, h]) + "\t" + json.dumps(row, ensure_ascii=False) + "\n")
+                if not n:
+                    groups.add(task_id, prompt_of(row))
                 n += 1
-            if n:
-                with_rows.append(task_id)
-    split = assign_splits(with_rows, cfg.validation_fraction, cfg.test_fraction, seed)
+    task_groups = groups.groups()
+    split = assign_splits(task_groups, cfg.validation_fraction, cfg.test_fraction, seed)
     keep_below = _balance_cut(cfg, labels, label_hashes)
     rows, tasks, kept = _route(rows_tmp, out, split, keep_below)
     rows_tmp.unlink()
@@ -80,8 +83,10 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
         "rows": sum(rows.values()),
         "splits": rows,
         "tasks": tasks,
+        "split_by": _split_by(task_groups, groups),
+        "prompt_overlap": split_overlap(out),
         "dropped": dict(sorted(ctx.dropped.items())),
-        "notes": list(src.notes),
+        "notes": list(src.notes) + _split_notes(cfg, tasks, task_groups),
     }
     if isinstance(cfg, KtoFormat):
         total = kept[True] + kept[False]
@@ -94,6 +99,22 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
     summary["stats"] = dataset_stats(out, cfg.kind)
     write_card(out, cfg, summary, src, seed)
     return summary
+
+
+def _split_by(task_groups: dict[str, str], groups: PromptGroups) -> dict[str, Any]:
+    """How tasks were grouped for the split: distinct prompts, groups, and tasks that share a group."""
+    sizes = Counter(task_groups.values())
+    return {"key": "normalised prompt" + (" + near-duplicate prompts (near_dedup)" if groups.near else ""),
+            "tasks": len(task_groups), "distinct_prompts": len(set(groups.tasks.values())), "groups": len(sizes),
+            "tasks_sharing_a_group": sum(n for n in sizes.values() if n > 1)}
+
+
+def _split_notes(cfg: AnyFormat, tasks: dict[str, int], task_groups: dict[str, str]) -> list[str]:
+    """Asked-for splits that got no task, and why."""
+    groups = len(set(task_groups.values()))
+    return [f"{name} is empty: {len(task_groups)} tasks form {groups} prompt group(s), and a group is never split"
+            for name, frac in (("validation", cfg.validation_fraction), ("test", cfg.test_fraction))
+            if frac > 0 and not tasks.get(name)]
 
 
 def write_dataset(cfg: AnyFormat, curated: Source | str | os.PathLike[str], out_dir: str | os.PathLike[str],

@@ -101,6 +101,24 @@ def _front_matter(cfg: Any, splits: dict[str, int]) -> list[str]:
     return [*lines, "---", ""]
 
 
+def _split_lines(summary: dict[str, Any]) -> list[str]:
+    """How the split was made, and what a check of the written files found (not what was intended)."""
+    by, overlap = summary.get("split_by") or {}, summary.get("prompt_overlap") or {}
+    lines = []
+    if by:
+        lines.append(f"Tasks are grouped by {by['key']} and whole groups are assigned to a split (seeded): "
+                     f"{by['tasks']} tasks, {by['distinct_prompts']} distinct prompts, {by['groups']} groups; "
+                     f"{by['tasks_sharing_a_group']} tasks share their group with another task.")
+    if overlap:
+        leaks = overlap["leaking_rows"]
+        lines.append("Checked on the files written (prompts compared as normalised text, and task ids): "
+                     + ("no prompt is in two splits." if not leaks else
+                        f"**{leaks} of {overlap['rows_checked']} rows have a prompt that is also in another split** "
+                        f"({overlap['leaking_prompts']} distinct prompts; by file: "
+                        f"{json.dumps(overlap['leaking_rows_by_file'])})."))
+    return lines
+
+
 def write_card(out: Path, cfg: Any, summary: dict[str, Any], src: Source, seed: int) -> dict[str, Any]:
     """Write ``out/README.md``; return the provenance it states."""
     prov = provenance(src)
@@ -109,7 +127,7 @@ def write_card(out: Path, cfg: Any, summary: dict[str, Any], src: Source, seed: 
     lines += [f"# rollgen dataset: {cfg.kind}", "", DESCRIPTIONS[cfg.kind], "",
               "```python", "from datasets import load_dataset", "",
               f'ds = load_dataset("json", data_dir="{out}")', "```", "",
-              "## Splits", "", "Whole tasks are assigned to a split (seeded), so no prompt is in two splits.", "",
+              "## Splits", "", *_split_lines(summary), "",
               "| split | rows | tasks |", "|---|---|---|",
               *(f"| {s} | {n} | {summary['tasks'].get(s, 0)} |" for s, n in summary["splits"].items()), "",
               "## Provenance", ""]

@@ -42,6 +42,7 @@ class Source:
     tasks: Path | None = None  # tasks.jsonl: ground truth and per-task tools
     tools: list[dict[str, Any]] | None = None  # the server's tools, offered to tasks without their own
     verifier: dict[str, Any] | None = None  # the verifier's spec (``_target_`` + params), for RL rows
+    near_dedup: dict[str, Any] | None = None  # the run's near_dedup parameters when its chain has it (splits group by it)
     notes: tuple[str, ...] = field(default=())  # what could not be found, for the dataset card
 
     @classmethod
@@ -50,18 +51,21 @@ class Source:
         curated = Path(curated)
         d = curated.parent
         notes: list[str] = []
-        tools = verifier = None
+        tools = verifier = near = None
         cfg_path = d / "run_config.json"
         if cfg_path.is_file():
             saved = json.loads(cfg_path.read_text(encoding="utf-8"))
             verifier = saved.get("verifier")
+            quality = saved.get("quality") or {}
+            if "near_dedup" in (quality.get("chain") or []):
+                near = (quality.get("filters") or {}).get("near_dedup") or {}
             tools, note = _server_tools(saved.get("server"))
             if note:
                 notes.append(note)
         else:
             notes.append(f"no run_config.json beside {curated.name}: verifier spec and server tools unknown")
         return cls(curated=curated, rollouts=_file(d / "rollouts.jsonl"), tasks=_file(d / "tasks.jsonl"),
-                   tools=tools, verifier=verifier, notes=tuple(notes))
+                   tools=tools, verifier=verifier, near_dedup=near, notes=tuple(notes))
 
 
 def _file(p: Path) -> Path | None:

@@ -4,15 +4,17 @@ Per line: JSON object; the format's required fields; message lists with known ro
 (system first, a user turn before the first assistant turn, tool turns only after an assistant tool call,
 completions that start with the assistant), no empty turns, well-formed tool calls; DPO: chosen and
 rejected differ, rewards and ``margin`` agree and reach ``min_margin``; KTO: a boolean ``label``; RL: a
-ground truth. Across the split files of a folder: no task (by ``task_id``, else by prompt) in two splits.
+ground truth. Across the split files of a folder: no prompt in two splits, compared as normalised text
+(``split.prompt_of`` + ``quality.text.prompt_key``: case, spacing and sentence punctuation ignored), so
+two tasks with the same question under different ids are caught; and no ``task_id`` in two splits.
 Strings are accepted wherever TRL accepts its "standard" (non-conversational) form.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +22,11 @@ from typing import Any
 
 from rollgen.formats.messages import same_text, text_of
 from rollgen.formats.pairs import EPS
+from rollgen.formats.split import prompt_of
 from rollgen.formats.stats import data_files, detect_format, iter_rows
+from rollgen.quality.text import prompt_key
 
-__all__ = ["FORMATS", "Problem", "Validation", "validate"]
+__all__ = ["FORMATS", "Problem", "SplitOverlap", "Validation", "split_overlap", "validate"]
 
 FORMATS = ("sft", "dpo", "kto", "rl")
 ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -46,6 +50,7 @@ class Validation:
     files: list[Path] = field(default_factory=list)
     errors: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    overlap: dict[str, Any] | None = None  # a folder's split overlap (``SplitOverlap.summary``)
 
     @property
     def ok(self) -> bool:
@@ -238,11 +243,53 @@ def _row_problems(row: dict[str, Any], fmt: str, min_margin: float | None) -> li
     return out + _tools(row)
 
 
-def _prompt_key(row: dict[str, Any]) -> str:
-    prompt = row.get("prompt")
-    if prompt is None and isinstance(row.get("messages"), list):
-        prompt = [m for m in row["messages"] if isinstance(m, dict) and m.get("role") != "assistant"][:2]
-    return hashlib.sha256(json.dumps(prompt, sort_keys=True, default=str).encode()).hexdigest()[:16]
+class SplitOverlap:
+    """Rows whose prompt (normalised text) or ``task_id`` is also in another split file of a folder."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Any, tuple[str, int]] = {}  # key -> (first split file, line)
+        self.rows: dict[str, int] = Counter()  # split file -> rows that leak
+        self.checked = 0
+        self._prompts: set[bytes] = set()
+
+    def check(self, f: Path, n: int, row: dict[str, Any]) -> str | None:
+        """The leak message for row ``n`` of split file ``f``, or None."""
+        self.checked += 1
+        text = prompt_of(row)
+        keys: list[tuple[str, Any]] = []
+        if text is not None:
+            keys.append(("prompt", prompt_key(text)))
+        if "task_id" in row:
+            keys.append(("task", str(row["task_id"])))
+        leak = None
+        for kind, key in keys:
+            first = self._seen.setdefault((kind, key), (f.name, n))
+            if first[0] != f.name and leak is None:
+                what = "prompt" if kind == "prompt" else f"task {key!r}"
+                leak = f"{what} also in {first[0]} (line {first[1]}): splits leak (equal prompts must share a split)"
+                if kind == "prompt":
+                    self._prompts.add(key)
+        if leak is not None:
+            self.rows[f.name] += 1
+        return leak
+
+    def summary(self) -> dict[str, Any]:
+        """Rows checked, rows that leak in all and per file, distinct prompts that leak."""
+        return {"rows_checked": self.checked, "leaking_rows": sum(self.rows.values()),
+                "leaking_rows_by_file": dict(self.rows), "leaking_prompts": len(self._prompts)}
+
+
+def split_overlap(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """``SplitOverlap.summary`` of a folder's split files (unreadable lines skipped: ``validate`` reports them)."""
+    check = SplitOverlap()
+    for f, n, line in iter_rows(data_files(folder)):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            check.check(f, n, row)
+    return check.summary()
 
 
 def validate(path: str | os.PathLike[str], fmt: str | None = None, min_margin: float | None = None) -> Validation:
@@ -255,7 +302,7 @@ def validate(path: str | os.PathLike[str], fmt: str | None = None, min_margin: f
     if not files:
         result.warnings.append(f"{p}: no *.jsonl files")
         return result
-    seen: dict[str, tuple[str, Path, int]] = {}  # task key -> (split file, path, line)
+    overlap = SplitOverlap() if p.is_dir() else None
     rows_in: dict[Path, int] = dict.fromkeys(files, 0)
     for f, n, line in iter_rows(files):
         try:
@@ -274,12 +321,11 @@ def validate(path: str | os.PathLike[str], fmt: str | None = None, min_margin: f
                 result.errors.append(Problem(f, n, "cannot tell the format from the keys; pass --format"))
                 return result
         result.errors += [Problem(f, n, msg) for msg in _row_problems(row, result.format, min_margin)]
-        if p.is_dir():
-            key = f"task {row['task_id']!r}" if "task_id" in row else f"prompt {_prompt_key(row)}"
-            first = seen.setdefault(key, (f.name, f, n))
-            if first[0] != f.name:
-                result.errors.append(Problem(f, n, f"{key} is also in {first[0]} (line {first[2]}): splits leak"))
+        if overlap is not None and (leak := overlap.check(f, n, row)) is not None:
+            result.errors.append(Problem(f, n, leak))
     for f, n in rows_in.items():
         if n == 0:
             result.warnings.append(f"{f}: no rows")
+    if overlap is not None:
+        result.overlap = overlap.summary()
     return result

@@ -22,6 +22,7 @@ from typing import Any
 from rollgen.config import QualityConfig
 from rollgen.quality.chain import build, run_chain
 from rollgen.quality.metrics import BREAKDOWN, Metrics
+from rollgen.quality.text import answer_key
 
 __all__ = ["Curation", "curate", "format_funnel"]
 
@@ -42,18 +43,25 @@ class Curation:
         return self.total - self.curated
 
 
-def _task_meta(tasks: os.PathLike[str] | None, keys: set[str]) -> dict[str, dict[str, Any]]:
-    """task id -> the metadata values under ``keys`` (top-level key names), from the run's tasks.jsonl."""
-    if tasks is None or not Path(tasks).is_file():
-        return {}
-    out = {}
+def _read_tasks(tasks: os.PathLike[str] | None, keys: set[str], answers: bool
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """From the run's tasks.jsonl: task id -> the metadata values under ``keys`` (top-level key names), and
+    (when ``answers``) task id -> the key of its gold answer (``text.answer_key``; tasks without one left out)."""
+    meta: dict[str, dict[str, Any]] = {}
+    gold: dict[str, int] = {}
+    if tasks is None or not Path(tasks).is_file() or not (keys or answers):
+        return meta, gold
     with open(tasks, encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 row = json.loads(line)
-                meta = row.get("metadata") or {}
-                out[str(row.get("id"))] = {k: meta[k] for k in keys if k in meta}
-    return out
+                task_id = str(row.get("id"))
+                if keys:
+                    m = row.get("metadata") or {}
+                    meta[task_id] = {k: m[k] for k in keys if k in m}
+                if answers and (key := answer_key(row.get("answer"))):
+                    gold[task_id] = key
+    return meta, gold
 
 
 def curate(cfg: QualityConfig, rollouts: os.PathLike[str], curated: os.PathLike[str], rejected: os.PathLike[str],
@@ -61,11 +69,12 @@ def curate(cfg: QualityConfig, rollouts: os.PathLike[str], curated: os.PathLike[
     """Filter ``rollouts`` into ``curated`` and ``rejected``; measure; draw ``plots_dir/*.png`` when asked.
 
     ``tasks`` (the run's tasks.jsonl) gives the task metadata that ``stratify`` and the per-difficulty
-    metrics read; without it every task is in the ``missing`` stratum.
+    metrics read (without it every task is in the ``missing`` stratum), and the gold answers that keep
+    deduplication from merging different problems.
     """
     keys = set(BREAKDOWN) | ({cfg.filters.stratify.by.split(".")[0]} if "stratify" in cfg.chain else set())
-    task_meta = _task_meta(tasks, keys)
-    chain = build(cfg, task_meta)
+    task_meta, answers = _read_tasks(tasks, keys, answers=bool({"exact_dedup", "near_dedup"} & set(cfg.chain)))
+    chain = build(cfg, task_meta, answers)
     metrics = Metrics(task_meta)
     rows, dropped_by, funnel = run_chain(chain, Path(rollouts), Path(curated), Path(rejected), [metrics.observe])
     summary = metrics.finish(rows, dropped_by < 0)
@@ -87,4 +96,5 @@ def format_funnel(funnel: list[dict[str, Any]], total: int, rejected_path: str =
     for f in funnel:
         why = ", ".join(f"{label} {n}" for label, n in list(f["reasons"].items())[:3])
         lines.append(f"  {f['filter']:<{width}} {f['in']:>8} -> {f['out']:<8} -{f['dropped']:<7} {why}".rstrip())
+        lines += [f"  {'':<{width}} {'':>8}    ({note}: {n})" for note, n in f.get("notes", {}).items()]
     return "\n".join(lines)

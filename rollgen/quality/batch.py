@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rollgen.quality.text import MinHasher, P, mix, shingles, word_spans
+from rollgen.quality.text import MinHasher, P, mix, shingles, skeletons, word_spans
 
 __all__ = ["Batch"]
 
@@ -24,13 +24,21 @@ class Batch:
         row_start = np.zeros(self.size, dtype=np.int64)
         if self.size > 1:
             np.cumsum([len(p) + 1 for p in parts[:-1]], out=row_start[1:])
-        self.tokens, token_start = word_spans(b"\n".join(parts))  # "\n" is no word byte: rows stay apart
+        joined = b"\n".join(parts)
+        self.tokens, token_start = word_spans(joined)  # "\n" is no word byte: rows stay apart
+        self.first = np.frombuffer(joined, dtype=np.uint8)[token_start]  # each word's first byte
         self.row = (np.searchsorted(row_start, token_start, side="right") - 1).astype(np.int64)
         self.offsets = np.searchsorted(self.row, np.arange(self.size + 1))
         self._cache: dict[Any, Any] = {}
 
     def words(self, i: int) -> np.ndarray:
         return self.tokens[self.offsets[i]:self.offsets[i + 1]]
+
+    def skeletons(self) -> np.ndarray:
+        """``text.skeletons`` of every row: their numbers and math symbols."""
+        if "skeletons" not in self._cache:
+            self._cache["skeletons"] = skeletons(self.tokens, self.first, self.row, self.size)
+        return self._cache["skeletons"]
 
     def ngrams(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Mixed hashes of the word n-grams inside each row, and the row of each."""

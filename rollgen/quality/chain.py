@@ -30,8 +30,10 @@ BATCH = 256  # rows parsed and hashed together (a few MB of text features)
 GROUP = {"exact_dedup", "near_dedup", "pass_rate", "zero_variance", "cap_per_task", "stratify", "kto_balance"}
 
 
-def build(cfg: QualityConfig, task_meta: dict[str, dict[str, Any]]) -> list[tuple[str, Any]]:
-    """``(name, filter)`` in chain order."""
+def build(cfg: QualityConfig, task_meta: dict[str, dict[str, Any]],
+          answers: dict[str, int] | None = None) -> list[tuple[str, Any]]:
+    """``(name, filter)`` in chain order; ``answers`` (task id -> ``text.answer_key``) keeps dedup from
+    merging tasks whose gold answers differ."""
     f = cfg.filters
     make = {
         "status": lambda: rowfilters.Status(f.status),
@@ -41,8 +43,8 @@ def build(cfg: QualityConfig, task_meta: dict[str, dict[str, Any]]) -> list[tupl
         "refusal": lambda: rowfilters.Refusal(f.refusal),
         "answer_format": lambda: rowfilters.AnswerFormat(f.answer_format),
         "decontaminate": lambda: Decontaminate(f.decontaminate),
-        "exact_dedup": lambda: dedup.ExactDedup(f.exact_dedup),
-        "near_dedup": lambda: dedup.NearDedup(f.near_dedup),
+        "exact_dedup": lambda: dedup.ExactDedup(f.exact_dedup, answers),
+        "near_dedup": lambda: dedup.NearDedup(f.near_dedup, answers),
         "pass_rate": lambda: groupfilters.PassRate(f.pass_rate),
         "zero_variance": lambda: groupfilters.ZeroVariance(f.zero_variance),
         "cap_per_task": lambda: groupfilters.CapPerTask(f.cap_per_task),
@@ -61,18 +63,27 @@ def lines(path: str | os.PathLike[str]) -> Iterator[bytes]:
                 yield line
 
 
-def _batches(path: Path, size: int = BATCH) -> Iterator[list[dict[str, Any]]]:
-    batch = []
-    for n, line in enumerate(lines(path), 1):
-        try:
-            batch.append(json.loads(line))
-        except ValueError as e:
-            raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
-        if len(batch) == size:
-            yield batch
-            batch = []
+def _batches(path: Path, size: int = BATCH) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
+    """Parsed rows, ``size`` at a time, with the byte offset of each row's line (numbered as ``lines``)."""
+    batch, offsets = [], []
+    n = offset = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            at, offset = offset, offset + len(raw)
+            line = raw.strip()
+            if not line:
+                continue
+            n += 1
+            try:
+                batch.append(json.loads(line))
+            except ValueError as e:
+                raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
+            offsets.append(at)
+            if len(batch) == size:
+                yield batch, offsets
+                batch, offsets = [], []
     if batch:
-        yield batch
+        yield batch, offsets
 
 
 def run_chain(chain: list[tuple[str, Any]], rollouts: Path, curated: Path, rejected: Path,
@@ -81,13 +92,13 @@ def run_chain(chain: list[tuple[str, Any]], rollouts: Path, curated: Path, rejec
 
     ``observers`` see every batch of rows in pass 1 (metrics), whatever the filters say.
     """
-    rows = Rows()
+    rows = Rows(rollouts)
     # (position, is a row filter, the call): row filters check, dedup filters observe, the rest wait
     steps = [(pos, name not in GROUP, f.observe if name in GROUP else f.check)
              for pos, (name, f) in enumerate(chain) if name not in GROUP or hasattr(f, "observe")]
     first_fail: dict[int, tuple[int, Reason]] = {}
-    for batch in _batches(rollouts):
-        views = rows.add(batch)
+    for batch, offsets in _batches(rollouts):
+        views = rows.add(batch, offsets)
         for observe in observers:
             observe(views)
         for view in views:
@@ -106,18 +117,24 @@ def run_chain(chain: list[tuple[str, Any]], rollouts: Path, curated: Path, rejec
         fail_at.setdefault(pos, []).append(i)
     funnel = []
     alive = len(rows)
-    for pos, (name, f) in enumerate(chain):
-        if name in GROUP:
-            drops = f.decide(np.flatnonzero(dropped_by < 0), rows) if alive else {}
-        else:
-            drops = {i: first_fail[i][1] for i in fail_at.get(pos, []) if dropped_by[i] < 0}
-        for i, reason in drops.items():
-            dropped_by[i] = pos
-            reasons[i] = reason
-        labels = Counter(label for label, _ in drops.values())
-        funnel.append({"filter": name, "in": alive, "out": alive - len(drops), "dropped": len(drops),
-                       "reasons": dict(labels.most_common())})
-        alive -= len(drops)
+    try:
+        for pos, (name, f) in enumerate(chain):
+            if name in GROUP:
+                drops = f.decide(np.flatnonzero(dropped_by < 0), rows) if alive else {}
+            else:
+                drops = {i: first_fail[i][1] for i in fail_at.get(pos, []) if dropped_by[i] < 0}
+            for i, reason in drops.items():
+                dropped_by[i] = pos
+                reasons[i] = reason
+            labels = Counter(label for label, _ in drops.values())
+            step = {"filter": name, "in": alive, "out": alive - len(drops), "dropped": len(drops),
+                    "reasons": dict(labels.most_common())}
+            if getattr(f, "notes", None):  # what a filter saw but did not drop (e.g. kept apart by dedup)
+                step["notes"] = dict(f.notes)
+            funnel.append(step)
+            alive -= len(drops)
+    finally:
+        rows.close()
 
     _write(rollouts, curated, rejected, dropped_by, reasons, [name for name, _ in chain])
     return rows, dropped_by, funnel

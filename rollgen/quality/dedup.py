@@ -5,13 +5,26 @@ task with the highest mean reward keeps its rollouts and the others lose theirs;
 one task are not duplicates. ``completion`` compares completions across all tasks, and
 ``prompt_completion`` the pair (so near-identical answers to one prompt collapse to the best one).
 
-The first pass stores 8 bytes (exact) or one uint32 signature of ``num_perm`` values (near) per row or
-per task; clusters are formed afterwards, over the rows still alive, best reward first.
+What keeps distinct problems apart:
+
+- two tasks whose gold answers differ (``answers``, read from the run's tasks) are never merged, nor
+  their rollouts;
+- prompt shingles are salted with the prompt's numbers and math symbols (``text.prompt_shingles``), so
+  "Calculate 5 + 9." and "Calculate -9 + 9." share nothing;
+- LSH and the MinHash estimate only propose candidates (down to a few standard errors below the
+  threshold); a merge needs the exact Jaccard similarity of the two shingle sets, computed from the rows
+  read back from the file, to reach the threshold.
+
+What they prevented is counted in ``notes`` (the funnel shows it). The first pass stores 8 bytes
+(exact) or one uint32 signature of ``num_perm`` values (near) per row or per task; clusters are formed
+afterwards, over the rows still alive, best reward first.
 """
 
 from __future__ import annotations
 
+import math
 from array import array
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,10 +32,15 @@ import numpy as np
 
 from rollgen import config as c
 from rollgen.quality.groupfilters import task_stats
-from rollgen.quality.text import MinHasher, exact_key, mix, shingles
-from rollgen.quality.view import Reason, Rows, RowView
+from rollgen.quality.text import MinHasher, exact_key, mix, prompt_shingles, shingles, sorted_common, sorted_set, words
+from rollgen.quality.view import Reason, Rows, RowView, prompt_text
 
-__all__ = ["BandIndex", "ExactDedup", "NearDedup"]
+__all__ = ["BandIndex", "ExactDedup", "NearDedup", "near_groups"]
+
+MAX_CONFIRM = 8  # candidates checked with the exact Jaccard per unit, best estimate first
+SHINGLE_CACHE = 4096  # shingle sets kept (cluster representatives are compared again and again)
+KEPT_APART = "kept apart: same or near text, different gold answers"
+ESTIMATE_ONLY = "kept: estimate reached the threshold, exact Jaccard did not"
 
 
 def _units(cand: np.ndarray, rows: Rows, by_task: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -42,14 +60,28 @@ def _units(cand: np.ndarray, rows: Rows, by_task: bool) -> tuple[np.ndarray, np.
     return tasks[order], rank[group]
 
 
+def slack(threshold: float, num_perm: int) -> float:
+    """Three standard errors of a MinHash estimate at ``threshold``: candidates are confirmed from there up."""
+    return 3.0 * math.sqrt(threshold * (1.0 - threshold) / num_perm)
+
+
 class _Dedup:
-    def __init__(self, field: str):
+    def __init__(self, field: str, answers: dict[str, int] | None):
         self.by_task = field == "prompt"
         self.field = field
+        self.answers = answers or {}
+        self.notes: Counter[str] = Counter()
         self._rows = array("q")  # observed row indices, increasing
 
     def _who(self, unit: int, rows: Rows) -> str:
         return f"task {rows.task_ids[unit]}" if self.by_task else f"rollout {rows.ids[unit]}"
+
+    def _answer_keys(self, units: np.ndarray, rows: Rows) -> np.ndarray:
+        """The gold-answer key of each unit's task (0: unknown)."""
+        if not self.answers:
+            return np.zeros(len(units), dtype=np.uint64)
+        by_code = np.array([self.answers.get(t, 0) for t in rows.task_ids], dtype=np.uint64)
+        return by_code[units if self.by_task else rows.task[units]]
 
     def _verdict(self, cand: np.ndarray, rows: Rows, units: np.ndarray, unit_of: np.ndarray,
                  dup_of: dict[int, tuple[int, str]], label: str) -> dict[int, Reason]:
@@ -62,8 +94,8 @@ class _Dedup:
 
 
 class ExactDedup(_Dedup):
-    def __init__(self, p: c.ExactDedupFilter):
-        super().__init__(p.field)
+    def __init__(self, p: c.ExactDedupFilter, answers: dict[str, int] | None = None):
+        super().__init__(p.field, answers)
         self._keys = array("Q")
         self._task_key: dict[int, int] = {}
 
@@ -79,27 +111,35 @@ class ExactDedup(_Dedup):
     def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
         units, unit_of = _units(cand, rows, self.by_task)
         if self.by_task:
-            keys = np.array([self._task_key[t] for t in units.tolist()], dtype=np.uint64)
+            text_keys = np.array([self._task_key[t] for t in units.tolist()], dtype=np.uint64)
         else:
-            keys = np.frombuffer(self._keys, dtype=np.uint64)[np.searchsorted(np.frombuffer(self._rows, np.int64), units)]
+            text_keys = np.frombuffer(self._keys, dtype=np.uint64)[np.searchsorted(np.frombuffer(self._rows, np.int64), units)]
+        answers = self._answer_keys(units, rows)
+        keys = text_keys ^ mix(answers) if answers.any() else text_keys
         _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         rep = first[inverse]
+        if keys is not text_keys and (apart := len(first) - len(sorted_set(text_keys))) > 0:
+            self.notes[KEPT_APART] += apart
         dup_of = {u: (int(rep[u]), "same words as") for u in np.flatnonzero(rep != np.arange(len(units))).tolist()}
         return self._verdict(cand, rows, units, unit_of, dup_of, "exact duplicate")
 
 
 class NearDedup(_Dedup):
-    def __init__(self, p: c.NearDedupFilter):
-        super().__init__(p.field)
+    def __init__(self, p: c.NearDedupFilter, answers: dict[str, int] | None = None):
+        super().__init__(p.field, answers)
         self.p = p
         self.hasher = MinHasher(p.num_perm, p.seed, p.scheme)
         self._sigs = bytearray()
         self._task_sig: dict[int, np.ndarray] = {}
+        self._task_row: dict[int, int] = {}  # task -> a row of it, to read its prompt back
+        self._sets: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
     def _prompt_sig(self, v: RowView) -> np.ndarray:
         sig = self._task_sig.get(v.task)
         if sig is None:
-            sig = self._task_sig[v.task] = self.hasher.signature(shingles(v.prompt_words, self.p.ngram))
+            self._task_row[v.task] = v.index
+            sig = self._task_sig[v.task] = self.hasher.signature(
+                prompt_shingles(v.prompt, self.p.ngram, v.prompt_words, v.prompt_skeleton))
         return sig
 
     def observe(self, v: RowView) -> None:
@@ -112,6 +152,49 @@ class NearDedup(_Dedup):
         self._rows.append(v.index)
         self._sigs += sig.tobytes()
 
+    def _parts(self, unit: int, rows: Rows) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """A unit's exact shingles as ``sorted_set`` arrays: (its task's prompt, its completion), None for the
+        part the field leaves out; from the row read back from the rollouts file. Recently used sets are kept
+        (cluster representatives are compared again and again; the rows of one task share a prompt)."""
+        task = unit if self.by_task else int(rows.task[unit])
+        row: dict[str, Any] = {}
+        prompt = completion = None
+        if self.field != "completion":
+            prompt = self._get(("prompt", task))
+            if prompt is None:
+                row = rows.read(self._task_row[unit] if self.by_task else unit)
+                prompt = self._put(("prompt", task), sorted_set(
+                    prompt_shingles(prompt_text(row.get("messages")), self.p.ngram)))
+        if self.field != "prompt":
+            completion = self._get(("unit", unit))
+            if completion is None:
+                text = (row or rows.read(unit)).get("completion")
+                completion = self._put(("unit", unit), sorted_set(
+                    shingles(words(text if isinstance(text, str) else ""), self.p.ngram)))
+        return prompt, completion
+
+    def _jaccard(self, a: tuple[np.ndarray | None, ...], b: tuple[np.ndarray | None, ...]) -> float:
+        """Exact Jaccard similarity of two units' shingles (prompt shingles are salted apart from completion ones)."""
+        common = total = 0
+        for x, y in zip(a, b):
+            if x is not None and y is not None:
+                shared = sorted_common(x, y)
+                common += shared
+                total += len(x) + len(y) - shared
+        return common / total if total else 1.0
+
+    def _get(self, key: tuple[str, int]) -> np.ndarray | None:
+        got = self._sets.get(key)
+        if got is not None:
+            self._sets.move_to_end(key)
+        return got
+
+    def _put(self, key: tuple[str, int], value: np.ndarray) -> np.ndarray:
+        self._sets[key] = value
+        if len(self._sets) > SHINGLE_CACHE:
+            self._sets.popitem(last=False)
+        return value
+
     def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
         units, unit_of = _units(cand, rows, self.by_task)
         if self.by_task:
@@ -120,19 +203,60 @@ class NearDedup(_Dedup):
             table = np.frombuffer(self._sigs, dtype=np.uint32).reshape(-1, self.p.num_perm)
             sigs = table[np.searchsorted(np.frombuffer(self._rows, np.int64), units)]
         sigs = self.hasher.densify(sigs)
+        answers = self._answer_keys(units, rows).tolist()
+        floor = self.p.threshold - slack(self.p.threshold, self.p.num_perm)
         index = BandIndex(self.p.threshold, self.p.num_perm)
         dup_of: dict[int, tuple[int, str]] = {}
         for u, keys in enumerate(index.keys(sigs)):
-            best, best_j = -1, 0.0
-            for k in index.query(keys):
-                j = MinHasher.jaccard(sigs[u], sigs[k])
-                if j > best_j:
-                    best, best_j = k, j
-            if best >= 0 and best_j >= self.p.threshold:  # LSH finds candidates; the estimate decides
-                dup_of[u] = best, f"~{best_j:.2f} Jaccard with"
+            found = index.query(keys)
+            if found and (found := self._confirm(u, found, sigs, answers, floor, units, rows)) is not None:
+                dup_of[u] = found[0], f"{found[1]:.2f} Jaccard with"
             else:
                 index.insert(u, keys)
+        self._sets.clear()
         return self._verdict(cand, rows, units, unit_of, dup_of, "near duplicate")
+
+    def _confirm(self, u: int, found: set[int], sigs: np.ndarray, answers: list[int], floor: float,
+                 units: np.ndarray, rows: Rows) -> tuple[int, float] | None:
+        """The best candidate whose exact Jaccard with ``u`` reaches the threshold and whose gold answer agrees."""
+        t = self.p.threshold
+        estimates = sorted((-MinHasher.jaccard(sigs[u], sigs[k]), k) for k in found)
+        apart = estimate_only = False
+        todo = []
+        for neg, k in estimates[:MAX_CONFIRM]:
+            if -neg < floor:
+                break
+            if answers[u] and answers[k] and answers[u] != answers[k]:
+                apart = apart or -neg >= t
+            else:
+                todo.append((-neg, k))
+        mine = self._parts(int(units[u]), rows) if todo else (None, None)
+        for estimate, k in todo:
+            j = self._jaccard(mine, self._parts(int(units[k]), rows))
+            if j >= t:
+                return k, j
+            estimate_only = estimate_only or estimate >= t
+        if apart:
+            self.notes[KEPT_APART] += 1
+        if estimate_only:
+            self.notes[ESTIMATE_ONLY] += 1
+        return None
+
+
+def near_groups(sigs: np.ndarray, threshold: float, num_perm: int) -> np.ndarray:
+    """A group number per (densified) signature: signatures whose estimated Jaccard with one of a group's
+    is within ``slack`` of ``threshold`` join it (generous on purpose: for keeping near duplicates together,
+    not for dropping them)."""
+    floor = threshold - slack(threshold, num_perm)
+    index = BandIndex(threshold, num_perm)
+    group = np.arange(len(sigs), dtype=np.int64)
+    for u, keys in enumerate(index.keys(sigs)):
+        best = max(((MinHasher.jaccard(sigs[u], sigs[k]), -k) for k in index.query(keys)), default=None)
+        if best is not None and best[0] >= floor:
+            group[u] = group[-best[1]]
+        else:
+            index.insert(u, keys)
+    return group
 
 
 class BandIndex:

@@ -5,15 +5,24 @@ each math or code symbol (``+ - * / = < > ^ % $ \\ { } ( ) [ ] | & ~ # @``) on i
 punctuation and whitespace only separate them. So "The answer, is 42!" and "the answer is 42" have
 the same words, and "6 - 2" and "6 + 2" do not. Hashes are deterministic across
 processes (no ``hash()``), so a re-run of ``rollgen curate`` makes the same decisions.
+
+Prompts of templated problems differ only in their numbers ("Calculate 5 + 9." / "Calculate -9 + 9."),
+so for prompts the numbers and math symbols are made significant: ``prompt_shingles`` salts every
+shingle with the prompt's ``skeleton`` (its numbers and symbols in order), and two prompts whose
+skeletons differ share no shingle at all. ``prompt_key`` is the exact key of a normalised prompt (Unicode NFKC,
+case, whitespace and sentence punctuation ignored) that splits and split checks group by.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import unicodedata
 
 import numpy as np
 
-__all__ = ["MinHasher", "P", "exact_key", "mix", "ngram_hashes", "shingles", "word_spans", "words"]
+__all__ = ["MinHasher", "P", "answer_key", "exact_jaccard", "exact_key", "math_skeleton", "mix", "ngram_hashes",
+           "prompt_key", "prompt_shingles", "shingles", "skeleton", "skeletons", "sorted_common", "sorted_set", "text_words", "word_spans", "words"]
 
 _WORD = np.zeros(256, dtype=np.int8)  # 1: part of a word, 2: a symbol that is a word by itself, 0: separator
 _WORD[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz0123456789_", dtype=np.uint8)] = 1
@@ -94,6 +103,112 @@ def shingles(tokens: np.ndarray, n: int) -> np.ndarray:
     if 0 < len(tokens) < n:
         return ngram_hashes(tokens, len(tokens))
     return ngram_hashes(tokens, n)
+
+
+_SKELETON_SALT = np.uint64(0x5CE1E7)
+_PROMPT_SALT = 0x9E3779B97F4A7C15
+_SIGNIFICANT = np.zeros(256, dtype=bool)  # first bytes of significant words: digits and math symbols
+_SIGNIFICANT[np.frombuffer(b"0123456789+-*/=<>^%$\\{}()[]|&~#@", dtype=np.uint8)] = True
+
+
+def text_words(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """``words(text)`` and the first byte of each word."""
+    data = text.lower().encode("utf-8", "surrogatepass")
+    tokens, starts = word_spans(data)
+    return tokens, np.frombuffer(data, dtype=np.uint8)[starts]
+
+
+def skeletons(tokens: np.ndarray, first: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """Per row 0..n_rows-1 (``rows``: each word's row, sorted), a 64-bit key of its significant words in
+    order: numbers (words that start with a digit: "12", "3rd") and math symbols; ``first`` holds each
+    word's first byte. 0 for a row without any. The sum of position-salted word hashes, vectorised."""
+    out = np.zeros(n_rows, dtype=np.uint64)
+    keep = _SIGNIFICANT[first]
+    tok, row = tokens[keep], rows[keep]
+    if not len(tok):
+        return out
+    start = np.searchsorted(row, row, side="left")  # index of the row's first significant word
+    pos = np.arange(len(tok), dtype=np.uint64) - start.astype(np.uint64)
+    h = mix(tok ^ mix(pos + _SKELETON_SALT))
+    heads = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    out[row[heads]] = np.add.reduceat(h, heads)
+    out[row[heads][out[row[heads]] == 0]] = 1
+    return out
+
+
+def skeleton(tokens: np.ndarray, first: np.ndarray) -> int:
+    """``skeletons`` of one text."""
+    return int(skeletons(tokens, first, np.zeros(len(tokens), dtype=np.int64), 1)[0])
+
+
+def math_skeleton(text: str) -> int:
+    """``skeleton`` of a text: texts that differ in one number or operator have different skeletons."""
+    return skeleton(*text_words(text))
+
+
+def prompt_shingles(text: str, n: int, tokens: np.ndarray | None = None, skel: int | None = None) -> np.ndarray:
+    """Shingles of a prompt whose numbers and math symbols are significant: the word n-grams xor-salted with
+    the prompt's ``skeleton`` (``tokens`` and ``skel`` when already computed, else from ``text``). The salt
+    also keeps prompt shingles apart from completion shingles (``prompt_completion`` dedup)."""
+    if tokens is None or skel is None:
+        tokens, first = text_words(text)
+        skel = skeleton(tokens, first)
+    sh = shingles(tokens, n)
+    sh ^= np.uint64(_mix_int(skel ^ _PROMPT_SALT))
+    return sh
+
+
+def _mix_int(h: int) -> int:
+    """``mix`` of one Python int (no numpy call for a single value)."""
+    m = (1 << 64) - 1
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & m
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & m
+    return h ^ (h >> 31)
+
+
+def prompt_key(text: str) -> bytes:
+    """An 8-byte key equal for prompts with the same words after NFKC (case, spacing and sentence
+    punctuation ignored; numbers and math symbols kept)."""
+    return exact_key(words(unicodedata.normalize("NFKC", text)))
+
+
+def answer_key(answer: object) -> int:
+    """A non-zero 64-bit key of a gold answer (NFKC, case and runs of whitespace ignored); 0 for none."""
+    if answer is None:
+        return 0
+    if isinstance(answer, str):
+        text = " ".join(unicodedata.normalize("NFKC", answer).casefold().split())
+    else:
+        text = json.dumps(answer, sort_keys=True, ensure_ascii=False, default=str)
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little") or 1
+
+
+def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two sets of hashes (any order, repeats ignored); 1.0 for two empty sets."""
+    a, b = np.unique(a), np.unique(b)
+    union = len(a) + len(b)
+    if union == 0:
+        return 1.0
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return inter / (union - inter)
+
+
+def sorted_set(x: np.ndarray) -> np.ndarray:
+    """``x`` sorted without repeats (``np.unique`` hashes in numpy 2, many times slower for a few hundred values)."""
+    x = np.sort(x)
+    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
+
+
+def sorted_common(a: np.ndarray, b: np.ndarray) -> int:
+    """How many values two ``sorted_set`` arrays share."""
+    if a is b:
+        return len(a)
+    if not len(a) or not len(b):
+        return 0
+    at = np.searchsorted(b, a)
+    return int(np.count_nonzero(b[np.minimum(at, len(b) - 1)] == a))
 
 
 def exact_key(*parts: np.ndarray) -> bytes:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
+import mmap
 from array import array
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
 from rollgen.quality.batch import Batch
-from rollgen.quality.text import MinHasher, exact_key, words
+from rollgen.quality.text import MinHasher, exact_key, skeleton, text_words
 
 __all__ = ["Reason", "RowView", "Rows", "content_text", "prompt_text"]
 
@@ -53,7 +56,7 @@ class _lazy:
 class RowView:
     """``row`` with ``index`` (line order), ``task`` (a small int per task id) and lazy text features."""
 
-    def __init__(self, row: dict[str, Any], index: int, task: int, prompts: dict[int, np.ndarray] | None = None,
+    def __init__(self, row: dict[str, Any], index: int, task: int, prompts: dict[int, tuple[np.ndarray, int]] | None = None,
                  batch: Batch | None = None, pos: int = 0):
         self.row, self.index, self.task = row, index, task
         self._prompts = prompts  # prompt words of recent tasks: the rollouts of one task share its prompt
@@ -87,15 +90,25 @@ class RowView:
         return self.batch.signatures(hasher, n)[self.pos]
 
     @_lazy
-    def prompt_words(self) -> np.ndarray:
-        if self._prompts is None:
-            return words(self.prompt)
-        cached = self._prompts.get(self.task)
+    def _prompt_features(self) -> tuple[np.ndarray, int]:
+        cached = self._prompts.get(self.task) if self._prompts is not None else None
         if cached is None:
-            if len(self._prompts) >= PROMPT_CACHE:
-                del self._prompts[next(iter(self._prompts))]  # the oldest task
-            cached = self._prompts[self.task] = words(self.prompt)
+            tokens, first = text_words(self.prompt)
+            cached = tokens, skeleton(tokens, first)
+            if self._prompts is not None:
+                if len(self._prompts) >= PROMPT_CACHE:
+                    del self._prompts[next(iter(self._prompts))]  # the oldest task
+                self._prompts[self.task] = cached
         return cached
+
+    @property
+    def prompt_words(self) -> np.ndarray:
+        return self._prompt_features[0]
+
+    @property
+    def prompt_skeleton(self) -> int:
+        """``text.skeleton`` of the prompt: its numbers and math symbols."""
+        return self._prompt_features[1]
 
     @_lazy
     def pair_key(self) -> int:
@@ -121,20 +134,27 @@ class RowView:
 
 
 class Rows:
-    """Columns of every row, filled in the first pass: ids, task codes, rewards (NaN when none)."""
+    """Columns of every row, filled in the first pass: ids, task codes, rewards (NaN when none), and the
+    byte offset of each row's line in ``path``, so a filter can read a few rows back (``read``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._offsets = array("q")
+        self._file: IO[bytes] | None = None
+        self._map: mmap.mmap | None = None
         self.ids: list[str] = []
         self.task_ids: list[str] = []  # task code -> task id
         self._codes: dict[str, int] = {}
-        self._prompts: dict[int, np.ndarray] = {}
+        self._prompts: dict[int, tuple[np.ndarray, int]] = {}  # task -> prompt words and skeleton
         self._task = array("i")
         self._reward = array("d")
         self.task = np.zeros(0, dtype=np.int32)
         self.reward = np.zeros(0, dtype=np.float64)
 
-    def add(self, batch: list[dict[str, Any]]) -> list[RowView]:
-        """Views of a batch of rows, numbered on from the rows added before."""
+    def add(self, batch: list[dict[str, Any]], offsets: list[int] | None = None) -> list[RowView]:
+        """Views of a batch of rows, numbered on from the rows added before; ``offsets``: their lines' byte offsets."""
+        if offsets is not None:
+            self._offsets.extend(offsets)
         texts = [c if isinstance(c := row.get("completion"), str) else "" for row in batch]
         features = Batch(texts)
         views = []
@@ -162,8 +182,9 @@ class Rows:
             while len(self._prompts) + len(new) > PROMPT_CACHE and self._prompts:
                 del self._prompts[next(iter(self._prompts))]  # the oldest task
             prompts = Batch(list(new.values()))
+            skels = prompts.skeletons().tolist()
             for k, code in enumerate(new):
-                self._prompts[code] = prompts.words(k)
+                self._prompts[code] = prompts.words(k), skels[k]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -172,3 +193,22 @@ class Rows:
         """Turn the appended columns into numpy arrays for the decisions."""
         self.task = np.array(self._task, dtype=np.int32)
         self.reward = np.array(self._reward, dtype=np.float64)
+
+    def read(self, i: int) -> dict[str, Any]:
+        """Row ``i`` parsed again from ``path`` (for the few rows a decision needs whole)."""
+        if self.path is None or i >= len(self._offsets):
+            raise LookupError(f"row {i} cannot be read back: the rows were added without their file offsets")
+        if self._map is None:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        start = self._offsets[i]
+        end = self._map.find(b"\n", start)
+        return json.loads(self._map[start:end if end >= 0 else len(self._map)])
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -10,7 +10,12 @@ from pydantic import BaseModel
 
 from rollgen.records import Task
 
-__all__ = ["ResourceServer"]
+__all__ = ["ResourceServer", "TaskSourceError"]
+
+
+class TaskSourceError(ValueError):
+    """The tasks cannot be produced as configured (a bad task file line, an unknown generator, fewer
+    distinct tasks than asked for); the message says what to change. The run stops before any request."""
 
 
 class ResourceServer(ABC):
@@ -34,6 +39,11 @@ class ResourceServer(ABC):
     async def call_tool(self, name: str, arguments: dict[str, Any], task: Task) -> str:
         """Execute one tool call and return its result as text."""
         raise KeyError(f"server {type(self).__name__} has no tool '{name}'")
+
+    def added_text(self) -> list[str]:
+        """Text this server adds to task prompts (a template's fixed part, an answer instruction), so
+        ``rollgen tasks preview`` and ``rollgen validate`` can tell an instruction given twice."""
+        return []
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this server's tasks, for the rollout cache key."""

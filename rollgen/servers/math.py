@@ -2,8 +2,14 @@
 
 Generated problems are written once to ``<cache dir>/tasks/<key>.jsonl`` (the key hashes the generator
 settings and the reasoning-gym version) and read from there afterwards, so later runs never import
-reasoning-gym (seconds of start-up). The cache holds bare questions; the prompt template and system prompt
-are applied as tasks are yielded, so changing them needs no regeneration.
+reasoning-gym (seconds of start-up). The cache holds bare questions; the prompt template, the answer
+instruction and the system prompt are applied as tasks are yielded, so changing them needs no regeneration.
+
+With ``unique_prompts`` (on for generators by default) a generator's tasks are distinct: a question whose
+normalised text (``quality.text.prompt_key``) repeats an earlier one is skipped and the generator draws
+on, so ``size: N`` means N distinct tasks; a generator that cannot give N stops the run with a message.
+``instruction`` is appended to a bare prompt only when it has no final-answer instruction of its own
+(``servers.prompts``); tasks given as chat ``messages`` are sent as they are.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from importlib import metadata
@@ -20,10 +27,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rollgen.records import Task
-from rollgen.servers import ResourceServer
+from rollgen.servers import ResourceServer, TaskSourceError
+from rollgen.servers.prompts import with_instruction
 from rollgen.servers.taskfile import read_tasks, write_tasks
 
 __all__ = ["MathServer", "cache_dir"]
+
+log = logging.getLogger("rollgen")
+DEFAULT_INSTRUCTION = "Put your final answer within \\boxed{}."
+MAX_DRAWS = 20  # a generator gets at most MAX_DRAWS * size (+ 10,000) draws to find size distinct questions
+STALL = 2000  # ...and stops after max(STALL, 2 * size) draws in a row without a new one
 
 
 def cache_dir() -> Path:
@@ -47,7 +60,13 @@ class MathServer(ResourceServer):
         seed: int = 42
         data_path: str | None = Field(None, description="a JSONL task file used instead of the generators")
         system_prompt: str | None = None
-        prompt_template: str = "{question}\nPut your final answer within \\boxed{}."
+        prompt_template: str = Field("{question}", description="how a bare question becomes the user turn")
+        instruction: str | None = Field(
+            DEFAULT_INSTRUCTION, description="appended on a new line to prompts that carry no final-answer "
+                                             "instruction of their own; null: none")
+        unique_prompts: bool | None = Field(
+            None, description="skip tasks whose normalised prompt repeats an earlier task's (generators draw "
+                              "on until size distinct ones); null: on for generators, off for data_path")
 
         @field_validator("generators")
         @classmethod
@@ -73,8 +92,8 @@ class MathServer(ResourceServer):
         p = self.params
         source = Path(p.data_path) if p.data_path else self._generated()
         skipped = self.bad_rows if self.on_bad_row == "skip" else None
-        for task in read_tasks(source, skipped):
-            yield self._prompted(task)
+        tasks = (self._prompted(task) for task in read_tasks(source, skipped))
+        yield from (_unique(tasks, str(source)) if p.data_path and p.unique_prompts else tasks)
 
     def check(self) -> None:
         """Before any work: a task file has a row (its lines are checked as they are read), or the generators
@@ -95,13 +114,19 @@ class MathServer(ResourceServer):
             fp["reasoning_gym"] = _reasoning_gym_version()
         return fp
 
+    def added_text(self) -> list[str]:
+        """The prompt template around ``{question}`` and the instruction."""
+        p = self.params
+        return [part for part in (*p.prompt_template.split("{question}"), p.instruction) if part and part.strip()]
+
     def _prompted(self, task: Task) -> Task:
         """Apply the template to a bare ``prompt`` and prepend the system prompt unless there is one."""
         p = self.params
         if task.messages:
             messages = [dict(m) for m in task.messages]
         else:
-            messages = [{"role": "user", "content": p.prompt_template.replace("{question}", task.prompt or "")}]
+            text = with_instruction(p.prompt_template.replace("{question}", task.prompt or ""), p.instruction)
+            messages = [{"role": "user", "content": text}]
         if p.system_prompt and messages[0].get("role") != "system":
             messages.insert(0, {"role": "system", "content": p.system_prompt})
         return task.model_copy(update={"messages": messages, "prompt": None})
@@ -111,6 +136,8 @@ class MathServer(ResourceServer):
         p = self.params
         key = {"generators": p.generators, "generator_config": p.generator_config, "size": p.size,
                "seed": p.seed, "reasoning_gym": _reasoning_gym_version()}
+        if p.unique_prompts is not False:
+            key["unique_prompts"] = True
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         return cache_dir() / "tasks" / f"{digest}.jsonl"
 
@@ -143,29 +170,87 @@ def _check_generators(p: MathServer.Params) -> None:
             raise ValueError(f"generator_config.{name} {options}: {e}") from None
 
 
+def _unique(tasks: Iterator[Task], source: str) -> Iterator[Task]:
+    """``tasks`` without those whose user text repeats an earlier task's (normalised); says how many went."""
+    from rollgen.quality.text import prompt_key
+    from rollgen.quality.view import prompt_text
+
+    seen: set[bytes] = set()
+    repeats = 0
+    for task in tasks:
+        key = prompt_key(prompt_text(task.chat()))
+        if key in seen:
+            repeats += 1
+            continue
+        seen.add(key)
+        yield task
+    if repeats:
+        log.warning("%s: %d tasks skipped whose prompt repeats an earlier task's (server.unique_prompts)", source, repeats)
+
+
 def _generate(p: MathServer.Params) -> Iterator[Task]:
-    """The bare generated tasks (``prompt`` = the question), generator by generator."""
+    """The bare generated tasks (``prompt`` = the question), generator by generator; with ``unique_prompts``
+    (not false) each generator's ``size`` questions are distinct, drawn from as many indices as needed."""
     import reasoning_gym
 
-    _check_generators(p)
+    from rollgen.quality.text import prompt_key
+
+    try:
+        _check_generators(p)
+    except ValueError as e:
+        raise TaskSourceError(str(e)) from None
+    unique = p.unique_prompts is not False
+    seen: set[bytes] = set()
     for name in p.generators:
         options = p.generator_config.get(name, {})
-        try:
-            dataset = reasoning_gym.create_dataset(name, size=p.size, seed=p.seed, **options)
-        except (TypeError, ValueError, AssertionError) as e:
-            raise ValueError(f"generator_config.{name} {options}: {e}") from None
-        for index, entry in enumerate(dataset):
+        made = last_new = 0
+        draws = p.size
+        for index, entry in _draws(reasoning_gym, name, options, p.size, p.seed, unique):
+            draws = index + 1
+            if unique:
+                key = prompt_key(entry["question"])
+                if key in seen:
+                    if index - last_new > max(STALL, 2 * p.size):
+                        break  # no new question for a long while: the generator's space is used up
+                    continue
+                seen.add(key)
+                last_new = index
             meta = json.loads(json.dumps(entry.get("metadata") or {}, default=str))
             meta.update(source_dataset=meta.get("source_dataset", name), question=entry["question"])
             meta.setdefault("source_config", options)  # the generator's options: its scorer is built with them
             yield Task(id=f"{name}-{p.seed}-{index}", prompt=entry["question"], answer=entry["answer"], metadata=meta)
+            made += 1
+            if made == p.size:
+                break
+        if made < p.size:
+            raise TaskSourceError(
+                f"server.size={p.size}: reasoning-gym '{name}' gave only {made} distinct questions in {draws} draws "
+                f"(seed {p.seed}); lower server.size to {made} or less, widen server.generator_config.{name}, "
+                f"or set server.unique_prompts=false to allow repeated questions")
+
+
+def _draws(rg: Any, name: str, options: dict[str, Any], size: int, seed: int, more: bool) -> Iterator[tuple[int, Any]]:
+    """(index, entry) for indices 0, 1, ...: the first ``size`` as ``create_dataset(size=size)`` gives them;
+    with ``more``, then further indices from larger datasets, until ``MAX_DRAWS * size + 10,000`` in all."""
+    limit = MAX_DRAWS * size + 10_000 if more else size
+    start, n = 0, size
+    while start < limit:
+        try:
+            dataset = rg.create_dataset(name, size=n, seed=seed, **options)
+        except (TypeError, ValueError, AssertionError) as e:
+            if start == 0:
+                raise TaskSourceError(f"generator_config.{name} {options}: {e}") from None
+            return  # the generator has no more than `start` items
+        for index in range(start, n):
+            yield index, dataset[index]
+        start, n = n, min(limit, n * 4)
 
 
 def _reasoning_gym_version() -> str:
     try:
         return metadata.version("reasoning-gym")
     except metadata.PackageNotFoundError:
-        raise ValueError("reasoning-gym is not installed; install it or set data_path to a task file") from None
+        raise TaskSourceError("reasoning-gym is not installed; install it or set data_path to a task file") from None
 
 
 def _has_nonblank_line(path: Path) -> bool:

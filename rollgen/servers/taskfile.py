@@ -22,11 +22,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from rollgen.records import Task
+from rollgen.servers import TaskSourceError
 
 __all__ = ["TaskFileError", "read_tasks", "write_tasks"]
 
 
-class TaskFileError(ValueError):
+class TaskFileError(TaskSourceError):
     """A task file that cannot be read; the message starts with ``<path>:<line>: `` when a line is at fault."""
 
 

@@ -29,6 +29,8 @@ from decimal import Decimal, localcontext
 from fractions import Fraction
 
 from rollgen.records import Task
+from rollgen.verifiers.extract import task_question
+from rollgen.verifiers.math import restates_question
 from rollgen.verifiers.numbers import parse_number
 from rollgen.verifiers.parts_cases import PART_RENDERINGS, QUESTION_PERTURBATIONS, part_renderings, question_perturbations
 
@@ -88,11 +90,14 @@ def _frac_tex(v: Fraction) -> str:
     return f"{sign}\\frac{{{abs(v.numerator)}}}{{{v.denominator}}}"
 
 
-def renderings(gold: str, kinds: set[str] | None = None) -> list[Case]:
-    """Completions equivalent to ``gold`` (each should score 1)."""
+def renderings(gold: str, kinds: set[str] | None = None, question: str = "") -> list[Case]:
+    """Completions equivalent to ``gold`` (each should score 1). A form the question itself writes ("write
+    0.75 as a fraction") is not equivalent: the gold's own form is used instead."""
     value = parse_number(gold)
     g = gold.strip()
     c = render_number(value) if value is not None else g
+    if c != g and restates_question(c, g, question):
+        c = g
     out = {
         "plain": g,
         "boxed": f"\\boxed{{{g}}}",
@@ -112,7 +117,7 @@ def renderings(gold: str, kinds: set[str] | None = None) -> list[Case]:
             out["no_thousands"] = f"\\boxed{{{c}}}"
         if value.denominator != 1:
             dec = render_number(value)
-            if "/" not in dec and dec != g:
+            if "/" not in dec and dec != g and not restates_question(dec, g, question):
                 out["decimal"] = f"\\boxed{{{dec}}}"
             if value.denominator <= _MAX_DENOMINATOR:
                 out["fraction"] = f"The answer is {value.numerator}/{value.denominator}."
@@ -168,13 +173,6 @@ def equivalent(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
 
-def _question(task: Task) -> str:
-    for m in reversed(task.chat()):
-        if m.get("role") == "user" and isinstance(m.get("content"), str):
-            return m["content"]
-    return task.prompt or ""
-
-
 def _rambling(gold: str, decoys: list[str], chars: int, rng: random.Random) -> str:
     """Thousands of characters of going back and forth between candidates, ending on the gold answer."""
     openers = ["Hmm, maybe it is {x}.", "Wait, perhaps {x} instead.", "Let me reconsider, {x} could work.",
@@ -206,18 +204,19 @@ def perturbations(task: Task, gold: str, other: str | None, kinds: set[str] | No
     if other is not None:
         add("other_task", f"So the answer is \\boxed{{{other.strip()}}}.")
     add("empty", "")
-    add("question_repeated", _question(task))
+    add("question_repeated", task_question(task))
     add("hedged", f"The answer is {near[1]} or {g}.")
     add("buried_in_list", f"The answer is one of these: \\boxed{{{near[0]}, {g}, {near[2]}}}")
-    add("truncated", f"Let me work through this step by step. First we find {g}, and then we still need to",
+    add("truncated", f"Let me work through this step by step. First we find {g}, so the answer is {g}. To double-check "
+                     "it, we still need to",
         finish_reason="length")
     add("rambling", _rambling(g, near, rambling_chars, rng))
     add("no_statement", "Let me think about the numbers in this problem one at a time.\nIt is easy to make a "
                         f"mistake here, like the one in exercise {g}")
-    add("hedged_prose", f"I am not completely sure. The result is somewhere between {near[0]} and {near[2]}, likely "
+    add("hedged_prose", f"I am not completely sure. The answer is somewhere between {near[0]} and {near[2]}, likely "
                         f"around {g}.")
     if value is not None:
         add("gold_after_answer", f"The answer is {near[1]}, which is what is left after giving {g} away.")
-    for kind, text in question_perturbations(_question(task), gold).items():
+    for kind, text in question_perturbations(task_question(task), gold).items():
         add(kind, text)
     return list(out.values())

@@ -12,10 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from rollgen.records import Task
 
 __all__ = ["Extract", "Found", "all_boxed", "answer_is", "answer_region", "answer_statements", "boxes", "braced",
-           "final_answer", "gold_answers", "is_empty_answer", "last_boxed", "last_line", "strip_wrappers"]
+           "final_answer", "gold_answers", "is_empty_answer", "last_boxed", "last_line", "strip_wrappers",
+           "task_question"]
 
 Extract = Literal["auto", "boxed", "answer_is", "last_line", "full"]
 
@@ -180,6 +184,14 @@ def strip_wrappers(s: str) -> str:
             s = s[len(left) : -len(right)].strip()
     s = _WRAPPER_CMDS.sub(r"\1", s)
     return s.rstrip(".").strip()
+
+
+def task_question(task: Task) -> str:
+    """What a task asks: its last user message (the prompt as the policy saw it), else its prompt."""
+    for m in reversed(task.messages or []):
+        if m.get("role") == "user" and isinstance(m.get("content"), str):
+            return m["content"]
+    return task.prompt or ""
 
 
 def gold_answers(answer: object) -> list[str]:

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from fractions import Fraction
+from functools import lru_cache
 
 from rollgen.verifiers.extract import Found, answer_region, answer_statements, boxes
-from rollgen.verifiers.numbers import parse_number, parse_number_list, tex_thousands
+from rollgen.verifiers.numbers import parse_number_list, tex_thousands
 
 __all__ = ["RETRACTION", "FinalAnswer", "asked_stems", "boxed_answer", "count_parts", "extract_answer", "find_final", "is_prose", "reduce_math", "stems", "top_level_split", "value_of"]
 
@@ -60,6 +60,7 @@ _MATH_SPAN = re.compile(r"\$\$(?P<a>.+?)\$\$|\\\[(?P<b>.+?)\\\]|\\\((?P<c>[^\n]+
 _NUM = r"-?(?:[1-9]\d{0,2}(?:(?:,|\{,\}|,\\!|\\,)\d{3})+(?!\d)|\d+)(?:\.\d+)?"
 _REL = r"(?:<=?|>=?|≤|≥|\\l(?:e|t|eq)\b|\\g(?:e|t|eq)\b)"
 _VALUE = re.compile(
+    r"(?=[-\d\[(\\a-z])(?:"
     rf"(?P<ineq>(?:{_NUM}\s*{_REL}\s*)?[a-z]\s*{_REL}\s*{_NUM})"
     rf"|(?P<interval>[\[(]\s*-?(?:{_NUM}|\\infty|∞)\s*,\s*-?(?:{_NUM}|\\infty|∞)\s*[\])])"
     rf"|(?P<sci>{_NUM}\s*(?:\\times|×|·|\\cdot|\*)\s*10\s*\^\s*(?:\{{\s*-?\d+\s*\}}|-?\d+))"
@@ -67,10 +68,11 @@ _VALUE = re.compile(
     rf"|(?P<mixed>(?<![\w.^/]){_NUM}\s+\d+/\d+(?![\d/]))"
     r"|(?P<comma>(?<![\w.,])(?:0,\d+|\d+,\d\d)(?![\d,]))"
     rf"|(?P<num>(?<![\w.^/\\]){_NUM}(?:/\d+(?:\.\d+)?)?(?:\s*%)?)(?![\d^]|[A-Za-z](?![A-Za-z²³]))"
-    r"|(?P<word>\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
-    r"|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)\b)",
-    re.IGNORECASE,
+    r")"
 )
+_WORD_NUMBER = re.compile(
+    r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen"
+    r"|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)\b", re.IGNORECASE)
 _WORD_VALUES = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
     "eighteen nineteen twenty".split())}
@@ -107,23 +109,21 @@ def is_prose(s: str) -> bool:
 
 def _tokens(s: str) -> list[tuple[int, int, str]]:
     """Values in ``s`` as ``(start, end, text)``: math spans (``$...$`` and friends), then numbers and bare
-    LaTeX outside them. A ``$...$`` that holds prose is a pair of dollar amounts, not math."""
+    LaTeX outside them, then number words when there is nothing else. A ``$...$`` that holds prose is a pair
+    of dollar amounts, not math."""
     out: list[tuple[int, int, str]] = []
-    taken: list[tuple[int, int]] = []
-    for m in _MATH_SPAN.finditer(s):
-        content = _math_content(m)
-        if m["d"] is not None and is_prose(content):
-            continue
-        if re.search(r"\d|\\[A-Za-z]|[=<>≤≥]", content):
-            out.append((m.start(), m.end(), content))
-        taken.append((m.start(), m.end()))
-    for m in _VALUE.finditer(s):
-        if any(a <= m.start() < b for a, b in taken):
-            continue
+    masked = s
+    if "$" in s or "\\(" in s or "\\[" in s:
+        for m in _MATH_SPAN.finditer(s):
+            content = _math_content(m)
+            if m["d"] is not None and is_prose(content):
+                continue
+            if _MATHY.search(content):
+                out.append((m.start(), m.end(), content))
+            masked = masked[: m.start()] + " " * (m.end() - m.start()) + masked[m.end() :]
+    for m in _VALUE.finditer(masked):
         text = m.group()
-        if m["word"] is not None:
-            text = _WORD_VALUES[text.lower()]
-        elif m["mixed"] is not None:
+        if m["mixed"] is not None:
             whole, frac = text.split(None, 1)
             num, den = frac.split("/")
             if int(num) >= int(den):  # "3 4/2": two values
@@ -131,7 +131,12 @@ def _tokens(s: str) -> list[tuple[int, int, str]]:
                 out.append((m.end() - len(frac), m.end(), frac))
                 continue
         out.append((m.start(), m.end(), text.strip()))
+    if not out:
+        out = [(m.start(), m.end(), _WORD_VALUES[m.group().lower()]) for m in _WORD_NUMBER.finditer(s)]
     return sorted(out)
+
+
+_MATHY = re.compile(r"\d|\\[A-Za-z]|[=<>≤≥]")
 
 
 def value_of(sentence: str, question: str | None = None) -> tuple[str | None, int]:
@@ -139,14 +144,18 @@ def value_of(sentence: str, question: str | None = None) -> tuple[str | None, in
     units.", ``("x = 2, x = -3", 2)`` for "The roots are x = 2 or x = -3.", ``(None, 0)`` for no value.
 
     Of several values: the result of ``=``; else the one followed by what ``question`` asks about ("25
-    students walk and 15 take the bus" for "How many take the bus?"); else a value the sentence starts with;
-    else the one after "is"/"has"/"of"; else the last."""
+    students walk and 15 take the bus" for "How many take the bus?"; the question's own numbers are passed
+    over); else the last one after "is"/"has"/"a total of"; else a value the sentence starts with; else the
+    last."""
     s = sentence.replace("**", "").replace("__", "").replace("`", "").replace("\u2212", "-").strip()
     if not s:
         return None, 0
+    if m := _OPTION.match(s):  # "B", "(B)", "(B) 7": a choice
+        return m["letter"], 1
     outside = _MATH_SPAN.sub(" ", s)
     if not is_prose(outside) and not _PROSE_WORD.search(outside):
         math = _MATH_SPAN.sub(lambda m: _math_content(m), s).strip().rstrip(":").strip()
+        math = _CONNECTOR.split(math)[-1]  # "3x > 6, so x > 2": what follows the last "so"
         if _LIST_WORDS.search(math) and len(top_level_split(_LIST_WORDS.sub(",", math), ",")) > 1:
             math = ", ".join(x.strip() for x in top_level_split(_LIST_WORDS.sub(",", _strip_end(math)), ","))
         return reduce_math(math), count_parts(math)
@@ -183,10 +192,16 @@ def stems(text: str) -> set[str]:
     return {w.lower().rstrip("s") for w in _CONTENT.findall(text) if w.lower() not in _STOPWORDS}
 
 
-def asked_stems(question: str) -> set[str]:
+@lru_cache(maxsize=1024)
+def _question_stems(question: str) -> frozenset[str]:
+    return frozenset(stems(question))
+
+
+@lru_cache(maxsize=1024)
+def asked_stems(question: str) -> frozenset[str]:
     """The content words of what ``question`` asks (its last sentence with a "?", else all of it)."""
     asks = _ASKS.findall(question)
-    return stems(asks[-1] if asks else question)
+    return frozenset(stems(asks[-1] if asks else question))
 
 
 Group = list[tuple[int, int, str]]
@@ -202,28 +217,34 @@ def _choose(s: str, groups: list[Group], question: str | None) -> Group:
 
     if equals := [g for g in groups if _EQ_BEFORE.search(before(g))]:
         return equals[-1]
-    if question:
-        given = _given(question)  # "2.5 hours is 150 minutes": 2.5 is the question's, 150 the answer
-        groups = [g for g in groups if len(g) > 1 or parse_number(g[0][2]) not in given] or groups
+    fresh = groups
+    if question:  # "2.5 hours is 150 minutes": 2.5 is the question's, 150 the answer
+        given = _given(question)
+        fresh = [g for g in groups if len(g) > 1 or g[0][2].replace(" ", "") not in given] or groups
         asked = asked_stems(question)
-        starts = [g[0][0] for g in groups[1:]] + [len(s)]
-        scores = [len(asked & stems(_CLAUSE_END.split(s[g[-1][1] : n], maxsplit=1)[0])) for g, n in zip(groups, starts)]
+        scores = [len(asked & stems(_CLAUSE_END.split(s[g[-1][1] : _next_start(groups, g, len(s))], maxsplit=1)[0]))
+                  for g in fresh]
         best = max(scores)
         if best and scores.count(best) == 1:
-            return groups[scores.index(best)]
+            return fresh[scores.index(best)]
     if copulas := [g for g in groups if _COPULA_BEFORE.search(before(g))]:
         return copulas[-1]
     lead = s[: groups[0][0][0]].strip(" *:-,([")
     return groups[0] if not _PROSE_WORD.search(lead) else groups[-1]
 
 
+def _next_start(groups: list[Group], g: Group, end: int) -> int:
+    later = [h[0][0] for h in groups if h[0][0] > g[-1][1]]
+    return min(later, default=end)
+
+
 _CLAUSE_END = re.compile(r"[,;.:!?]|\b(?:and|or|so|but|which|while|is|are|was|were|be)\b")
 
 
-def _given(question: str) -> set[Fraction]:
-    """The numbers a question gives."""
-    values = (parse_number(m.group()) for m in _VALUE.finditer(question[-2000:]))
-    return {v for v in values if v is not None}
+@lru_cache(maxsize=1024)
+def _given(question: str) -> frozenset[str]:
+    """The numbers a question gives, as written."""
+    return frozenset(m.group().replace(" ", "") for m in _VALUE.finditer(question[-2000:]))
 
 
 _APPROX = re.compile(r"\\approx|≈")
@@ -283,6 +304,8 @@ def reduce_math(text: str) -> str:
     return last.strip() or s
 
 
+_CONNECTOR = re.compile(r"(?:,\s*|\s+)(?:so|thus|hence|therefore|then|i\.e\.|which gives|giving)\s+",
+                        re.IGNORECASE)
 _LIST_WORDS = re.compile(r"\s*,?\s*(?:\\text\s*\{\s*,?\s*(?:and|or)\s*\}|\b(?:and|or)\b)\s*")
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
@@ -295,7 +318,10 @@ def count_parts(math: str) -> int:
 
 # ---------------------------------------------------------------- statements in a text
 
-_SENTENCE = re.compile(r"(?<=[.!?])[\"')\]*$]*\s+(?=[A-Z$\\(*\d\"'-])|(?<=\$\$|\\\])\s+(?=[A-Z])|\n+")
+# A sentence ends at ".", "!" or "?" (and closing quotes, brackets, "$") before a space and a capital, a digit
+# or math; after display math before a capital; and at a line break.
+_SENTENCE = re.compile(r"([.!?][\"')\]*$]*|\$\$|\\\])(\s+)|\n+")
+_STARTS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789$\\(*\"'-")
 _DISPLAY = re.compile(r"\$\$.+?\$\$|\\\[.+?\\\]", re.DOTALL)
 _CONCLUDES = re.compile(
     r"^(?:therefore|thus|hence|so|consequently|in total|in all|altogether|overall|finally|in conclusion|as a result|"
@@ -308,6 +334,11 @@ _STATES = re.compile(
 RETRACTION = re.compile(
     r"\b(?:wait|oops|hmm+|actually|mistake|incorrect|wrong|not (?:right|correct)|miscalculat\w*|recalculat\w*|"
     r"recomput\w*|let me (?:redo|correct|fix|reconsider|re-?check)|correction|I apologi[sz]e|error)\b", re.IGNORECASE)
+# A side remark, not a conclusion: "(If she had bought 4 packs, she would have 24.)", "For example, ...".
+_ASIDE = re.compile(r"^(?:\(|if\b|suppose\b|assume\b|for example\b|e\.g\.|note\b|hint\b|alternatively\b|"
+                    r"for instance\b|similarly\b)", re.IGNORECASE)
+_CHOSEN_OPTION = re.compile(r"\b(?:option|choice|answer)\s+(?:is|would be)\s*:?\s*\(?(?P<letter>[A-J])\)(?![\w(])")
+_OPTION = re.compile(r"^\(?(?P<letter>[A-J])\)?(?:[.:]|\s+\S.*)?$")
 _HAS_VALUE = re.compile(r"\d|\\(?:frac|sqrt|pi|infty)|\$[^$]*\$|\b(?:zero|one|two|three|four|five|six|seven|eight|"
                         r"nine|ten|eleven|twelve|twenty)\b", re.IGNORECASE)
 _LEAD = re.compile(r"^(?:[\s*#>•]|-(?=\s))+|^\d+\.\s+(?=[A-Z])")
@@ -326,8 +357,15 @@ def _sentences(region: str, offset: int) -> list[_Sentence]:
         "$$" in region or "\\[" in region) else region
     out, pos = [], 0
     for m in _SENTENCE.finditer(work):
-        if m.start() > pos:
-            out.append(_Sentence(region[pos : m.start()], offset + pos, offset + m.start()))
+        if m.group(1) is not None:
+            after = work[m.end() : m.end() + 1]
+            if not (after in _STARTS if m.group(1)[0] in ".!?" else after.isupper()) or not after:
+                continue
+            cut = m.end(1)
+        else:
+            cut = m.start()
+        if cut > pos:
+            out.append(_Sentence(region[pos:cut], offset + pos, offset + cut))
         pos = m.end()
     if pos < len(region):
         out.append(_Sentence(region[pos:], offset + pos, offset + len(region)))
@@ -338,29 +376,68 @@ def _has_value(text: str) -> bool:
     return _HAS_VALUE.search(text) is not None
 
 
+def _states_answer(text: str) -> bool:
+    """What "the answer is" may be followed by: a value, or a choice letter."""
+    return _has_value(text) or _OPTION.match(text.strip("*` ")) is not None
 
 
-def _weak(sentences: list[_Sentence], after: int, question: str | None) -> FinalAnswer | None:
+
+
+def _weak(region: str, after: int, question: str | None) -> FinalAnswer | None:
     """The last sentence after ``after`` that states a value: it concludes ("Therefore, ..."), is math, or
     says "X is 15" about something the question asks about. Value-free sentences ("I hope it is correct.") and
-    check lines are passed over; at most four sentences with values are looked at."""
+    check lines are passed over; at most four sentences with values are looked at. Sentences are split from
+    the end, a short tail first."""
+    for size in _TAILS:
+        start = max(after, len(region) - size)
+        if start > after:
+            start = _boundary(region, start)
+        found, seen = _weak_in(_sentences(region[start:], start), question)
+        if found is not None or seen >= 4 or start == after:
+            return found
+    return None
+
+
+_TAILS = (600, _TAIL_CHARS)
+
+
+def _boundary(region: str, start: int) -> int:
+    """The first line or sentence break at or after ``start`` outside ``$...$`` (a tail cut inside math would
+    pair the wrong dollars)."""
+    i = start
+    while True:
+        breaks = [k for k in (region.find("\n", i), region.find(". ", i)) if k >= 0]
+        if not breaks:
+            return start
+        j = min(breaks) + 1
+        if region.count("$", 0, j) % 2 == 0:
+            return j
+        i = j
+
+
+def _weak_in(sentences: list[_Sentence], question: str | None) -> tuple[FinalAnswer | None, int]:
     seen = 0
-    asked = stems(question) if question else None
+    asked = _question_stems(question) if question else None
     for s in reversed(sentences):
-        if s.start < after or seen >= 4:
+        if seen >= 4:
             break
         text = _LEAD.sub("", s.text).strip()
-        if not _has_value(text) or _CHECK.match(text):
+        if m := _CHOSEN_OPTION.search(text):  # "The correct option is (B)."
+            return FinalAnswer(m["letter"], "conclusion", s.text.strip(), s.start, s.end, 1), seen
+        if not _has_value(text) or _CHECK.match(text) or _ASIDE.match(text):
             continue
         seen += 1
         concludes = _CONCLUDES.match(text) is not None
         math = not _PROSE_WORD.search(_MATH_SPAN.sub(" ", text))
-        states = _STATES.search(text) is not None and (asked is None or bool(asked & stems(text)))
+        # A bare number in prose must be about what the question asks ("A week has 7 days." is not); a value in
+        # $...$ is a result the text works out.
+        states = _STATES.search(text) is not None and (asked is None or bool(asked & stems(text))
+                                                       or _MATH_SPAN.search(text) is not None)
         if concludes or math or states:
             value, parts = value_of(text, question)
             if value is not None:
-                return FinalAnswer(value, "conclusion", s.text.strip(), s.start, s.end, parts)
-    return None
+                return FinalAnswer(value, "conclusion", s.text.strip(), s.start, s.end, parts), seen
+    return None, seen
 
 
 def _joined(region: str, before: Found, after: Found) -> bool:
@@ -416,14 +493,20 @@ def _sentence_start(region: str, i: int) -> int:
 def find_final(text: str, question: str | None = None) -> FinalAnswer:
     """The final answer stated in ``text`` (after ``</think>``), by the rules in the module's docstring.
     ``question``: the task's question; a sentence that states a value without concluding must be about
-    something it asks about ("A week has 7 days." does not answer how many cows there are)."""
+    something it asks about ("A week has 7 days." does not answer how many cows there are). The last few
+    results are cached: the guards and the verifier read the same completion."""
+    return _find_final(text, question)
+
+
+@lru_cache(maxsize=256)
+def _find_final(text: str, question: str | None) -> FinalAnswer:
     region = answer_region(text)
     if "\n" in region and ("$" in region or "\\(" in region):
         region = _BROKEN_INLINE.sub(lambda m: " " * len(m.group()), region)
     if not region.strip():
         return NONE
     box = boxed_answer(region)
-    stated = next(answer_statements(region, accept=_has_value), None)
+    stated = next(answer_statements(region, accept=_states_answer), None)
     explicit: FinalAnswer | None = None
     in_statement = False
     if stated is not None:
@@ -439,8 +522,8 @@ def find_final(text: str, question: str | None = None) -> FinalAnswer:
                 in_statement = True
     if explicit is None and box is not None:
         explicit = box
-    tail_start = max(0, len(region) - _TAIL_CHARS)
-    sentences = _sentences(region[tail_start:], tail_start)
+    if explicit is not None and not _HAS_VALUE.search(region, explicit.end):
+        return explicit  # nothing after the answer could replace it
     if explicit is None:
         short = region.strip()
         if len(short) <= _SHORT_CHARS and len(_sentences(short, 0)) == 1:  # one sentence, nothing else
@@ -448,8 +531,8 @@ def find_final(text: str, question: str | None = None) -> FinalAnswer:
             if value is not None:
                 start = region.find(short)
                 return FinalAnswer(value, "short", short, start, start + len(short), parts)
-        return _weak(sentences, 0, question) or NONE
-    weak = _weak(sentences, explicit.end, question)
+        return _weak(region, 0, question) or NONE
+    weak = _weak(region, explicit.end, question)
     if (weak is not None and weak.answer and _CONCLUDES.match(_LEAD.sub("", weak.statement))
             and _differs(weak.answer, explicit.answer or "")):
         if RETRACTION.search(region, explicit.end, weak.start) or (explicit.rule == "boxed" and not in_statement):

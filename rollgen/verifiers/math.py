@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
+from rollgen.verifiers.extract import task_question
 from rollgen.workers import process_context
 from rollgen.verifiers.final import boxed_answer, extract_answer, find_final, is_prose, reduce_math, top_level_split
 from rollgen.verifiers.mathverify import MathVerifyTimeout, equal, init_worker, warm_up
@@ -66,6 +67,7 @@ def _gold_core(gold: str) -> str:
 _CANON_DROP = re.compile(r"\$|\\[,;!: ]|\\left|\\right|\\displaystyle|\s+")
 _CANON_FRAC = re.compile(r"\\[dtc]?frac\{([^{}]*)\}\{([^{}]*)\}")
 _OPERATOR = re.compile(r"[/^+*×÷]|\\frac|\\sqrt|\\cdot|\\times|(?<=\d)-(?=\d)")
+_MATH_RUN = re.compile(r"[-+]?\d[\d.,]*(?:\s*[-+*/^×÷]\s*\(?[-+]?\d[\d.,]*\)?)+")
 _QUESTION_MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$]+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 
 
@@ -81,7 +83,9 @@ def _quantities(question: str) -> set[str]:
     for m in _QUESTION_MATH.finditer(question):
         span = next(g for g in m.groups() if g is not None)
         out.update(_canon(x) for x in [span, *top_level_split(span, "=")])
-    out.update(_canon(t) for t in _QUESTION_MATH.sub(" ", question).split() if any(c.isdigit() for c in t))
+    plain = _QUESTION_MATH.sub(" ", question)
+    out.update(_canon(t) for t in plain.split() if any(c.isdigit() for c in t))
+    out.update(_canon(run) for run in _MATH_RUN.findall(plain))  # "Calculate 7 / 7." writes 7/7
     return out
 
 
@@ -134,16 +138,6 @@ def _fast_score(completion: str, gold: str, question: str | None = None,
         return float(gold_list.same(pred_list)), details
     details["method"] = "math_verify"
     return None, details
-
-
-def _question(task: Task) -> str:
-    meta_q = (task.metadata or {}).get("question")
-    if isinstance(meta_q, str):
-        return meta_q
-    for m in reversed(task.messages or []):
-        if m.get("role") == "user" and isinstance(m.get("content"), str):
-            return m["content"]
-    return task.prompt or ""
 
 
 def _finish(equal_: bool | None, gold: str) -> float:
@@ -216,19 +210,24 @@ class MathVerifier(Verifier):
 
     async def verify(self, task: Task, rollout: Rollout) -> Verdict:
         gold = _gold_text(task.answer)
-        question = _question(task)
+        question = task_question(task)
         reward, details = _fast_score(rollout.completion, gold, question, self.params.float_rounding)
+        accepted = None
         if details["extracted"] is not None and self.params.source_scorer:
-            scored = await self._source(task, details)
-            if scored is not None:
-                return Verdict(reward=scored, details=details, verifier=self.name)
+            accepted = await self._source(task, details)
+            if accepted is False:  # the source's own rule says no ("lowest terms"): no value equality overrides it
+                return Verdict(reward=0.0, details=details, verifier=self.name)
         if reward is None:
-            reward = _finish(await self._math_verify(_gold_core(gold), details["extracted"]), gold)
+            same = await self._math_verify(_gold_core(gold), details["extracted"])
+            if same is None and accepted:  # a gold math-verify cannot read: the source's verdict stands
+                return Verdict(reward=1.0, details=details, verifier=self.name)
+            reward = _finish(same, gold)
         reward = _unrestated(reward, details, gold, question)
         return Verdict(reward=reward, details=details, verifier=self.name)
 
-    async def _source(self, task: Task, details: dict[str, Any]) -> float | None:
-        """The task source's verdict (1 only for its full score), or None when it has no scorer or it raised."""
+    async def _source(self, task: Task, details: dict[str, Any]) -> bool | None:
+        """Whether the task source's scorer gives the answer its full score; None when the task has no scorer
+        or the scorer raised."""
         scorer = source_scorer(task) if scorer_is_built(task) else await asyncio.to_thread(source_scorer, task)
         if scorer is None:
             return None
@@ -237,8 +236,10 @@ class MathVerifier(Verifier):
         except Exception as e:  # noqa: BLE001 - a scorer that cannot read the answer leaves it to math-verify
             details["source_error"] = f"{type(e).__name__}: {e}"[:200]
             return None
-        details.update(method="source", source_score=round(score, 6))
-        return 1.0 if score >= 1.0 else 0.0
+        details["source_score"] = round(score, 6)
+        if score < 1.0:
+            details["method"] = "source"
+        return score >= 1.0
 
     async def _math_verify(self, gold: str, pred: str) -> bool | None:
         pool, warm = self._ensure_pool()

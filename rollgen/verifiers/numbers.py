@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["NUMBER", "NumberList", "count_numbers", "parse_number", "parse_number_list", "plain_answer",
+__all__ = ["NUMBER", "SCIENTIFIC", "NumberList", "count_numbers", "parse_number", "parse_number_list", "plain_answer",
            "tex_thousands"]
 
 MAX_NUMBER_CHARS = 100  # longer "numbers" are left to math-verify
@@ -34,7 +34,7 @@ _SLASH = re.compile(r"(?P<a>[-+]?[\d.]+)\s*/\s*(?P<b>[-+]?[\d.]+)")
 _TEX_FRAC = re.compile(r"(?P<sign>[-+]?)\\[dtc]?frac(?:\{(?P<a>[^{}]+)\}\{(?P<b>[^{}]+)\}|(?P<a1>\d)(?P<b1>\d))")
 _MIXED = re.compile(r"(?P<sign>[-+]?)(?P<w>\d+)(?:\s+(?P<n>\d+)\s*/\s*(?P<d>\d+)"
                     r"|\s*\\[dt]?frac\{(?P<n2>\d+)\}\{(?P<d2>\d+)\})")
-_SCIENTIFIC = re.compile(r"(?P<m>[-+]?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|×|·|\*)\s*10\s*\^\s*"
+SCIENTIFIC = re.compile(r"(?P<m>[-+]?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|×|·|\*)\s*10\s*\^\s*"
                          r"(?:\{\s*(?P<e1>[-+]?\d{1,3})\s*\}|(?P<e2>[-+]?\d{1,3}))")
 _WRAPPERS = re.compile(r"\\\$|\$|\\[(),\[\]!; ]|\\left|\\right|\{,\}|\*\*")
 _TRAILING_UNIT = re.compile(
@@ -113,11 +113,14 @@ def parse_number(text: str) -> Fraction | None:
                 return None  # "3 4/2" is not a mixed number
             value = int(m["w"]) + Fraction(n, d)
             return -value if m["sign"] == "-" else value
-        if m := _SCIENTIFIC.fullmatch(s):
+        if m := SCIENTIFIC.fullmatch(s):
             return Fraction(m["m"]) * Fraction(10) ** int(m["e1"] or m["e2"])
     except (ValueError, ZeroDivisionError):  # e.g. more digits than int() accepts
         return None
     return None
+
+
+_NAME_RUNS = ("abcd", "pqrs", "uvw", "wxyz", "xyz")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +140,20 @@ class NumberList:
         if self._named() and other._named():
             return dict(zip(self.names, self.values)) == dict(zip(other.names, other.values))
         if self.ordered or other.ordered:
-            return self._in_order() == other._in_order()
+            return self._as_tuple() == other._as_tuple()
         return sorted(self.values) == sorted(other.values)
 
     def _named(self) -> bool:
         return all(self.names) and len(set(self.names)) == len(self.names) > 1
 
-    def _in_order(self) -> tuple[Fraction, ...]:
-        """Named parts in the order of their names (``y = -1, x = 2`` is the tuple ``(2, -1)``)."""
+    def _as_tuple(self) -> tuple[Fraction, ...]:
+        """The values as a tuple: named x, y, z (or a, b, c; x_1, x_2) in the order of their names, so
+        ``y = -1, x = 2`` is ``(2, -1)``; other names as written."""
         if not self._named():
+            return self.values
+        names = sorted(str(n) for n in self.names)
+        if not any("".join(names) in run for run in _NAME_RUNS) and not all(re.fullmatch(r"[a-z]_\{?\d+\}?", n)
+                                                                              for n in names):
             return self.values
         return tuple(v for _, v in sorted(zip(self.names, self.values), key=lambda nv: str(nv[0])))
 
@@ -193,7 +201,7 @@ def parse_number_list(text: str) -> NumberList | None:
 
 _TEX_FRAC_ANY = re.compile(r"\\[dtc]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _MIXED_TEXT = re.compile(r"(?<![\w./])\d+\s+\d+/\d+(?![\w/])")
-_SCIENTIFIC_TEXT = re.compile(_SCIENTIFIC.pattern)
+_SCIENTIFIC_TEXT = re.compile(SCIENTIFIC.pattern)
 
 
 def count_numbers(text: str) -> int:

@@ -24,8 +24,8 @@ QUESTION_PERTURBATIONS = ("missing_part", "restated_question", "unparseable_rhs"
 _NAMES = "xyzw"
 _INTERVAL = re.compile(r"(?P<lo>[\[(])\s*(?P<a>[^,\[\]()]+?)\s*,\s*(?P<b>[^,\[\]()]+?)\s*(?P<hi>[\])])")
 _INFINITY = re.compile(r"^[-+]?\s*(?:\\infty|∞|inf(?:inity)?)$")
-_QUANTITY = re.compile(r"\\[dt]?frac\s*\{\s*\d+\s*\}\s*\{\s*\d+\s*\}|(?<![\w.])\d+\s*/\s*\d+(?![\w.])"
-                       r"|(?<![\w.])\d+\s*\^\s*\{?\s*\d{1,3}\s*\}?")
+_QUANTITY = re.compile(r"(?<![-\w.])(?:\\[dt]?frac\s*\{\s*\d+\s*\}\s*\{\s*\d+\s*\}|\d+\s*/\s*\d+(?![\w.])"
+                       r"|\d+\s*\^\s*\{?\s*\d{1,3}\s*\}?)")
 _POWER = re.compile(r"(\d+)\s*\^\s*\{?\s*(\d{1,3})\s*\}?")
 
 

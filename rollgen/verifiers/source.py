@@ -6,8 +6,11 @@ wants the fraction in lowest terms (``6/8`` equals ``3/4`` but does not answer "
 for a task whose ``metadata.source_dataset`` names a reasoning-gym dataset with a scorer of its own; datasets
 whose scorer is the base class's exact string match are left to the math verifier, which knows more renderings.
 
-The scorer gets the extracted final answer as written (and its plain-text forms: wrappers and units removed,
-``\\frac{a}{b}`` as ``a/b``), never a reduced or recomputed value. ``metadata.source_config`` (the generator's
+The scorer gets the extracted final answer as written (and its plain-text forms: wrappers, units and
+thousands separators removed, ``\\frac{a}{b}`` as ``a/b``, scientific notation expanded), never a reduced
+value. Its verdict is a veto: an answer it does not give full marks scores 0, and one it accepts must still
+equal the gold for the math verifier (some scorers are lenient: ``gsm_symbolic`` reads the first number it
+finds, so ``-70`` passes for ``70``), unless math-verify cannot read the gold at all. ``metadata.source_config`` (the generator's
 options, which the math server records) builds the dataset the scorer belongs to, so settings such as
 ``decimal_arithmetic``'s precision are the task's own.
 """
@@ -20,10 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 from rollgen.records import Task
-from rollgen.verifiers.numbers import plain_answer
+from rollgen.verifiers.numbers import SCIENTIFIC as _SCIENTIFIC
+from rollgen.verifiers.numbers import parse_number, plain_answer
 
 __all__ = ["scorer_is_built", "source_score", "source_scorer"]
 
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _TEX_FRAC = re.compile(r"\\[dtc]?frac\s*\{\s*([^{}]+?)\s*\}\s*\{\s*([^{}]+?)\s*\}")
 
 Scorer = Callable[[str | None, dict[str, Any]], float]
@@ -97,9 +102,13 @@ def source_scorer(task: Task) -> Callable[[str], float] | None:
 
 
 def _forms(answer: str) -> list[str]:
-    """The answer as written, without wrappers and units, and with ``\\frac{a}{b}`` written ``a/b``."""
+    """The answer as written; without wrappers and units; with ``\\frac{a}{b}`` written ``a/b``; with its
+    notation made plain (``2,744`` and ``2{,}744`` as ``2744``, ``1.692 \\times 10^3`` as ``1692``). The numbers
+    themselves are never changed: ``6/8`` stays ``6/8``."""
     plain = plain_answer(answer)
-    forms = [answer.strip(), plain, _TEX_FRAC.sub(r"\1/\2", plain)]
+    forms = [answer.strip(), plain, _TEX_FRAC.sub(r"\1/\2", plain), _THOUSANDS.sub("", plain)]
+    if _SCIENTIFIC.fullmatch(plain) and (value := parse_number(plain)) is not None:
+        forms.append(str(value.numerator) if value.denominator == 1 else format(value.numerator / value.denominator))
     return list(dict.fromkeys(f for f in forms if f))
 
 

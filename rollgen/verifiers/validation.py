@@ -22,6 +22,9 @@ from rollgen.config import RunConfig
 from rollgen.guards import Guarded, check
 from rollgen.records import Rollout, Task
 from rollgen.verifiers import verify
+from rollgen.verifiers.extract import task_question
+from rollgen.verifiers.final import extract_answer
+from rollgen.verifiers.source import scorer_is_built, source_score, source_scorer
 from rollgen.verifiers.cases import (
     PERTURBATIONS,
     RENDERINGS,
@@ -76,7 +79,29 @@ def _other(golds: Sequence[str | None], i: int) -> str | None:
     return None
 
 
-async def _score_all(cfg: RunConfig, tasks: list[Task], verifier: Any) -> list[Scored]:
+async def _source_accepts(task: Task, cases: list[Case], skipped: Counter[str]) -> list[Case]:
+    """``cases`` without the renderings the task's own source scorer rejects: equivalence is the source's to
+    define (a decimal is not an answer to "simplify to lowest terms"). Counted in ``skipped`` by kind."""
+    scorer = source_scorer(task) if scorer_is_built(task) else await asyncio.to_thread(source_scorer, task)
+    if scorer is None:
+        return cases
+    question = task_question(task)
+    kept = []
+    for case in cases:
+        answer = extract_answer(case.completion, question)[0] if case.positive else None
+        try:
+            rejected = answer is not None and source_score(scorer, answer) < 1.0
+        except Exception:  # noqa: BLE001 - a scorer that cannot read it: the verifier decides, as in a run
+            rejected = False
+        if rejected:
+            skipped[case.kind] += 1
+        else:
+            kept.append(case)
+    return kept
+
+
+async def _score_all(cfg: RunConfig, tasks: list[Task], verifier: Any,
+                     skipped: Counter[str] | None = None) -> list[Scored]:
     v = cfg.validation
     render_kinds = set(v.renderings) if v.renderings is not None else None
     perturb_kinds = set(v.perturbations) if v.perturbations is not None else None
@@ -114,8 +139,9 @@ async def _score_all(cfg: RunConfig, tasks: list[Task], verifier: Any) -> list[S
             elif gold is None:
                 continue
             else:
-                cases = renderings(gold, render_kinds) + perturbations(task, gold, _other(golds, i), perturb_kinds,
-                                                                       v.rambling_chars)
+                cases = renderings(gold, render_kinds, task_question(task)) + perturbations(
+                    task, gold, _other(golds, i), perturb_kinds, v.rambling_chars)
+                cases = await _source_accepts(task, cases, skipped if skipped is not None else Counter())
             for j, case in enumerate(cases):
                 await slots.acquire()
                 tg.create_task(one(task, gold, case, j))
@@ -127,10 +153,11 @@ def run_gold_validation(cfg: RunConfig, tasks: list[Task]) -> dict[str, Any]:
     t0 = time.perf_counter()
     built = cfg.verifier.build()
     verifier = built.inner if isinstance(built, Guarded) else built
+    skipped: Counter[str] = Counter()
 
     async def main() -> list[Scored]:
         try:
-            return await _score_all(cfg, tasks, verifier)
+            return await _score_all(cfg, tasks, verifier, skipped)
         finally:
             close = getattr(verifier, "close", None)
             if close is not None:
@@ -140,6 +167,7 @@ def run_gold_validation(cfg: RunConfig, tasks: list[Task]) -> dict[str, Any]:
     report = summarize(cfg, scored)
     report["tasks"] = len(tasks)
     report["tasks_without_gold"] = sum(_gold(t) is None for t in tasks)
+    report["renderings_the_source_rejects"] = dict(sorted(skipped.items()))
     report["elapsed_s"] = round(time.perf_counter() - t0, 3)
     return report
 
@@ -242,6 +270,9 @@ def write_gold_report(report: dict[str, Any], out: Path) -> None:
         "| perturbed answers (should be 0) | " + " | ".join(str(c["negative"][b]) for b in
                                                            ("reward_1", "partial", "reward_0", "error")) + " |", "",
         f"False-positive rate {report['false_positive_rate']}, false-negative rate {report['false_negative_rate']}.", "",
+        *([("Renderings left out because the task's own scorer (reasoning-gym) does not accept that form: "
+            + ", ".join(f"{k} {n}" for k, n in report["renderings_the_source_rejects"].items()) + "."), ""]
+          if report.get("renderings_the_source_rejects") else []),
         "## By kind", "",
         "| kind | should score | cases | failures | rate | verifier errors | caught by guards | verifier alone would accept |",
         "|---|---|---|---|---|---|---|---|",
