@@ -53,14 +53,14 @@ PPO = "python -m rollgen sampler=ppo integration=[trl,verl,openrlhf,nemo_rl]"
 RUN_DIRS = {
     "outputs/<date>/<time>": QUICKSTART,
     "RUN_DIR": QUICKSTART,
-    "outputs/2026-11-25/15-29-30": QUICKSTART,  # the quickstart's own, in the run dir listing
+    "outputs/2026-11-30/01-31-15": QUICKSTART,  # the quickstart's own, in the run dir listing
     "outputs/2026-11-25/15-40-12": RESPONSES,  # an SFT run (the default sampler): a reward bar leaves rows
     "outputs/2026-11-25/10-00-00": QUICKSTART,
     "outputs/2026-11-25/11-00-00": PPO,
 }
 RUN_DIR_MENTION = re.compile(r"outputs/(?:<date>/<time>|\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d)|\bRUN_DIR\b")
 # Sizes that would only make the test slow; the command's shape is what is checked, not its throughput.
-SMALLER = {"server.size=2000": ["server.size=20"],
+SMALLER = {"server.size=2000": ["server.size=20"], "server.size=1000": ["server.size=200"],
            "+sweep=optuna_dpo": ["+sweep=optuna_dpo", "hydra.sweeper.n_trials=2"]}
 # The exit status of a command that does not succeed (by design: the README shows why); 0 for the others.
 EXIT = {
@@ -205,13 +205,18 @@ def screen(output: str) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
+def same_shape(shown: str, actual: str) -> bool:
+    """Two lines of one shape; ``...`` in the shown line stands for any text."""
+    return re.fullmatch(".*?".join(map(re.escape, shape(shown).split("..."))), shape(actual)) is not None
+
+
 def fits(shown: list[str], actual: list[str]) -> bool:
-    """``actual`` has ``shown``'s shape line for line; a shown ``...`` stands for any number of lines."""
+    """``actual`` has ``shown``'s shape line for line; a shown ``...`` line stands for any number of lines."""
     if not shown:
         return not actual
     if shown[0].strip() == "...":
         return any(fits(shown[1:], actual[i:]) for i in range(len(actual) + 1))
-    return bool(actual) and shape(shown[0]) == shape(actual[0]) and fits(shown[1:], actual[1:])
+    return bool(actual) and same_shape(shown[0], actual[0]) and fits(shown[1:], actual[1:])
 
 
 def assert_fits(shown: list[str], actual: list[str], where: str) -> None:
@@ -367,8 +372,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
     blocks = [p["block"] for p in params if "block" in p]
     first = [c for x in [*(c.text for c in cmds), *(" ".join(b.lines) for b in blocks)] for c in needs(x)]
     ws.prefetch([(c.text, lambda c=c: ws._run(c)) for c in [*first, *cmds]])
-    ws.prefetch([(f"block{b.line}", lambda b=b: ILLUSTRATIONS[b.lines[0].split()[0]]._run(ws, b)) for b in blocks
-                 if ILLUSTRATIONS[b.lines[0].split()[0]].run_dir is None])
+    ws.prefetch([(f"block{b.line}", lambda b=b: illustration(b)._run(ws, b)) for b in blocks
+                 if illustration(b).overrides is not None])
     yield ws
     ws.pool.shutdown(cancel_futures=True)
 
@@ -386,7 +391,7 @@ def test_every_command_is_run_or_listed() -> None:
         _, words = c.split
         assert c.python or words[:3] == ["python", "-m", "rollgen"] or words[0] == "rollgen", \
             f"README.md:{c.line}: {c.text!r} is neither run by {Path(__file__).name} nor listed in NOT_RUN"
-    assert {b.lines[0].split()[0] for b in OTHER_BLOCKS} == set(ILLUSTRATIONS), \
+    assert {kind(b) for b in OTHER_BLOCKS} == set(ILLUSTRATIONS), \
         "a README block without commands that ILLUSTRATIONS does not check (or an entry for one gone)"
 
 
@@ -400,6 +405,8 @@ def test_shapes_mask_what_may_differ_and_nothing_else() -> None:
     assert shape("rollgen validate: PASS: 1000 tasks") != shape("rollgen validate: FAIL: 1000 tasks")
     assert shape("  status 40 -> 40 -0") != shape("  reward 40 -> 40 -0")
     assert fits(["a 1", "...", "c"], ["a 2", "b", "b", "c"]) and not fits(["a", "c"], ["a", "b", "c"])
+    assert same_shape("2 shown: 0 with (...), 1 twice", 'N shown: 7 with ("x y."), 3 twice')
+    assert not same_shape("2 shown: 0 with (...), 1 twice", "2 shown: 0 with (x), 1 once")
     assert screen("x\r\ry 1\rz 2\n\nw\n") == ["z 2", "w"]
 
 
@@ -468,13 +475,13 @@ class Illustration:
     """How to make the output a README block shows: a run dir of a README command, or a run of ``overrides``."""
 
     check: Callable[[Block, Any], None]
-    run_dir: str | None = None  # a RUN_DIRS key: ``check`` gets that run dir
-    overrides: tuple[str, ...] = ()  # else a run with these against ``fake``: ``check`` gets its log lines
+    overrides: tuple[str, ...] | None = None  # a run with these against ``fake``: ``check`` gets its log lines;
+    # None: the block lists a run dir (its first line), ``check`` gets the run dir of the README command it stands for
     fake: dict[str, Any] = field(default_factory=dict)
 
     def produce(self, ws: Workspace, block: Block) -> Path | list[str]:
-        if self.run_dir is not None:
-            return ws.run_dir(self.run_dir)
+        if self.overrides is None:
+            return ws.run_dir(block.lines[0].strip().rstrip("/"))
         r = ws.once(f"block{block.line}", lambda: self._run(ws, block))
         assert r.returncode == 0, r.output[-3000:]
         return [re.sub(r"^\[.*?\]\[rollgen\]\[\w+\] - ", "", ln) for ln in screen(r.output)]  # log prefixes off
@@ -486,9 +493,9 @@ class Illustration:
                                        f"policy.base_url={url}"], cwd, FakeOpenAI(**self.fake))
 
 
-# A README block without a command (keyed by its first word) -> how this file reproduces and checks it.
+# A README block without a command (by ``kind``) -> how this file reproduces and checks it.
 ILLUSTRATIONS = {
-    "outputs/2026-11-25/15-29-30/": Illustration(_run_tree, run_dir="outputs/2026-11-25/15-29-30"),
+    "run dir": Illustration(_run_tree),
     # the funnel: quality=default, 20 tasks x 4 repeats against the fake, which repeats its answers word for word
     "quality:": Illustration(_funnel_block, overrides=("quality=default", "sampler.num_repeats=4")),
     # "0 dataset rows: ...": sampler=sft server.size=10 against a policy that never gets an answer right
@@ -496,8 +503,18 @@ ILLUSTRATIONS = {
 }
 
 
+def kind(block: Block) -> str:
+    """An ILLUSTRATIONS key: "run dir" for a run dir listing, else the block's first word."""
+    first = block.lines[0].split()[0]
+    return "run dir" if RUN_DIR_MENTION.fullmatch(first.rstrip("/")) else first
+
+
+def illustration(block: Block) -> Illustration:
+    return ILLUSTRATIONS[kind(block)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("block", OTHER_BLOCKS, ids=lambda b: f"line{b.line}:{b.lines[0][:40]}")
 def test_readme_output_block(block: Block, workspace: Workspace) -> None:
-    how = ILLUSTRATIONS[block.lines[0].split()[0]]
+    how = illustration(block)
     how.check(block, how.produce(workspace, block))
