@@ -402,8 +402,10 @@ _TAILS = (600, _TAIL_CHARS)
 
 
 def _boundary(region: str, start: int) -> int:
-    """The first line or sentence break at or after ``start`` outside ``$...$`` (a tail cut inside math would
-    pair the wrong dollars)."""
+    """``start``, or when that is inside ``$...$`` the first line or sentence break after it outside math (a
+    tail cut inside math would pair the wrong dollars)."""
+    if region.count("$", 0, start) % 2 == 0:
+        return start
     i = start
     while True:
         breaks = [k for k in (region.find("\n", i), region.find(". ", i)) if k >= 0]
