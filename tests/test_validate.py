@@ -283,3 +283,11 @@ def test_math_verifier_on_1000_reasoning_gym_tasks(cache_dir: Path) -> None:
     assert r["false_negative_rate"] <= 0.01, r["problems"]
     assert r["passed"], r["problems"]
     assert r["cases"] > 15_000
+
+
+def test_every_case_kind_can_be_chosen_in_the_config() -> None:
+    from typing import get_args
+
+    from rollgen.config import PerturbationKind, RenderingKind
+
+    assert set(get_args(RenderingKind)) == set(RENDERINGS) and set(get_args(PerturbationKind)) == set(PERTURBATIONS)
