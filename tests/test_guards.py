@@ -64,11 +64,48 @@ def test_each_guard_can_be_turned_off() -> None:
     assert trips("", enabled=False) == []
 
 
+@pytest.mark.parametrize("completion", [
+    "I am not sure. The answer is somewhere between 5 and 9, likely around 7.",
+    "I think the answer is probably 7, but it might be 8.",
+    "So the farmer has 7 cows, or maybe 8 if one was already there.",
+    "The answer is \\boxed{7}, though it could also be 8.",
+    "The answer is none of these or 7.",
+    "\\boxed{5} \\boxed{6} \\boxed{7}",
+    "First I guess \\boxed{6}. Another option is \\boxed{8}. Finally \\boxed{7}.",
+])
+def test_hedges_in_prose_and_unused_candidate_boxes_trip_hedging(completion: str) -> None:
+    assert "hedging" in trips(completion)
+
+
+@pytest.mark.parametrize("completion", [
+    "The farmer has 3 cows and buys 4, so he has $14{,}916 - 14{,}909 = 7$ cows.",  # thousands separators
+    "So the farmer has \\boxed{7} cows. (Check: 3 + 4 = 7.)",
+    "The herd is $7 \\times 10^0$ cows, i.e. \\boxed{7}.",
+    "He had \\boxed{3} cows, then bought 4 more: 3 + 4 = 7. Therefore, the farmer has 7 cows.",  # intermediate box
+    "So the answer is \\boxed{8}.\nWait, that is wrong: 3 + 4 = 7. So the answer is \\boxed{7}.",  # retracted box
+    "Between the market and the farm he walks 2 miles. So the farmer has 7 cows now.",
+])
+def test_thousands_separators_intermediate_and_retracted_boxes_are_not_hedges(completion: str) -> None:
+    assert trips(completion) == []
+
+
+def test_hedging_counts_values_not_digits() -> None:
+    big = Task(id="t", prompt="How many?", answer="14916")
+    assert trips("The answer is $14{,}916$.", task=big) == []
+    assert trips("\\boxed{1.4916 \\times 10^4}", task=big) == []
+    assert trips("\\boxed{14,916 or 14,917}", task=big) == ["hedging"]
+    mixed = Task(id="t", prompt="How long?", answer="7/2")
+    assert trips("It takes 3 1/2 hours.", task=mixed) == []
+
+
 def test_hedging_allows_multi_part_gold_answers() -> None:
     multi = Task(id="t", prompt="roots?", answer="-2, 3")
     assert trips("\\boxed{-2, 3}", task=multi) == []
     assert trips("\\boxed{-2} and \\boxed{3}", task=multi) == []
     assert trips("\\boxed{-2, 3, 5}", task=multi) == ["hedging"]
+    assert trips("The roots are x = -2 or x = 3.", task=multi) == []
+    assert trips("\\boxed{-2}\\boxed{3}", task=multi) == []
+    assert trips("The roots are x = -2 or x = 3, or maybe 5.", task=multi) == ["hedging"]
     assert trips("The answer is black or white.", task=Task(id="t", prompt="q", answer="black or white")) == []
 
 

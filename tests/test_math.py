@@ -516,3 +516,49 @@ def test_a_scorer_that_raises_leaves_the_answer_to_the_math_verifier(monkeypatch
     assert (reward, details["method"]) == (1.0, "numeric") and "KeyError" in details["source_error"]
     unknown = Task(id="u", prompt="q", answer="3/4", metadata={"source_dataset": "no_such_generator"})
     assert _verify(MathVerifier(MathVerifier.Params()), unknown, "\\boxed{3/4}")[1]["method"] == "numeric"
+
+
+# ---------------------------------------------------------------- what a reply states
+
+
+@pytest.mark.parametrize(
+    ("question", "gold", "completion", "reward"),
+    [
+        # the question's own quantity, or only its left side, is not an answer
+        ("Simplify 6/8 to lowest terms.", "3/4", "\\boxed{6/8}", 0.0),
+        ("Evaluate $2^{10}$.", "1024", "The value is $\\boxed{2^{10}}$.", 0.0),
+        ("Write $0.75$ as a fraction.", "3/4", "\\boxed{0.75}", 0.0),
+        ("Compute $3 + 4 \\cdot 5$.", "23", "\\boxed{3 + 4 \\cdot 5}", 0.0),
+        ("Simplify 6/8 to lowest terms.", "3/4", "\\boxed{\\frac{6}{8} = ???}", 0.0),
+        ("Simplify 6/8 to lowest terms.", "3/4", "\\boxed{\\frac{6}{8} = \\frac{3}{4}}", 1.0),
+        ("Evaluate $2^{10}$.", "1024", "$2^{10} = 1024$", 1.0),
+        # no stated answer; a hedge in prose is the guard's (the verifier reads the answer it states)
+        ("Calculate 5 + 9.", "14", "Adding is one of the four operations. We learn it in school when we are 14", 0.0),
+        # text after the answer
+        ("Maria had 23 apples and gave 8 away. How many apples are left?", "15",
+         "23 - 8 = 15. So she has 15 apples left after giving 8 to her brother.", 1.0),
+        ("How many minutes are in 2.5 hours?", "150", "Therefore, 2.5 hours is 150 minutes. Verification: $150/60 = 2.5$", 1.0),
+        # an answer sentence, a choice among the sentence's values
+        ("40 students; 25 walk. How many take the bus?", "15", "The answer is: 25 students walk and 15 take the bus.", 1.0),
+        ("A prism is 5 by 6 by 4. What is its volume?", "120", "Final Answer: The volume is 120. I hope it is correct.", 1.0),
+        # units after the math, intervals as inequalities, mixed numbers
+        ("How long is the diagonal?", "5\\sqrt{2}", "So the diagonal is $5\\sqrt{2}$ cm.", 1.0),
+        ("Solve $2 \\le x + 1 < 6$.", "[1, 5)", "Subtract 1: $1 \\le x < 5$.", 1.0),
+        ("Solve $2 \\le x + 1 < 6$.", "[1, 5)", "Subtract 1: $1 < x \\le 5$.", 0.0),
+        ("How long does it take?", "3.5", "It takes 3 1/2 hours.", 1.0),
+        # an intermediate box, a retracted one
+        ("What is the area?", "20", "The width is \\boxed{4}.\nThen the area is 5 * 4 = 20.\nTherefore, the area is 20.", 1.0),
+        ("Calculate 9 + 7.", "16", "9 + 7 = \\boxed{15}\nOops, I made a mistake. 9 + 7 = 16.\nSo the answer is \\boxed{16}.", 1.0),
+        ("Calculate 9 + 7.", "16", "The answer is \\boxed{16}.\nCheck: 16 - 7 = 9.", 1.0),
+    ],
+)
+def test_the_stated_answer_is_scored(question: str, gold: str, completion: str, reward: float) -> None:
+    assert score_text(completion, gold, question=question, timeout_s=30)[0] == reward
+
+
+def test_a_gold_solution_is_read_for_its_final_answer() -> None:
+    solution = ("The stock keeps 90% and then 80% of that, 72% in all, so it lost 28%. Final Answer: The final "
+                "answer is $28\\%$. I hope it is correct.")
+    assert score_text("The loss is $\\boxed{28\\%}$.", solution)[0] == 1.0
+    assert score_text("\\boxed{1}, \\boxed{2}", "\\boxed{1} papers and \\boxed{2} bins")[0] == 1.0
+    assert score_text("\\boxed{1, 2}", "\\boxed{1} no no no no no \\boxed{2}")[0] == 0.0  # not one answer: the last box

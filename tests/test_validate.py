@@ -133,7 +133,9 @@ def test_without_guards_the_math_verifier_alone_fails(tmp_path: Path) -> None:
     tasks = write_arith_tasks(tmp_path / "t.jsonl", 10)
     assert main([f"server.data_path={tasks}", "guards=off", "--out", str(tmp_path / "out")]) == 1
     kinds = report(tmp_path / "out")["kinds"]
-    assert kinds["truncated"]["failures"] == 10 and kinds["rambling"]["failures"] == 10
+    # Without the truncation guard every cut-off reply passes; the rambling ones that end on "maybe <gold>" pass
+    # the verifier alone unless it reads the hedge itself (it does for some of them since the stated-answer rules).
+    assert kinds["truncated"]["failures"] == 10 and kinds["rambling"]["failures"] >= 1
     assert kinds["off_by_one"]["failures"] == 0 and kinds["empty"]["failures"] == 0
 
 
@@ -283,3 +285,11 @@ def test_math_verifier_on_1000_reasoning_gym_tasks(cache_dir: Path) -> None:
     assert r["false_negative_rate"] <= 0.01, r["problems"]
     assert r["passed"], r["problems"]
     assert r["cases"] > 15_000
+
+
+def test_every_case_kind_can_be_chosen_in_the_config() -> None:
+    from typing import get_args
+
+    from rollgen.config import PerturbationKind, RenderingKind
+
+    assert set(get_args(RenderingKind)) == set(RENDERINGS) and set(get_args(PerturbationKind)) == set(PERTURBATIONS)

@@ -132,14 +132,16 @@ class NearDedup(_Dedup):
         self._sigs = bytearray()
         self._task_sig: dict[int, np.ndarray] = {}
         self._task_row: dict[int, int] = {}  # task -> a row of it, to read its prompt back
+        self._prompt_size: dict[int, int] = {}  # task -> distinct prompt shingles
         self._sets: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
     def _prompt_sig(self, v: RowView) -> np.ndarray:
         sig = self._task_sig.get(v.task)
         if sig is None:
             self._task_row[v.task] = v.index
-            sig = self._task_sig[v.task] = self.hasher.signature(
-                prompt_shingles(v.prompt, self.p.ngram, v.prompt_words, v.prompt_skeleton))
+            sh = prompt_shingles(v.prompt, self.p.ngram, v.prompt_words, v.prompt_skeleton)
+            self._prompt_size[v.task] = len(set(sh.tolist()))
+            sig = self._task_sig[v.task] = self.hasher.signature(sh)
         return sig
 
     def observe(self, v: RowView) -> None:
@@ -152,35 +154,41 @@ class NearDedup(_Dedup):
         self._rows.append(v.index)
         self._sigs += sig.tobytes()
 
-    def _parts(self, unit: int, rows: Rows) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """A unit's exact shingles as ``sorted_set`` arrays: (its task's prompt, its completion), None for the
-        part the field leaves out; from the row read back from the rollouts file. Recently used sets are kept
-        (cluster representatives are compared again and again; the rows of one task share a prompt)."""
-        task = unit if self.by_task else int(rows.task[unit])
-        row: dict[str, Any] = {}
-        prompt = completion = None
-        if self.field != "completion":
-            prompt = self._get(("prompt", task))
-            if prompt is None:
-                row = rows.read(self._task_row[unit] if self.by_task else unit)
-                prompt = self._put(("prompt", task), sorted_set(
-                    prompt_shingles(prompt_text(row.get("messages")), self.p.ngram)))
-        if self.field != "prompt":
-            completion = self._get(("unit", unit))
-            if completion is None:
-                text = (row or rows.read(unit)).get("completion")
-                completion = self._put(("unit", unit), sorted_set(
-                    shingles(words(text if isinstance(text, str) else ""), self.p.ngram)))
-        return prompt, completion
+    def _prompt_set(self, task: int, rows: Rows) -> np.ndarray:
+        """A task's exact prompt shingles (``sorted_set``), from a row of it read back from the rollouts file."""
+        got = self._get(("prompt", task))
+        if got is None:
+            row = rows.read(self._task_row[task])
+            got = self._put(("prompt", task), sorted_set(
+                prompt_shingles(prompt_text(row.get("messages")), self.p.ngram)))
+        return got
 
-    def _jaccard(self, a: tuple[np.ndarray | None, ...], b: tuple[np.ndarray | None, ...]) -> float:
-        """Exact Jaccard similarity of two units' shingles (prompt shingles are salted apart from completion ones)."""
+    def _completion_set(self, unit: int, rows: Rows) -> np.ndarray:
+        """A row's exact completion shingles (``sorted_set``), read back from the rollouts file."""
+        got = self._get(("unit", unit))
+        if got is None:
+            text = rows.read(unit).get("completion")
+            got = self._put(("unit", unit), sorted_set(
+                shingles(words(text if isinstance(text, str) else ""), self.p.ngram)))
+        return got
+
+    def _jaccard(self, a: int, b: int, rows: Rows) -> float:
+        """Exact Jaccard similarity of two units' shingles (prompt shingles are salted apart from completion
+        ones, so the two parts add up). Most pairs are two answers to one prompt: its part is its size."""
         common = total = 0
-        for x, y in zip(a, b):
-            if x is not None and y is not None:
-                shared = sorted_common(x, y)
-                common += shared
-                total += len(x) + len(y) - shared
+        if self.field != "completion":
+            ta, tb = (a, b) if self.by_task else (int(rows.task[a]), int(rows.task[b]))
+            if ta == tb:
+                common = total = self._prompt_size[ta]
+            else:
+                pa, pb = self._prompt_set(ta, rows), self._prompt_set(tb, rows)
+                common = sorted_common(pa, pb)
+                total = len(pa) + len(pb) - common
+        if self.field != "prompt":
+            ca, cb = self._completion_set(a, rows), self._completion_set(b, rows)
+            shared = sorted_common(ca, cb)
+            common += shared
+            total += len(ca) + len(cb) - shared
         return common / total if total else 1.0
 
     def _get(self, key: tuple[str, int]) -> np.ndarray | None:
@@ -230,9 +238,8 @@ class NearDedup(_Dedup):
                 apart = apart or -neg >= t
             else:
                 todo.append((-neg, k))
-        mine = self._parts(int(units[u]), rows) if todo else (None, None)
         for estimate, k in todo:
-            j = self._jaccard(mine, self._parts(int(units[k]), rows))
+            j = self._jaccard(int(units[u]), int(units[k]), rows)
             if j >= t:
                 return k, j
             estimate_only = estimate_only or estimate >= t

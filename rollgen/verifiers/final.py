@@ -402,8 +402,10 @@ _TAILS = (600, _TAIL_CHARS)
 
 
 def _boundary(region: str, start: int) -> int:
-    """The first line or sentence break at or after ``start`` outside ``$...$`` (a tail cut inside math would
-    pair the wrong dollars)."""
+    """``start``, or when that is inside ``$...$`` the first line or sentence break after it outside math (a
+    tail cut inside math would pair the wrong dollars)."""
+    if region.count("$", 0, start) % 2 == 0:
+        return start
     i = start
     while True:
         breaks = [k for k in (region.find("\n", i), region.find(". ", i)) if k >= 0]
@@ -485,6 +487,21 @@ def _differs(a: str, b: str) -> bool:
 _BROKEN_INLINE = re.compile(r"(?<![\\$])\$[ \t]*\n[^$]*?\n[ \t]*\$(?!\$)|\\\([ \t]*\n.*?\n[ \t]*\\\)", re.DOTALL)
 
 
+_VALUE_IS_ANSWER = re.compile(r"(?P<value>\$[^$\n]{1,60}\$|\\boxed\{[^{}\n]{1,60}\}|-?[\w.,/{}\\^]{1,40})\s+"
+                              r"(?:is|would be|will be)\s+(?:the|my|our)\s+(?:final\s+|correct\s+)?answer\b",
+                              re.IGNORECASE)
+
+
+def _value_is_answer(region: str) -> Found | None:
+    """The last "X is the answer" / "X is the final answer" whose X is a value."""
+    tail = max(0, len(region) - _TAIL_CHARS)
+    last = None
+    for m in _VALUE_IS_ANSWER.finditer(region, tail):
+        if _has_value(m["value"]):
+            last = m
+    return None if last is None else Found(last["value"], last.start(), last.end())
+
+
 def _sentence_start(region: str, i: int) -> int:
     starts = [region.rfind("\n", 0, i) + 1, *(m.end() for m in re.finditer(r"[.!?]\s+", region[max(0, i - 300) : i]))]
     return max(starts[0], max((max(0, i - 300) + x for x in starts[1:]), default=0))
@@ -507,6 +524,8 @@ def _find_final(text: str, question: str | None) -> FinalAnswer:
         return NONE
     box = boxed_answer(region)
     stated = next(answer_statements(region, accept=_states_answer), None)
+    if (named := _value_is_answer(region)) is not None and (stated is None or named.start > stated.end):
+        stated = named  # "3 is the answer to 3 + 4, which is 7": the answer is 3
     explicit: FinalAnswer | None = None
     in_statement = False
     if stated is not None:
