@@ -480,7 +480,7 @@ def test_lowest_terms_is_part_of_a_fraction_tasks_answer(fractions: list[Task]) 
         num, den = m["simplified_numerator"], m["simplified_denominator"]
         for text in (f"\\boxed{{{num}/{den}}}", f"The answer is $\\frac{{{num}}}{{{den}}}$.", f"\\boxed{{\\dfrac{{{num}}}{{{den}}}}}"):
             reward, details = _verify(v, t, text)
-            assert (reward, details["method"], details["source_score"]) == (1.0, "source", 1.0), text
+            assert (reward, details["method"], details["source_score"]) == (1.0, "numeric", 1.0), text
         # Equal in value, but not in lowest terms: the question's own fraction, and another multiple.
         for text in (f"\\boxed{{{m['numerator']}/{m['denominator']}}}", f"\\boxed{{\\frac{{{2 * num}}}{{{2 * den}}}}}"):
             reward, details = _verify(v, t, text)
@@ -500,8 +500,14 @@ def test_datasets_with_the_default_scorer_are_left_to_the_math_verifier(generate
     by_source = {t.metadata["source_dataset"]: t for t in generated}
     reward, details = _verify(v, by_source["basic_arithmetic"], f"The answer is {by_source['basic_arithmetic'].answer}.")
     assert (reward, details["method"]) == (1.0, "numeric") and "source_score" not in details
-    reward, details = _verify(v, by_source["chain_sum"], f"\\boxed{{{by_source['chain_sum'].answer}}}")
-    assert (reward, details["method"]) == (1.0, "source")  # chain_sum scores decimals itself
+    chain = by_source["chain_sum"]  # chain_sum scores decimals itself: it must accept, and so must the value
+    reward, details = _verify(v, chain, f"\\boxed{{{chain.answer}}}")
+    assert (reward, details["method"], details["source_score"]) == (1.0, "numeric", 1.0)
+    reward, details = _verify(v, chain, f"\\boxed{{{chain.answer} \\text{{ apples}}}}")
+    assert (reward, details["source_score"]) == (1.0, 1.0)  # the scorer is given the plain form
+    gsm = by_source["gsm_symbolic"]  # its scorer reads the first number it finds: -70 passes for 70 there
+    reward, details = _verify(v, gsm, f"\\boxed{{-{gsm.answer}}}")
+    assert (reward, details["source_score"]) == (0.0, 1.0)  # but the value is not the gold's
 
 
 def test_a_scorer_that_raises_leaves_the_answer_to_the_math_verifier(monkeypatch: pytest.MonkeyPatch) -> None:

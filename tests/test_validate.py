@@ -133,9 +133,8 @@ def test_without_guards_the_math_verifier_alone_fails(tmp_path: Path) -> None:
     tasks = write_arith_tasks(tmp_path / "t.jsonl", 10)
     assert main([f"server.data_path={tasks}", "guards=off", "--out", str(tmp_path / "out")]) == 1
     kinds = report(tmp_path / "out")["kinds"]
-    # Without the truncation guard every cut-off reply passes; the rambling ones that end on "maybe <gold>" pass
-    # the verifier alone unless it reads the hedge itself (it does for some of them since the stated-answer rules).
-    assert kinds["truncated"]["failures"] == 10 and kinds["rambling"]["failures"] >= 1
+    assert kinds["truncated"]["failures"] == 10 and kinds["hedged_prose"]["failures"] == 10
+    assert kinds["rambling"]["failures"] > 0
     assert kinds["off_by_one"]["failures"] == 0 and kinds["empty"]["failures"] == 0
 
 

@@ -150,8 +150,8 @@ def value_of(sentence: str, question: str | None = None) -> tuple[str | None, in
     s = sentence.replace("**", "").replace("__", "").replace("`", "").replace("\u2212", "-").strip()
     if not s:
         return None, 0
-    if m := _OPTION.match(s):  # "B", "(B)", "(B) 7": a choice
-        return m["letter"], 1
+    if m := _OPTION.match(s):  # "B", "(B)", "(B) 7", "B. 7": a choice
+        return m["p"] or m["l"], 1
     outside = _MATH_SPAN.sub(" ", s)
     if not is_prose(outside) and not _PROSE_WORD.search(outside):
         math = _MATH_SPAN.sub(lambda m: _math_content(m), s).strip().rstrip(":").strip()
@@ -338,7 +338,7 @@ RETRACTION = re.compile(
 _ASIDE = re.compile(r"^(?:\(|if\b|suppose\b|assume\b|for example\b|e\.g\.|note\b|hint\b|alternatively\b|"
                     r"for instance\b|similarly\b)", re.IGNORECASE)
 _CHOSEN_OPTION = re.compile(r"\b(?:option|choice|answer)\s+(?:is|would be)\s*:?\s*\(?(?P<letter>[A-J])\)(?![\w(])")
-_OPTION = re.compile(r"^\(?(?P<letter>[A-J])\)?(?:[.:]|\s+\S.*)?$")
+_OPTION = re.compile(r"^(?:\((?P<p>[A-J])\)(?:\s+\S.*)?|(?P<l>[A-J])(?:[.:)](?:\s+\S.*)?)?)$")
 _HAS_VALUE = re.compile(r"\d|\\(?:frac|sqrt|pi|infty)|\$[^$]*\$|\b(?:zero|one|two|three|four|five|six|seven|eight|"
                         r"nine|ten|eleven|twelve|twenty)\b", re.IGNORECASE)
 _LEAD = re.compile(r"^(?:[\s*#>•]|-(?=\s))+|^\d+\.\s+(?=[A-Z])")
