@@ -79,7 +79,7 @@ def test_two_identical_commands_on_one_run_dir(tmp_path: Path) -> None:
 
 
 FAILURES = {  # what goes wrong -> (overrides, expected exit code, expected message)
-    "empty task file": (["server.data_path={empty}"], 2, "no tasks to collect: the task file is empty"),
+    "empty task file": (["server.data_path={empty}"], 2, "empty.jsonl"),
     "no answers": (["server.data_path={unanswered}"], 2, "has no 'answer'"),
     "dead endpoint": (["policy.base_url=http://127.0.0.1:{dead}/v1"], 3, "no answer from http://127.0.0.1:"),
     "bad config": (["sampler.num_repeats=0"], 2, "sampler.num_repeats"),
@@ -149,7 +149,9 @@ class SlowExport(Integration):
         Path(os.environ["EXPORT_STARTED"]).touch()
         while not Path(os.environ["EXPORT_RELEASE"]).exists():
             time.sleep(0.01)
-        return {"files": []}
+        (out_dir / "done.txt").parent.mkdir(parents=True, exist_ok=True)
+        (out_dir / "done.txt").write_text("exported")
+        return {"files": {"done.txt": None}, "skipped": []}
 '''
 
 
