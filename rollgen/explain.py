@@ -82,7 +82,8 @@ def why_empty(report: dict[str, Any], cfg: RunConfig) -> list[str]:
     for name, manifest in (report.get("export") or {}).items():
         if not rows or any(isinstance(n, int) and n > 0 for n in (manifest.get("files") or {}).values()):
             continue  # data files list their rows; scripts and configs list None
-        notes = " ".join(manifest.get("notes") or []) or _reasons({s["reason"]: s["rows"] for s in manifest["skipped"]})
+        skipped = manifest.get("skipped") or []  # a user's integration need not report skipped rows
+        notes = " ".join(manifest.get("notes") or []) or _reasons({s["reason"]: s["rows"] for s in skipped})
         lines.append(f"export/{name}: no files written from {rows} {cfg.format.kind} rows"
                      + (f": {notes}" if notes else ""))
     return lines

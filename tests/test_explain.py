@@ -66,3 +66,12 @@ def test_a_run_with_data_has_no_such_section(tmp_path: Path) -> None:
     report = _run(tmp_path, FakeOpenAI(), "sampler=sft")
     assert report["kept"]["dataset_rows"] == 10 and report["empty"] == []
     assert "## No data" not in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_user_integration_without_skipped_rows_in_its_manifest_is_named() -> None:
+    from rollgen.explain import why_empty
+
+    cfg = rollgen.compose(["sampler=sft"], output_dir=".")
+    report = {"status": "complete", "kept": {"dataset_rows": 5, "curated": 5}, "funnel": [],
+              "export": {"mine": {"files": []}}}  # a user's integration: no "skipped", no "notes"
+    assert why_empty(report, cfg) == ["export/mine: no files written from 5 sft rows"]
