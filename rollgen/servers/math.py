@@ -114,6 +114,7 @@ class MathServer(ResourceServer):
 def _generate(p: MathServer.Params) -> Iterator[Task]:
     """The bare generated tasks (``prompt`` = the question), generator by generator."""
     import reasoning_gym  # slow (matplotlib and friends): only when the cache is cold
+    from reasoning_gym.dataset import ProceduralDataset
     from reasoning_gym.factory import DATASETS
 
     unknown = [n for n in p.generators if n not in DATASETS]
@@ -133,7 +134,9 @@ def _generate(p: MathServer.Params) -> Iterator[Task]:
         for index, entry in enumerate(dataset):
             meta = json.loads(json.dumps(entry.get("metadata") or {}, default=str))
             meta.update(source_dataset=meta.get("source_dataset", name), question=entry["question"])
-            meta.setdefault("source_config", options)  # the generator's options: its scorer is built with them
+            # What the math verifier needs to ask the generator's own scorer: whether it has one, its options.
+            meta.setdefault("source_scorer", type(dataset).score_answer is not ProceduralDataset.score_answer)
+            meta.setdefault("source_config", options)
             yield Task(id=f"{name}-{p.seed}-{index}", prompt=entry["question"], answer=entry["answer"], metadata=meta)
 
 
