@@ -192,6 +192,8 @@ def _generate(p: MathServer.Params) -> Iterator[Task]:
     """The bare generated tasks (``prompt`` = the question), generator by generator; with ``unique_prompts``
     (not false) each generator's ``size`` questions are distinct, drawn from as many indices as needed."""
     import reasoning_gym
+    from reasoning_gym.dataset import ProceduralDataset
+    from reasoning_gym.factory import DATASETS
 
     from rollgen.quality.text import prompt_key
 
@@ -203,6 +205,7 @@ def _generate(p: MathServer.Params) -> Iterator[Task]:
     seen: set[bytes] = set()
     for name in p.generators:
         options = p.generator_config.get(name, {})
+        has_scorer = DATASETS[name][0].score_answer is not ProceduralDataset.score_answer
         made = last_new = 0
         draws = p.size
         for index, entry in _draws(reasoning_gym, name, options, p.size, p.seed, unique):
@@ -217,7 +220,9 @@ def _generate(p: MathServer.Params) -> Iterator[Task]:
                 last_new = index
             meta = json.loads(json.dumps(entry.get("metadata") or {}, default=str))
             meta.update(source_dataset=meta.get("source_dataset", name), question=entry["question"])
-            meta.setdefault("source_config", options)  # the generator's options: its scorer is built with them
+            # What the math verifier needs to ask the generator's own scorer: whether it has one, its options.
+            meta.setdefault("source_scorer", has_scorer)
+            meta.setdefault("source_config", options)
             yield Task(id=f"{name}-{p.seed}-{index}", prompt=entry["question"], answer=entry["answer"], metadata=meta)
             made += 1
             if made == p.size:

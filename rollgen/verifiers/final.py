@@ -29,7 +29,7 @@ from functools import lru_cache
 from rollgen.verifiers.extract import Found, answer_region, answer_statements, boxes
 from rollgen.verifiers.numbers import parse_number_list, tex_thousands
 
-__all__ = ["RETRACTION", "FinalAnswer", "asked_stems", "boxed_answer", "count_parts", "extract_answer", "find_final", "is_prose", "reduce_math", "stems", "top_level_split", "value_of"]
+__all__ = ["RETRACTION", "FinalAnswer", "asked_stems", "boxed_answer", "count_parts", "extract_answer", "find_final", "is_math", "is_prose", "reduce_math", "stems", "top_level_split", "value_of"]
 
 _TAIL_CHARS = 4000  # conclusions are looked for in the last 4,000 characters
 _SHORT_CHARS = 120  # a reply this short (one or two lines) is its own answer
@@ -97,6 +97,17 @@ _MATH_WORDS = frozenset({"and", "or", "sqrt", "frac", "dfrac", "tfrac", "cdot", 
                          "log", "exp", "text", "quad", "qquad", "left", "right", "approx", "pmatrix", "bmatrix"})
 
 
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_QUOTES = re.compile(r"\\?[\"`“”]")
+_MATH_TEXT_WORDS = frozenset({"and", "or", "so", "then", "thus", "hence", "ie"})
+
+
+def is_math(s: str) -> bool:
+    """Whether ``s`` is math only: no word of two or more letters outside LaTeX commands and their arguments,
+    but "and", "or", "so", "thus" ("x = 2 or x = -3", "3x > 6, so x > 2")."""
+    return all(w.lower() in _MATH_TEXT_WORDS for w in _WORD.findall(_COMMAND_ARG.sub(" ", s)))
+
+
 def _math_content(m: re.Match) -> str:
     return next(g for g in m.groups() if g is not None).strip()
 
@@ -147,13 +158,13 @@ def value_of(sentence: str, question: str | None = None) -> tuple[str | None, in
     students walk and 15 take the bus" for "How many take the bus?"; the question's own numbers are passed
     over); else the last one after "is"/"has"/"a total of"; else a value the sentence starts with; else the
     last."""
-    s = sentence.replace("**", "").replace("__", "").replace("`", "").replace("\u2212", "-").strip()
+    s = _QUOTES.sub(" ", sentence.replace("**", "").replace("__", "")).replace("\u2212", "-").strip()
     if not s:
         return None, 0
     if m := _OPTION.match(s):  # "B", "(B)", "(B) 7", "B. 7": a choice
         return m["p"] or m["l"], 1
     outside = _MATH_SPAN.sub(" ", s)
-    if not is_prose(outside) and not _PROSE_WORD.search(outside):
+    if is_math(outside):
         math = _MATH_SPAN.sub(lambda m: _math_content(m), s).strip().rstrip(":").strip()
         math = _CONNECTOR.split(math)[-1]  # "3x > 6, so x > 2": what follows the last "so"
         if _LIST_WORDS.search(math) and len(top_level_split(_LIST_WORDS.sub(",", math), ",")) > 1:
@@ -430,7 +441,7 @@ def _weak_in(sentences: list[_Sentence], question: str | None) -> tuple[FinalAns
             continue
         seen += 1
         concludes = _CONCLUDES.match(text) is not None
-        math = not _PROSE_WORD.search(_MATH_SPAN.sub(" ", text))
+        math = is_math(_MATH_SPAN.sub(" ", text))
         # A bare number in prose must be about what the question asks ("A week has 7 days." is not); a value in
         # $...$ is a result the text works out.
         states = _STATES.search(text) is not None and (asked is None or bool(asked & stems(text))
@@ -488,18 +499,23 @@ _BROKEN_INLINE = re.compile(r"(?<![\\$])\$[ \t]*\n[^$]*?\n[ \t]*\$(?!\$)|\\\([ \
 
 
 _VALUE_IS_ANSWER = re.compile(r"(?P<value>\$[^$\n]{1,60}\$|\\boxed\{[^{}\n]{1,60}\}|-?[\w.,/{}\\^]{1,40})\s+"
-                              r"(?:is|would be|will be)\s+(?:the|my|our)\s+(?:final\s+|correct\s+)?answer\b",
-                              re.IGNORECASE)
+                              r"(?:is|would be|will be)\s+(?:the|my|our)\s+(?:final\s+|correct\s+)?$", re.IGNORECASE)
 
 
 def _value_is_answer(region: str) -> Found | None:
-    """The last "X is the answer" / "X is the final answer" whose X is a value."""
-    tail = max(0, len(region) - _TAIL_CHARS)
-    last = None
-    for m in _VALUE_IS_ANSWER.finditer(region, tail):
-        if _has_value(m["value"]):
-            last = m
-    return None if last is None else Found(last["value"], last.start(), last.end())
+    """The last "X is the answer" / "X is the final answer" whose X is a value (the words "answer" from the end,
+    each with the 120 characters before it)."""
+    end = len(region)
+    for _ in range(8):
+        i = region.rfind("answer", 0, end)
+        if i < 0:
+            return None
+        end = i
+        window_start = max(0, i - 120)
+        m = _VALUE_IS_ANSWER.search(region, window_start, i)
+        if m is not None and _has_value(m["value"]) and not region[i + 6 : i + 7].isalpha():
+            return Found(m["value"], m.start(), i + 6)
+    return None
 
 
 def _sentence_start(region: str, i: int) -> int:

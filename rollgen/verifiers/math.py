@@ -136,6 +136,9 @@ def _fast_score(completion: str, gold: str, question: str | None = None,
     if gold_list is not None and pred_list is not None:
         details["method"] = "numeric"  # several numbers ("6, 7, 9", "7 or 8") never equal one number
         return float(gold_list.same(pred_list)), details
+    if gold_num is not None and not any(c.isdigit() for c in extracted):
+        details["method"] = "numeric"  # "???", "\\infty": no digit is never a plain number
+        return 0.0, details
     details["method"] = "math_verify"
     return None, details
 

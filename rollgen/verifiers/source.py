@@ -12,7 +12,8 @@ value. Its verdict is a veto: an answer it does not give full marks scores 0, an
 equal the gold for the math verifier (some scorers are lenient: ``gsm_symbolic`` reads the first number it
 finds, so ``-70`` passes for ``70``), unless math-verify cannot read the gold at all. ``metadata.source_config`` (the generator's
 options, which the math server records) builds the dataset the scorer belongs to, so settings such as
-``decimal_arithmetic``'s precision are the task's own.
+``decimal_arithmetic``'s precision are the task's own; ``metadata.source_scorer: false`` (recorded for a
+generator that keeps the base class's scorer) spares importing reasoning-gym to find that out.
 """
 
 from __future__ import annotations
@@ -73,10 +74,12 @@ def _build(name: str, config_json: str) -> Scorer | None:
 def _key(task: Task) -> tuple[str, str] | None:
     meta = task.metadata or {}
     name = meta.get("source_dataset")
-    if not isinstance(name, str) or task.answer is None:
-        return None
+    if not isinstance(name, str) or task.answer is None or meta.get("source_scorer") is False:
+        return None  # the math server records whether a generator has its own scorer: no import to find out
     options = meta.get("source_config")
-    return name, json.dumps(options if isinstance(options, dict) else {}, sort_keys=True, default=str)
+    if not options or not isinstance(options, dict):
+        return name, "{}"
+    return name, json.dumps(options, sort_keys=True, default=str)
 
 
 def scorer_is_built(task: Task) -> bool:
