@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
+import os
 from array import array
 from pathlib import Path
 from typing import IO, Any
@@ -141,7 +141,6 @@ class Rows:
         self.path = path
         self._offsets = array("q")
         self._file: IO[bytes] | None = None
-        self._map: mmap.mmap | None = None
         self.ids: list[str] = []
         self.task_ids: list[str] = []  # task code -> task id
         self._codes: dict[str, int] = {}
@@ -195,20 +194,18 @@ class Rows:
         self.reward = np.array(self._reward, dtype=np.float64)
 
     def read(self, i: int) -> dict[str, Any]:
-        """Row ``i`` parsed again from ``path`` (for the few rows a decision needs whole)."""
+        """Row ``i`` parsed again from ``path`` (for the few rows a decision needs whole): one ``pread`` of its
+        line, so nothing else of the file is read into this process."""
         if self.path is None or i >= len(self._offsets):
             raise LookupError(f"row {i} cannot be read back: the rows were added without their file offsets")
-        if self._map is None:
+        if self._file is None:
             self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()
-            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
         start = self._offsets[i]
-        end = self._map.find(b"\n", start)
-        return json.loads(self._map[start:end if end >= 0 else len(self._map)])
+        end = self._offsets[i + 1] if i + 1 < len(self._offsets) else os.fstat(self._file.fileno()).st_size
+        data = os.pread(self._file.fileno(), end - start, start)
+        return json.loads(data.split(b"\n", 1)[0])
 
     def close(self) -> None:
-        if self._map is not None:
-            self._map.close()
-            self._map = None
         if self._file is not None:
             self._file.close()
             self._file = None
