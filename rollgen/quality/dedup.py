@@ -140,7 +140,8 @@ class NearDedup(_Dedup):
         if sig is None:
             self._task_row[v.task] = v.index
             sh = prompt_shingles(v.prompt, self.p.ngram, v.prompt_words, v.prompt_skeleton)
-            self._prompt_size[v.task] = len(set(sh.tolist()))
+            if self.field == "prompt_completion":  # two answers to one prompt: its part of their Jaccard
+                self._prompt_size[v.task] = len(set(sh.tolist()))
             sig = self._task_sig[v.task] = self.hasher.signature(sh)
         return sig
 

@@ -21,8 +21,8 @@ import unicodedata
 
 import numpy as np
 
-__all__ = ["MinHasher", "P", "answer_key", "exact_jaccard", "exact_key", "math_skeleton", "mix", "ngram_hashes",
-           "prompt_key", "prompt_shingles", "shingles", "skeleton", "skeletons", "sorted_common", "sorted_set", "text_words", "word_spans", "words"]
+__all__ = ["MinHasher", "P", "answer_key", "exact_key", "mix", "ngram_hashes", "prompt_key", "prompt_shingles",
+           "shingles", "skeleton", "skeletons", "sorted_common", "sorted_set", "text_words", "word_spans", "words"]
 
 _WORD = np.zeros(256, dtype=np.int8)  # 1: part of a word, 2: a symbol that is a word by itself, 0: separator
 _WORD[np.frombuffer(b"abcdefghijklmnopqrstuvwxyz0123456789_", dtype=np.uint8)] = 1
@@ -141,11 +141,6 @@ def skeleton(tokens: np.ndarray, first: np.ndarray) -> int:
     return int(skeletons(tokens, first, np.zeros(len(tokens), dtype=np.int64), 1)[0])
 
 
-def math_skeleton(text: str) -> int:
-    """``skeleton`` of a text: texts that differ in one number or operator have different skeletons."""
-    return skeleton(*text_words(text))
-
-
 def prompt_shingles(text: str, n: int, tokens: np.ndarray | None = None, skel: int | None = None) -> np.ndarray:
     """Shingles of a prompt whose numbers and math symbols are significant: the word n-grams xor-salted with
     the prompt's ``skeleton`` (``tokens`` and ``skel`` when already computed, else from ``text``). The salt
@@ -183,16 +178,6 @@ def answer_key(answer: object) -> int:
     else:
         text = json.dumps(answer, sort_keys=True, ensure_ascii=False, default=str)
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little") or 1
-
-
-def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """Jaccard similarity of two sets of hashes (any order, repeats ignored); 1.0 for two empty sets."""
-    a, b = np.unique(a), np.unique(b)
-    union = len(a) + len(b)
-    if union == 0:
-        return 1.0
-    inter = len(np.intersect1d(a, b, assume_unique=True))
-    return inter / (union - inter)
 
 
 def sorted_set(x: np.ndarray) -> np.ndarray:
