@@ -134,7 +134,7 @@ def test_without_guards_the_math_verifier_alone_fails(tmp_path: Path) -> None:
     assert main([f"server.data_path={tasks}", "guards=off", "--out", str(tmp_path / "out")]) == 1
     kinds = report(tmp_path / "out")["kinds"]
     assert kinds["truncated"]["failures"] == 10 and kinds["hedged_prose"]["failures"] == 10
-    assert kinds["rambling"]["failures"] > 0
+    assert kinds["rambling"]["failures"] == 0  # "..., so maybe 7" states no answer: 0 without the guards too
     assert kinds["off_by_one"]["failures"] == 0 and kinds["empty"]["failures"] == 0
 
 
