@@ -33,10 +33,10 @@ from rollgen.verifiers.values import (
     count_parts,
     is_math,
     is_named_value,
+    option_letter,
     question_stems,
     reduce_math,
     stems,
-    option_letter,
     value_of,
     without_commands,
 )
@@ -44,7 +44,7 @@ from rollgen.verifiers.values import (
 __all__ = ["RETRACTION", "FinalAnswer", "boxed_answer", "extract_answer", "find_final"]
 
 _TAIL_CHARS = 4000  # conclusions are looked for in the last 4,000 characters
-_SHORT_CHARS = 120  # a reply this short (one or two lines) is its own answer
+_SHORT_CHARS = 120  # a one-sentence reply this short is its own answer
 _MAX_GAP = 70  # characters between two boxes of one multi-part answer
 
 
@@ -125,8 +125,6 @@ def _has_value(text: str) -> bool:
 def _states_answer(text: str) -> bool:
     """What "the answer is" may be followed by: a value, or a choice letter."""
     return _has_value(text) or option_letter(text.strip("*` ")) is not None
-
-
 
 
 def _weak(region: str, after: int, question: str | None) -> FinalAnswer | None:
