@@ -28,7 +28,8 @@ from rollgen.config import GuardsConfig
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier, verifier_name, verify
 from rollgen.verifiers.extract import answer_region, boxes, final_answer, is_empty_answer, task_question
-from rollgen.verifiers.final import RETRACTION, FinalAnswer, count_parts, find_final, reduce_math
+from rollgen.verifiers.final import RETRACTION, FinalAnswer, find_final
+from rollgen.verifiers.values import count_parts, reduce_math
 from rollgen.verifiers.numbers import parse_number_list
 
 __all__ = ["GUARDS", "Guarded", "check", "guard_verdict"]

@@ -138,7 +138,8 @@ def test_cascade_calls_the_judge_only_when_the_rule_cannot_decide() -> None:
         stages = [{"_target_": "rollgen.verifiers.math.MathVerifier", "_name_": "rule"},
                   {"_target_": "rollgen.verifiers.judge.LLMJudge", "_name_": "judge", "base_url": url, "cache": "off"}]
         v = Cascade(Cascade.Params.model_validate({"stages": stages}))
-        out = run_all(v, [(task(), "\\boxed{7}"), (task(), "\\boxed{8}"), (task(), "seven"), (task(), "eight")])
+        out = run_all(v, [(task(), "\\boxed{7}"), (task(), "\\boxed{8}"), (task(), "a small odd prime"),
+                          (task(), "no idea, sorry")])
     assert [o.reward for o in out] == [1.0, 0.0, 0.0, 0.0]
     assert [o.details["decided_by"] for o in out] == ["rule", "rule", "judge", "judge"]
     assert fake.requests == 2

@@ -30,7 +30,7 @@ from fractions import Fraction
 
 from rollgen.records import Task
 from rollgen.verifiers.extract import task_question
-from rollgen.verifiers.math import restates_question
+from rollgen.verifiers.quantities import restates_question
 from rollgen.verifiers.numbers import parse_number
 from rollgen.verifiers.parts_cases import PART_RENDERINGS, QUESTION_PERTURBATIONS, part_renderings, question_perturbations
 

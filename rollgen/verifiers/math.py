@@ -29,12 +29,14 @@ from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.extract import task_question
 from rollgen.workers import process_context
-from rollgen.verifiers.final import boxed_answer, extract_answer, find_final, is_prose, reduce_math, top_level_split
+from rollgen.verifiers.final import boxed_answer, extract_answer, find_final
+from rollgen.verifiers.quantities import restates_question
+from rollgen.verifiers.values import is_prose
 from rollgen.verifiers.mathverify import MathVerifyTimeout, equal, init_worker, warm_up
 from rollgen.verifiers.numbers import parse_number, parse_number_list
 from rollgen.verifiers.source import scorer_is_built, source_score, source_scorer
 
-__all__ = ["MathVerifier", "MathVerifyTimeout", "extract_answer", "parse_number", "score_text"]
+__all__ = ["MathVerifier", "MathVerifyTimeout", "extract_answer", "parse_number", "restates_question", "score_text"]
 
 # Extra time the event loop grants a worker beyond ``timeout_s`` before it declares the worker hung and kills
 # it. The worker interrupts itself at ``timeout_s``; this backstop only fires for code that ignores signals.
@@ -62,47 +64,6 @@ def _gold_core(gold: str) -> str:
     if len(gold) > _SOLUTION_CHARS and is_prose(gold):
         return find_final(gold).answer or gold
     return gold
-
-
-_CANON_DROP = re.compile(r"\$|\\[,;!: ]|\\left|\\right|\\displaystyle|\s+")
-_CANON_FRAC = re.compile(r"\\[dtc]?frac\{([^{}]*)\}\{([^{}]*)\}")
-_OPERATOR = re.compile(r"[/^+*×÷]|\\frac|\\sqrt|\\cdot|\\times|(?<=\d)-(?=\d)")
-_MATH_RUN = re.compile(r"[-+]?\d[\d.,]*(?:\s*[-+*/^×÷]\s*\(?[-+]?\d[\d.,]*\)?)+")
-_QUESTION_MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$]+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
-
-
-def _canon(s: str) -> str:
-    """Math as written, for comparing forms: wrappers and spaces dropped, ``\\frac{a}{b}`` as ``a/b``."""
-    s = _CANON_FRAC.sub(r"(\1)/(\2)", _CANON_DROP.sub("", s))
-    return re.sub(r"\((\w+)\)", r"\1", s).replace("\\dfrac", "\\frac").rstrip(".,;:").lower()
-
-
-def _quantities(question: str) -> set[str]:
-    """What the question writes as math: each ``$...$`` (and its sides of ``=``), each bare token with a digit."""
-    out = set()
-    for m in _QUESTION_MATH.finditer(question):
-        span = next(g for g in m.groups() if g is not None)
-        out.update(_canon(x) for x in [span, *top_level_split(span, "=")])
-    plain = _QUESTION_MATH.sub(" ", question)
-    out.update(_canon(t) for t in plain.split() if any(c.isdigit() for c in t))
-    out.update(_canon(run) for run in _MATH_RUN.findall(plain))  # "Calculate 7 / 7." writes 7/7
-    return out
-
-
-def _kind(s: str) -> str:
-    return "fraction" if "/" in s or "frac" in s else "decimal" if "." in s else "other"
-
-
-def restates_question(answer: str, gold: str, question: str) -> bool:
-    """Whether ``answer`` is a quantity copied from the question rather than the gold's form of it: an
-    expression the question writes (``6/8``, ``2^{10}``, ``3 + 4 \\cdot 5``), or a decimal the question
-    writes where the gold is a fraction (``0.75`` for "write 0.75 as a fraction"), that the gold does not."""
-    if not question:
-        return False
-    a, g = _canon(reduce_math(answer)), _canon(gold)
-    if not a or a == g or not (_OPERATOR.search(a) or _kind(a) != _kind(g) != "other" != _kind(a)):
-        return False
-    return a in _quantities(question)
 
 
 _DECIMALS = re.compile(r"\.(\d+)")

@@ -11,9 +11,9 @@ its inequality ``2 \\le x < 5``. A question that writes a quantity equal to the 
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 
-from rollgen.verifiers.numbers import parse_number, parse_number_list
+from rollgen.verifiers.numbers import parse_number_list
+from rollgen.verifiers.quantities import restatement
 
 __all__ = ["PART_RENDERINGS", "QUESTION_PERTURBATIONS", "part_renderings", "question_perturbations"]
 
@@ -24,11 +24,6 @@ QUESTION_PERTURBATIONS = ("missing_part", "restated_question", "unparseable_rhs"
 _NAMES = "xyzw"
 _INTERVAL = re.compile(r"(?P<lo>[\[(])\s*(?P<a>[^,\[\]()]+?)\s*,\s*(?P<b>[^,\[\]()]+?)\s*(?P<hi>[\])])")
 _INFINITY = re.compile(r"^[-+]?\s*(?:\\infty|∞|inf(?:inity)?)$")
-_QUANTITY = re.compile(r"(?<![-\w.])(?:\\[dt]?frac\s*\{\s*\d+\s*\}\s*\{\s*\d+\s*\}|\d+\s*/\s*\d+(?![\w.])"
-                       r"|\d+\s*\^\s*\{?\s*\d{1,3}\s*\}?)")
-_POWER = re.compile(r"(\d+)\s*\^\s*\{?\s*(\d{1,3})\s*\}?")
-
-
 def _parts(gold: str) -> list[str]:
     s = gold.strip().strip("$").strip()
     if s[:1] in "({[" and s[-1:] in ")}]":
@@ -63,17 +58,6 @@ def part_renderings(gold: str) -> dict[str, str]:
     return out
 
 
-def _value(quantity: str) -> Fraction | None:
-    if m := _POWER.fullmatch(quantity.strip()):
-        base, exp = int(m[1]), int(m[2])
-        return Fraction(base**exp) if exp <= 64 and base <= 10**6 else None
-    return parse_number(quantity)
-
-
-def _canon(s: str) -> str:
-    return re.sub(r"\\[dt]?frac\{(\d+)\}\{(\d+)\}", r"\1/\2", re.sub(r"\s+|\$", "", s))
-
-
 def question_perturbations(question: str, gold: str) -> dict[str, str]:
     """The question's own quantity as the answer, when the question writes one equal to ``gold`` in another
     form; one part missing, for a multi-part gold."""
@@ -82,13 +66,7 @@ def question_perturbations(question: str, gold: str) -> dict[str, str]:
     if numbers is not None and len(numbers.values) >= 2:
         parts = _parts(gold)
         out["missing_part"] = "The answer is \\boxed{" + ", ".join(parts[:-1]) + "}."
-    value = parse_number(gold)
-    if value is None or not question:
-        return out
-    for m in _QUANTITY.finditer(question):
-        quantity = m.group().strip()
-        if _canon(quantity) != _canon(gold) and _value(quantity) == value:
-            out["restated_question"] = f"The simplified answer is \\boxed{{{quantity}}}."
-            out["unparseable_rhs"] = f"\\boxed{{{quantity} = ?}}"
-            break
+    if quantity := restatement(question, gold):
+        out["restated_question"] = f"The simplified answer is \\boxed{{{quantity}}}."
+        out["unparseable_rhs"] = f"\\boxed{{{quantity} = ?}}"
     return out
