@@ -64,7 +64,12 @@ def cannot_create(path: str | os.PathLike[str]) -> str | None:
     made: list[Path] = []
     try:
         for q in reversed(missing):
-            q.mkdir()
+            try:
+                q.mkdir()
+            except FileExistsError:
+                if q.is_dir():
+                    continue  # another process (a second rollgen on the same run dir) made it meanwhile
+                raise
             made.append(q)
     except OSError as e:
         return e.strerror or str(e)

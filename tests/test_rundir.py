@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rollgen.rundir import read_jsonl
+from rollgen.rundir import cannot_create, read_jsonl
 from tests.conftest import serve_in_thread, write_arith_tasks
 from tests.fakes import FakeOpenAI
 
@@ -76,6 +76,20 @@ def test_two_identical_commands_on_one_run_dir(tmp_path: Path) -> None:
     rows = sum(1 for s in ("train", "validation") for _ in read_jsonl(run / "dataset" / f"{s}.jsonl"))
     assert report["kept"]["dataset_rows"] == rows > 0 and report["collection"]["rollouts"] == 60
     assert not [p for p in run.rglob("*") if p.name.endswith(".tmp") or p.name == ".rollgen.lock"]
+
+
+def test_a_run_dir_made_by_another_process_meanwhile_can_be_written(tmp_path: Path, monkeypatch) -> None:
+    # Two rollgen commands on one new run dir: the other one's mkdir lands between our check and ours.
+    real_mkdir = Path.mkdir
+
+    def raced(self: Path, *args, **kwargs) -> None:
+        real_mkdir(self)  # the other process
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", raced)
+    assert cannot_create(tmp_path / "run") is None
+    monkeypatch.setattr(Path, "mkdir", lambda self, *a, **k: (self.write_text(""), real_mkdir(self, *a, **k)))
+    assert cannot_create(tmp_path / "other") == "File exists"  # a file there instead is still a problem
 
 
 FAILURES = {  # what goes wrong -> (overrides, expected exit code, expected message)

@@ -86,6 +86,15 @@ def test_infinite_loop_is_killed_at_the_wall_clock() -> None:
     assert io.reward == 0.0 and "timed out" in errors(io) and took < TIMEOUT_S + SLACK_S
 
 
+def test_the_cpu_time_backstop_is_reported_as_a_timeout() -> None:
+    # RLIMIT_CPU is the backstop behind the wall clock; whichever fires first, the code ran out of time.
+    xcpu = "import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)"
+    v, _ = verify(xcpu)
+    assert v.reward == 0.0 and v.details["timed_out"] is True and "timed out" in errors(v)
+    io, _ = verify(xcpu, tests=[{"input": "", "output": "1"}])
+    assert io.reward == 0.0 and io.details["timed_out"] is True and "timed out" in errors(io)
+
+
 def test_fork_bomb_is_capped_and_killed() -> None:
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
     v, took = verify(bomb)

@@ -73,7 +73,7 @@ class Limits:
     isolation: Isolation = "namespaces"
 
     def job(self) -> dict:
-        return {"memory": self.memory_mb << 20, "cpu_s": max(1, int(self.timeout_s + 0.999)),
+        return {"memory": self.memory_mb << 20, "cpu_s": int(self.timeout_s + 0.999) + 1,
                 "file_size": self.file_size_mb << 20, "files": self.max_files, "processes": self.max_processes + 2,
                 "max_output": self.max_output_bytes, "tmp_mb": self.tmp_mb, "timeout": self.timeout_s}
 
@@ -167,7 +167,9 @@ def _parse(out: bytes, err: bytes, returncode: int | None, executions: int) -> l
             pos += size
         if "c" in flags:
             raise SandboxError(f"the code sandbox could not confine the code: {parts[1].strip()[-500:]}")
-        runs.append(Execution(int(rc), parts[0], parts[1], parts[2], "t" in flags, "o" in flags, float(seconds)))
+        # SIGXCPU: the CPU-time backstop fired before the wall clock (threads, or a busy machine's start-up)
+        timed_out = "t" in flags or int(rc) == -signal.SIGXCPU
+        runs.append(Execution(int(rc), parts[0], parts[1], parts[2], timed_out, "o" in flags, float(seconds)))
     if not done and returncode != _OVERRAN:
         detail = err.decode(errors="replace").strip()[-500:] or f"exit code {returncode}"
         raise SandboxError(f"the code sandbox ended unexpectedly: {detail}")
