@@ -1,7 +1,7 @@
 """Math problems from reasoning-gym's procedural generators, or from a JSONL task file.
 
-Generated problems are written once to ``<cache dir>/tasks/<key>.jsonl`` (the key hashes the generator
-settings and the reasoning-gym version) and read from there afterwards, so later runs never import
+Generated problems are written once to ``<cache dir>/tasks/<key>.jsonl`` (the run's ``cache_dir``, from the
+runtime the server is started on; the key hashes the generator settings and the reasoning-gym version) and read from there afterwards, so later runs never import
 reasoning-gym (seconds of start-up). The cache holds bare questions; the prompt template, the answer
 instruction and the system prompt are applied as tasks are yielded, so changing them needs no regeneration.
 
@@ -18,7 +18,6 @@ import difflib
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -27,21 +26,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rollgen.records import Task
+from rollgen.runtime import Runtime, cache_root
 from rollgen.servers import ResourceServer, TaskSourceError
 from rollgen.servers.prompts import with_instruction
 from rollgen.servers.taskfile import read_tasks, write_tasks
 
-__all__ = ["MathServer", "cache_dir"]
+__all__ = ["MathServer"]
 
 log = logging.getLogger("rollgen")
 DEFAULT_INSTRUCTION = "Put your final answer within \\boxed{}."
 MAX_DRAWS = 20  # a generator gets at most MAX_DRAWS * size (+ 10,000) draws to find size distinct questions
 STALL = 2000  # ...and stops after max(STALL, 2 * size) draws in a row without a new one
-
-
-def cache_dir() -> Path:
-    """``$ROLLGEN_CACHE_DIR``, else ``~/.cache/rollgen``."""
-    return Path(os.environ.get("ROLLGEN_CACHE_DIR") or Path.home() / ".cache" / "rollgen").expanduser()
 
 
 def _default_generator_config() -> dict[str, dict[str, Any]]:
@@ -87,6 +82,11 @@ class MathServer(ResourceServer):
             return template
 
     params: Params
+    _cache_dir: Path | None = None  # the runtime's, once started
+
+    async def start(self, runtime: Runtime) -> None:
+        """Keep generated tasks in the runtime's cache dir."""
+        self._cache_dir = runtime.cache_dir
 
     def tasks(self) -> Iterator[Task]:
         p = self.params
@@ -139,7 +139,7 @@ class MathServer(ResourceServer):
         if p.unique_prompts is not False:
             key["unique_prompts"] = True
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-        return cache_dir() / "tasks" / f"{digest}.jsonl"
+        return (self._cache_dir or cache_root()) / "tasks" / f"{digest}.jsonl"
 
     def _generated(self) -> Path:
         path = self.cache_path()
