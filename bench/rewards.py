@@ -52,18 +52,18 @@ async def rollgen_rewards(entries: list[dict[str, Any]], guarded: bool) -> list[
     from rollgen.verifiers.guards import check
     from rollgen.verifiers.math import MathVerifier
 
-    verifier = MathVerifier(MathVerifier.Params())
+    from rollgen.runtime import Runtime
+
     guards = GuardsConfig()
     out = []
-    try:
+    async with Runtime() as rt:
+        verifier = await rt.attach(MathVerifier(MathVerifier.Params()))
         for entry in entries:
             task, rollout = task_and_rollout(entry)
             if guarded and check(guards, task, rollout):
                 out.append(0.0)
                 continue
             out.append((await verifier.verify(task, rollout)).reward)
-    finally:
-        await verifier.close()
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -115,7 +115,7 @@ class _Collector:
 
 
 async def collect(
-    work: Iterable[tuple[Task, int]],
+    work: AsyncIterable[tuple[Task, int]],
     *,
     runtime: Runtime,
     server: ResourceServer,
@@ -145,7 +145,7 @@ async def collect(
     try:
         try:
             async with asyncio.TaskGroup() as tg:
-                for task, repeat in work:
+                async for task, repeat in work:
                     await limit.acquire()
                     tg.create_task(c.one(task, repeat))
         except* EndpointDown as group:

@@ -31,16 +31,11 @@ from pathlib import Path
 
 from rollgen.rundir import atomic_file
 
-__all__ = ["FINAL_STATUSES", "Prior", "cache_root", "collection_lock", "file_hash", "find_sources", "own_sources",
+__all__ = ["FINAL_STATUSES", "Prior", "collection_lock", "file_hash", "find_sources", "own_sources",
            "register", "restore", "set_aside_other_hash"]
 
 FINAL_STATUSES = frozenset({"ok", "truncated", "verifier_error"})
 _LOCK_POLL_S = 0.1
-
-
-def cache_root(configured: str | None) -> Path:
-    """``cache_dir`` from the config, else ``$ROLLGEN_CACHE_DIR``, else ``~/.cache/rollgen``."""
-    return Path(configured or os.environ.get("ROLLGEN_CACHE_DIR") or Path.home() / ".cache" / "rollgen").expanduser()
 
 
 def _index(cache: Path, config_hash: str) -> Path:
@@ -52,18 +47,25 @@ async def collection_lock(cache: Path, config_hash: str) -> AsyncIterator[None]:
     """Held while collecting: a second run with the same hash waits (cancellably), then reuses instead of
     re-collecting."""
     path = cache / "rollouts" / f"{config_hash}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
+
+    def open_lock_file() -> int:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+
+    fd = await asyncio.to_thread(open_lock_file)
+    try:
         while True:
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 await asyncio.sleep(_LOCK_POLL_S)
         try:
             yield
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def file_hash(path: Path) -> str | None:

@@ -28,7 +28,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 
@@ -78,9 +78,13 @@ class Runtime:
         """The runtime of a run: its ``cache_dir``, ``seed``, and as many connections as rollouts in flight."""
         return cls(cache_dir=cfg.cache_dir, connections=cfg.sampler.num_samples_in_parallel, seed=cfg.seed)
 
-    async def __aenter__(self) -> Runtime:
+    async def open(self) -> Self:
+        """Open it (what ``async with`` does); ``close()`` ends it."""
         self._open = True
         return self
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()

@@ -17,12 +17,14 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from rollgen.errors import RollgenError
+
 __all__ = ["Interrupted", "Stop"]
 
 T = TypeVar("T")
 
 
-class Interrupted(Exception):
+class Interrupted(RollgenError):
     """The run was stopped before it started (nothing was written to its run dir)."""
 
 

@@ -37,8 +37,9 @@ from rollgen.verifiers import verify
 __all__ = ["RolloutUnit", "describe", "rollgen_bug", "score"]
 
 _BUG_TYPES = (TypeError, AttributeError, LookupError, NameError, AssertionError)
-_ROLLGEN = str(Path(__file__).resolve().parent) + os.sep
-_STDLIB = tuple({str(Path(sysconfig.get_paths()[k]).resolve()) + os.sep for k in ("stdlib", "platstdlib")})
+_ROLLGEN = os.path.dirname(__file__) + os.sep  # as the package's frames name their files (no resolving on the loop)
+_STDLIB = tuple({p + os.sep for k in ("stdlib", "platstdlib")
+                 for p in (sysconfig.get_paths()[k], os.path.realpath(sysconfig.get_paths()[k]))})
 _REMOTE_FILE = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 
 
@@ -66,7 +67,7 @@ def _origin(exc: BaseException) -> tuple[str, int, str, Any] | None:
 
 
 def _in_rollgen(filename: str) -> bool:
-    return os.path.realpath(filename).startswith(_ROLLGEN)
+    return filename.startswith(_ROLLGEN)
 
 
 def rollgen_bug(exc: BaseException) -> bool:

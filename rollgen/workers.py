@@ -124,7 +124,7 @@ class WorkerPool:
     def pids(self) -> list[int]:
         """The worker processes' ids (none before the first call)."""
         executor = self._executor
-        return [p.pid for p in (executor._processes or {}).values()] if executor is not None else []  # noqa: SLF001
+        return [p.pid for p in (executor._processes or {}).values()] if executor is not None else []
 
     def _ensure(self) -> tuple[ProcessPoolExecutor, list[Future[Any]]]:
         if self._executor is None:
@@ -137,14 +137,14 @@ class WorkerPool:
         """``fn(*args)`` in a worker. Raises what ``fn`` raised; ``WorkerHung`` when no answer came within
         ``deadline_s`` (counted from when a worker takes the call, not while it waits for one);
         ``WorkerDied`` when a worker died."""
-        executor, warm = self._ensure()
-        loop = asyncio.get_running_loop()
+        # Starting workers and handing over a call write to pipes and take the executor's locks: in a thread.
+        executor, warm = self._ensure() if self._executor is not None else await asyncio.to_thread(self._ensure)
         try:
             for f in warm:
                 if not f.done():
                     await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(f)), WARMUP_TIMEOUT_S)
             async with self._slots:  # at most `workers` calls inside: a deadline measures work, not queueing
-                call = loop.run_in_executor(executor, fn, *args)
+                call = asyncio.wrap_future(await asyncio.to_thread(executor.submit, fn, *args))
                 try:
                     done, _ = await asyncio.wait({call}, timeout=deadline_s)
                 except asyncio.CancelledError:
@@ -178,7 +178,7 @@ class WorkerPool:
 
 def stop_pool(pool: ProcessPoolExecutor, *, kill: bool, join_s: float = 5.0) -> None:
     """Shut a pool down and reap its processes (killing any still alive after ``join_s``, or at once)."""
-    processes = list((pool._processes or {}).values())  # noqa: SLF001 - the executor has no public handle
+    processes = list((pool._processes or {}).values())  # the executor has no public handle
     if kill:
         for p in processes:
             p.kill()

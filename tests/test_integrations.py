@@ -429,7 +429,7 @@ def test_integration_modules_have_a_small_public_surface() -> None:
     expected = {
         "common": {"BATCH_FUNCTIONS", "SPLITS", "Export", "iter_rows", "micro_and_global_batch", "split_files",
                    "user_text", "write_jsonl", "write_parquet"},
-        "reward": {"CONFIG_NAME", "RewardScorer", "completion_text", "prompt_text", "verifier_label",
+        "reward": {"CONFIG_NAME", "AsyncRewardScorer", "RewardScorer", "completion_text", "prompt_text", "verifier_label",
                    "write_reward_config"},
         "trl": {"RewardFunction", "TrlIntegration", "reward_function"},
         "verl": {"VerlIntegration", "compute_score", "make_compute_score"},

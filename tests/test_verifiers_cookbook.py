@@ -25,6 +25,7 @@ from rollgen.verifiers.text import (
     RegexMatch,
     normalize_text,
 )
+from tests.conftest import started
 
 
 def rollout(completion: str, finish_reason: str = "stop") -> Rollout:
@@ -34,7 +35,11 @@ def rollout(completion: str, finish_reason: str = "stop") -> Rollout:
 
 def score(verifier: Any, answer: Any, completion: str, **task: Any) -> Verdict:
     t = Task(id="t", prompt="q", answer=answer, **task)
-    return asyncio.run(verify(verifier, t, rollout(completion)))
+    async def go() -> Verdict:
+        async with started(verifier):
+            return await verify(verifier, t, rollout(completion))
+
+    return asyncio.run(go())
 
 
 def build(cls: type, **params: Any) -> Any:

@@ -1,9 +1,10 @@
 """Math problems from reasoning-gym's procedural generators, or from a JSONL task file.
 
 Generated problems are written once to ``<cache dir>/tasks/<key>.jsonl`` (the run's ``cache_dir``, from the
-runtime the server is started on; the key hashes the generator settings and the reasoning-gym version) and read from there afterwards, so later runs never import
-reasoning-gym (seconds of start-up). The cache holds bare questions; the prompt template, the answer
-instruction and the system prompt are applied as tasks are yielded, so changing them needs no regeneration.
+runtime the server is started on; the key hashes the generator settings and the reasoning-gym version) and
+read from there afterwards, so later runs never import reasoning-gym (seconds of start-up). The cache holds
+bare questions; the prompt template, the answer instruction and the system prompt are applied as tasks are
+yielded, so changing them needs no regeneration.
 
 With ``unique_prompts`` (on for generators by default) a generator's tasks are distinct: a question whose
 normalised text (``quality.text.prompt_key``) repeats an earlier one is skipped and the generator draws
@@ -88,10 +89,9 @@ class MathServer(ResourceServer):
         """Keep generated tasks in the runtime's cache dir."""
         self._cache_dir = runtime.cache_dir
 
-    def tasks(self) -> Iterator[Task]:
+    def tasks(self, skipped: list[str] | None = None) -> Iterator[Task]:
         p = self.params
         source = Path(p.data_path) if p.data_path else self._generated()
-        skipped = self.bad_rows if self.on_bad_row == "skip" else None
         tasks = (self._prompted(task) for task in read_tasks(source, skipped))
         yield from (_unique(tasks, str(source)) if p.data_path and p.unique_prompts else tasks)
 
@@ -150,7 +150,9 @@ class MathServer(ResourceServer):
 
 def _check_generators(p: MathServer.Params) -> None:
     """Every generator is one of reasoning-gym's and accepts its ``generator_config`` options (no tasks made)."""
-    from reasoning_gym.factory import DATASETS  # slow (matplotlib and friends): only when the cache is cold
+    from reasoning_gym.factory import (
+        DATASETS,  # slow (matplotlib and friends): only when the cache is cold
+    )
 
     unknown = [n for n in p.generators if n not in DATASETS]
     if unknown:

@@ -25,13 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.extract import task_question
-from rollgen.workers import WorkerPool
 from rollgen.verifiers.final import boxed_answer, extract_answer, find_final
-from rollgen.verifiers.quantities import restates_question
-from rollgen.verifiers.values import is_prose
 from rollgen.verifiers.mathverify import MathVerifyTimeout, equal, init_worker, warm_up
 from rollgen.verifiers.numbers import parse_number, parse_number_list
+from rollgen.verifiers.quantities import restates_question
 from rollgen.verifiers.source import scorer_is_built, source_score, source_scorer
+from rollgen.verifiers.values import is_prose
+from rollgen.workers import WorkerPool
 
 __all__ = ["MathVerifier", "MathVerifyTimeout", "extract_answer", "parse_number", "restates_question", "score_text"]
 
