@@ -44,6 +44,7 @@ from rollgen.rundir import (
 from rollgen.runtime import Runtime
 from rollgen.staging import open_run, stage_tasks
 from rollgen.stop import Interrupted, Stop
+from rollgen.verifiers.reverify import load_tasks, rescore
 from rollgen.version import __version__
 
 __all__ = ["EndpointUnreachable", "Interrupted", "UserError", "arun", "collection_hash", "run"]
@@ -152,8 +153,6 @@ async def _collect(run: _Run, runtime: Runtime, staged: Path, n_tasks: int, conf
 
 async def _rescore_reused(rd: RunDir, verifier: Any) -> None:
     """Reused rollouts were scored by another verifier config: score them again with this run's (no model calls)."""
-    from rollgen.verifiers.reverify import load_tasks, rescore
-
     tasks = await asyncio.to_thread(load_tasks, rd.root)
     tmp = rd.root / "rollouts.jsonl.rescore"  # a temp file the run dir's cleanup knows
     out = await asyncio.to_thread(JsonlWriter, tmp, "w")

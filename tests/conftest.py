@@ -12,7 +12,7 @@ import traceback
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import blockbuster
 import blockbuster.blockbuster
@@ -102,7 +102,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 class _Blocked(blockbuster.BlockingError):
     """blockbuster's error, also noted: a verifier's catch-all may turn it into a row, the test still fails."""
 
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
     def __init__(self, func: str) -> None:
         super().__init__(func)

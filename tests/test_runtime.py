@@ -8,7 +8,7 @@ import ast
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import BaseModel
@@ -128,7 +128,7 @@ class _Lifecycle(Verifier):
     class Params(BaseModel):
         pass
 
-    events: list[str] = []
+    events: ClassVar[list[str]] = []
 
     def __init__(self, params: BaseModel, name: str = "v"):
         super().__init__(params)
@@ -163,7 +163,7 @@ def test_the_runtime_starts_components_and_closes_them_last_first_with_its_resou
             assert rt.pool("math-verify", 1) is rt.pool("math-verify", 4)
         return a, b, session
 
-    a, b, session = asyncio.run(main())
+    a, _, session = asyncio.run(main())
     assert _Lifecycle.events == ["start a", "start b", "close b", "close a"]
     assert session.closed and a._runtime is None
     with pytest.raises(RuntimeError, match="not open"):

@@ -17,7 +17,7 @@ from rollgen.config import SamplerConfig
 from rollgen.integrations.reward import AsyncRewardScorer, RewardScorer
 from rollgen.policy import Endpoint
 from rollgen.policy.client import PolicyClient
-from rollgen.records import Rollout, Task, Verdict
+from rollgen.records import Rollout, Task
 from rollgen.unit import RolloutUnit, rollgen_bug, score
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.math import MathVerifier
