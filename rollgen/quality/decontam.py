@@ -1,6 +1,6 @@
 """Decontamination: drop tasks whose prompt shares a word n-gram with a row of an evaluation file.
 
-The evaluation files are task files in any format ``rollgen.servers.taskfile.read_tasks`` reads.
+The evaluation files are task files in any format ``rollgen.servers.taskrows.read_tasks`` reads.
 Their n-grams (default 13 words, as in the GPT-3 / Llama reports) go into one sorted array; a task's
 prompt is checked once. A benchmark row shorter than ``n`` words matches when a prompt contains all
 of its words in order; rows under 5 words are too generic to check and are counted as such.
@@ -26,7 +26,7 @@ MAX_LISTED = 100  # matches listed in the report (all are counted)
 
 class Decontaminate:
     def __init__(self, p: c.DecontaminateFilter):
-        from rollgen.servers.taskfile import read_tasks
+        from rollgen.servers.taskrows import read_tasks
 
         self.n, self.field = p.ngram, p.field
         self.rows: list[tuple[str, str]] = []  # (file, row id) per benchmark row
