@@ -49,7 +49,7 @@ def plain_math_verify(entry: dict[str, Any]) -> float:
 async def rollgen_rewards(entries: list[dict[str, Any]], guarded: bool) -> list[float]:
     """rollgen's math verifier on each entry; with ``guarded``, behind the default guards (a trip scores 0)."""
     from rollgen.config import GuardsConfig
-    from rollgen.guards import check
+    from rollgen.verifiers.guards import check
     from rollgen.verifiers.math import MathVerifier
 
     verifier = MathVerifier(MathVerifier.Params())

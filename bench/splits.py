@@ -40,9 +40,10 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 def repeated_prompts(overrides: list[str]) -> dict[str, int]:
     import rollgen
+    from rollgen.build import build
 
     cfg = rollgen.compose(overrides, output_dir=".")
-    texts = Counter(_user_text({"messages": t.chat()}) for t in cfg.server.build().tasks())
+    texts = Counter(_user_text({"messages": t.chat()}) for t in build(cfg.server).tasks())
     n = sum(texts.values())
     return {"tasks": n, "distinct_prompts": len(texts), "tasks_repeating_an_earlier_prompt": n - len(texts)}
 

@@ -30,11 +30,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["ROLLGEN_CACHE_DIR"] = cache
         import rollgen
-        from rollgen.verifiers.validation import run_gold_validation
+        from rollgen.build import build
+        from rollgen.validation.gold import run_gold_validation
 
         overrides = [f"server.generators=[{args.generators}]", f"server.size={args.size}", "server.generator_config={}"]
         cfg = rollgen.compose(overrides, output_dir=".")
-        tasks = list(cfg.server.build().tasks())
+        tasks = list(build(cfg.server).tasks())
         variants = {"default (guards + verifier alone)": [], "validate.verifier_alone=false": ["validate.verifier_alone=false"],
                     "guards=off": ["guards=off"]}
         for name, extra in variants.items():

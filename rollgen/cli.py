@@ -9,8 +9,10 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from rollgen.api import compose, conf_dir
-from rollgen.config import ConfigError, RunConfig, preflight, validate_run_config
+from rollgen.composer import compose, conf_dir
+from rollgen.build import preflight, validate_run_config
+from rollgen.config import RunConfig
+from rollgen.errors import ConfigError
 from rollgen.rundir import cannot_create
 
 __all__ = ["main"]

@@ -161,8 +161,8 @@ def resume_target(argv: list[str]) -> str | None:
 
 def resume(argv: list[str]) -> NoReturn:
     """``rollgen resume=<run_dir> [overrides]``: continue that run in place, outside Hydra (no new run dir)."""
-    from rollgen.api import rerun_config
-    from rollgen.config import ConfigError
+    from rollgen.composer import rerun_config
+    from rollgen.errors import ConfigError
 
     run_dir, config_dir, overrides, i = resume_target(argv), None, [], 0
     while i < len(argv):

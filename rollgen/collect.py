@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from rollgen import redact
 from rollgen.config import SamplerConfig
+from rollgen.errors import EndpointError
 from rollgen.limiter import AdaptiveLimit
 from rollgen.policy import Endpoint
 from rollgen.policy.client import Completion, PolicyClient, PolicyError
@@ -34,7 +35,7 @@ __all__ = ["CollectStats", "EndpointDown", "collect"]
 FAILED = frozenset({"error", "timeout"})
 
 
-class EndpointDown(RuntimeError):
+class EndpointDown(EndpointError):
     """The failure budget ran out: most recent requests failed, so the endpoint is plainly down."""
 
 

@@ -8,12 +8,11 @@ remaining keys.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Model(BaseModel):
@@ -314,50 +313,16 @@ class RlFormat(_FormatBase):
 FormatConfig = Annotated[SftFormat | DpoFormat | KtoFormat | RlFormat, Field(discriminator="kind")]
 
 
-def import_target(path: str) -> Any:
-    """Import ``package.module.Name``; raise ValueError with a fix-it message."""
-    module_name, _, attr = path.rpartition(".")
-    if not module_name:
-        raise ValueError(f"'{path}' is not a dotted path like 'my_pkg.my_module.MyClass'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"cannot import module '{module_name}' ({e}); is it on PYTHONPATH?") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ValueError(f"module '{module_name}' has no attribute '{attr}'") from None
-
-
 class Component(_Model):
-    """A user-extensible stage: ``_target_`` names a class whose ``Params`` model validates the rest."""
+    """A user-extensible stage: ``_target_`` names a class whose ``Params`` model validates the rest
+    (``rollgen.build`` imports it, validates the rest and builds it)."""
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
     target: str = Field(alias="_target_")
 
-    @field_validator("target")
-    @classmethod
-    def _check_target(cls, target: str) -> str:
-        params_cls = getattr(import_target(target), "Params", None)
-        if not (isinstance(params_cls, type) and issubclass(params_cls, BaseModel)):
-            raise ValueError(f"'{target}' has no pydantic 'Params' model (a nested `class Params(BaseModel)`)")
-        return target
-
-    @property
-    def cls(self) -> type:
-        return import_target(self.target)
-
-    @property
-    def params(self) -> BaseModel:
-        """The target's ``Params``, validated (``validate_run_config`` has checked them already)."""
-        return self.cls.Params.model_validate(self.model_extra or {})
-
-    def build(self) -> Any:
-        return self.cls(self.params)
-
 
 class GuardsConfig(_Model):
-    """Reward-hacking checks that run before any verifier; a rollout that trips one scores 0 (rollgen/guards.py)."""
+    """Reward-hacking checks that run before any verifier; a rollout that trips one scores 0 (rollgen/verifiers/guards.py)."""
 
     enabled: bool = True
     truncated: bool = Field(True, description="finish_reason == length: the answer was cut off")
@@ -401,20 +366,6 @@ class ValidateConfig(_Model):
     output_dir: str | None = Field(None, description="null = outputs/validate/<date>/<time>, or <run>/validate")
 
 
-class VerifierComponent(Component):
-    """The ``verifier`` group: ``build()`` returns the verifier behind the run's guards (``RunConfig.guards``)."""
-
-    _guards: GuardsConfig | None = PrivateAttr(None)
-
-    def build(self) -> Any:
-        verifier = super().build()
-        if self._guards is None:
-            return verifier
-        from rollgen.guards import Guarded
-
-        return Guarded(verifier, self._guards)
-
-
 class RunConfig(_Model):
     """One whole run, validated before any I/O."""
 
@@ -423,7 +374,7 @@ class RunConfig(_Model):
     server: Component
     sampler: SamplerConfig
     policy: Component
-    verifier: VerifierComponent
+    verifier: Component
     quality: QualityConfig
     format: FormatConfig
     integration: dict[str, Component] = Field(
@@ -452,78 +403,5 @@ class RunConfig(_Model):
             return {str(value["_target_"]).rsplit(".", 1)[-1].lower(): value}
         return value
 
-    @model_validator(mode="after")
-    def _guard_the_verifier(self) -> RunConfig:
-        self.verifier._guards = self.guards
-        return self
-
 
 COMPONENTS = ("server", "policy", "verifier", "integration")
-
-
-class ConfigError(ValueError):
-    """Every problem of a config at once, one ``key.path: message`` line each."""
-
-    def __init__(self, lines: list[str]):
-        self.lines = lines
-        super().__init__("\n".join(lines))
-
-
-def _error_lines(err: ValidationError, prefix: str = "") -> list[str]:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("sft", "dpo", "kto", "rl")))
-        key = ".".join(p for p in (prefix, loc) if p)
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; `--cfg job` prints the valid keys)"
-        elif "input" in e and not isinstance(e["input"], (dict, list)) and e["type"] != "missing":
-            msg += f" (got {e['input']!r})"
-        lines.append(f"{key or '<root>'}: {msg}")
-    return lines
-
-
-def _named_components(cfg: RunConfig) -> list[tuple[str, Component]]:
-    named: list[tuple[str, Component]] = []
-    for name in COMPONENTS:
-        value = getattr(cfg, name)
-        named += [(f"{name}.{k}", c) for k, c in value.items()] if isinstance(value, dict) else [(name, value)]
-    return named
-
-
-def preflight(cfg: RunConfig) -> None:
-    """What a run needs beyond types, checked before any work: every component builds, and passes its own
-    ``check()`` when it has one (files exist, names are in a registry, optional packages import).
-
-    A ``check()`` raises ``ValueError``; a message that starts with one of its params (``"model_path: ..."``)
-    is reported under that key (``policy.model_path: ...``). Raises ``ConfigError`` naming every problem.
-    """
-    lines = []
-    for key, comp in _named_components(cfg):
-        try:
-            built = comp.cls(comp.params)  # the component itself, not a wrapper (the verifier's guards)
-            if callable(check := getattr(built, "check", None)):
-                check()
-        except (ValueError, re.error, OSError) as e:
-            msg = str(e).strip() or type(e).__name__
-            param = re.split(r"[:. ]", msg, maxsplit=1)[0]
-            lines.append(f"{key}.{msg}" if param in comp.cls.Params.model_fields else f"{key}: {msg}")
-    if lines:
-        raise ConfigError(lines)
-
-
-def validate_run_config(data: dict[str, Any]) -> RunConfig:
-    """Validate a plain-container config into a ``RunConfig``; raise ``ConfigError`` naming every bad key."""
-    try:
-        cfg = RunConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_error_lines(e)) from None
-    lines = []
-    for key, comp in _named_components(cfg):
-        try:
-            comp.cls.Params.model_validate(comp.model_extra or {})
-        except ValidationError as e:
-            lines += _error_lines(e, key)
-    if lines:
-        raise ConfigError(lines)
-    return cfg

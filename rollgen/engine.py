@@ -18,7 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from rollgen import __version__, formats, quality, redact
+from rollgen.build import build, build_verifier
+from rollgen import formats, quality, redact
+from rollgen.version import __version__
 from rollgen.collect import FAILED, CollectStats, EndpointDown, collect
 from rollgen.config import RunConfig
 from rollgen.explain import why_empty
@@ -28,7 +30,8 @@ from rollgen.records import Task, rollout_id
 from rollgen.report import rollout_stats, write_report
 from rollgen.resume import Prior, cache_root, collection_lock
 from rollgen.rundir import JsonlWriter, RunDir, RunDirBusy, RunDirLock, atomic_file, cannot_create, read_jsonl
-from rollgen.staging import UserError, open_run, staged_tasks
+from rollgen.errors import UserError
+from rollgen.staging import open_run, staged_tasks
 from rollgen.stop import Stop
 
 __all__ = ["EndpointUnreachable", "UserError", "collection_hash", "run"]
@@ -64,7 +67,7 @@ class _Run:
         self.cfg, self.stop, self.on_start = cfg, stop, on_start
         self.rd = RunDir(cfg.output_dir)
         self.lock = RunDirLock(self.rd.root)
-        self.server, self.verifier, self.policy = cfg.server.build(), cfg.verifier.build(), cfg.policy.build()
+        self.server, self.verifier, self.policy = build(cfg.server), build_verifier(cfg.verifier, cfg.guards), build(cfg.policy)
         self.started = False
         self.prior = Prior()
         self.stats = CollectStats()
@@ -222,7 +225,7 @@ def _downstream(cfg: RunConfig, rd: RunDir, on_stage: Callable[[str], None] | No
     built = formats.build_dataset(cfg.format, rd.curated, rd.dataset, cfg.seed)
     dataset = built["splits"]
     stage("export")
-    exported = {name: comp.build().export(rd.dataset, rd.export / name, cfg.format.kind)  # export/<name>/ each
+    exported = {name: build(comp).export(rd.dataset, rd.export / name, cfg.format.kind)  # export/<name>/ each
                 for name, comp in cfg.integration.items()}
     return {"funnel": curation.funnel, "quality": curation.metrics, "plots": curation.plots,
             "contamination": curation.contamination, "dataset": dataset, "dataset_details": built, "export": exported,

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from rollgen.errors import UserError
+
 __all__ = ["JsonlWriter", "RunDir", "RunDirBusy", "RunDirLock", "atomic_file", "cannot_create", "read_jsonl",
            "write_json", "write_jsonl"]
 
@@ -88,7 +90,7 @@ def cannot_create(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-class RunDirBusy(RuntimeError):
+class RunDirBusy(UserError):
     """Another process holds the run dir."""
 
 

@@ -21,19 +21,17 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from rollgen import __version__, redact
+from rollgen import redact
+from rollgen.version import __version__
+from rollgen.errors import UserError
 from rollgen.records import Task
 from rollgen.resume import Prior, cache_root, find_sources, own_sources, register, restore, set_aside_other_hash
 from rollgen.rundir import atomic_file, write_json, write_jsonl
 from rollgen.verifiers import verifier_name
 
-__all__ = ["UserError", "open_run", "staged_tasks"]
+__all__ = ["open_run", "staged_tasks"]
 
 log = logging.getLogger("rollgen")
-
-
-class UserError(Exception):
-    """A mistake in the user's input (not a rollgen bug): printed as one line, no traceback."""
 
 
 def _answered(tasks: Iterable[Task], run: Any) -> Iterator[Task]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import rollgen
-from rollgen.api import rerun_config
-from rollgen.config import ConfigError
+from rollgen.composer import rerun_config
+from rollgen.errors import ConfigError
 from tests.conftest import serve_in_thread
 from tests.fakes import FakeOpenAI
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from rollgen import compose
-from rollgen.api import conf_dir
-from rollgen.config import ConfigError, RunConfig
+from rollgen.composer import conf_dir
+from rollgen.config import RunConfig
+from rollgen.errors import ConfigError
 
 GROUPS = ["server", "sampler", "policy", "verifier", "quality", "format", "integration"]
 

@@ -10,8 +10,9 @@ import pytest
 
 import rollgen
 from rollgen import compose
+from rollgen.build import build_verifier
 from rollgen.config import GuardsConfig
-from rollgen.guards import Guarded, check
+from rollgen.verifiers.guards import Guarded, check
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.rundir import read_jsonl
 from rollgen.verifiers import Verifier
@@ -139,7 +140,8 @@ def test_guarded_verifier_skips_the_verifier_when_a_guard_trips() -> None:
 def test_guards_are_a_config_group() -> None:
     assert compose([], output_dir="x").guards.enabled is True
     assert compose(["guards=off"], output_dir="x").guards.enabled is False
-    assert compose(["guards.max_chars=100"], output_dir="x").verifier.build().guards.max_chars == 100
+    cfg = compose(["guards.max_chars=100"], output_dir="x")
+    assert build_verifier(cfg.verifier, cfg.guards).guards.max_chars == 100
 
 
 def test_in_a_run_a_truncated_answer_scores_zero_by_guard(tmp_path: Path) -> None:

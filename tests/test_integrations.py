@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import rollgen
-from rollgen.config import ConfigError, DpoFormat, KtoFormat, RlFormat, SftFormat
+from rollgen.build import component_params
+from rollgen.config import DpoFormat, KtoFormat, RlFormat, SftFormat
+from rollgen.errors import ConfigError
 from rollgen.formats import build_dataset
 from rollgen.integrations.nemo_rl import NemoRLIntegration
 from rollgen.integrations.openrlhf import OpenRLHFIntegration, make_app, make_reward_func, response_of
@@ -65,7 +67,7 @@ def rl_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_several_integrations_compose_and_bad_keys_are_named() -> None:
     cfg = rollgen.compose(["integration=[trl,verl]", "integration.verl.rollout_n=3"], output_dir="x")
     assert list(cfg.integration) == ["trl", "verl"]
-    assert cfg.integration["verl"].params.rollout_n == 3
+    assert component_params(cfg.integration["verl"]).rollout_n == 3
     assert list(rollgen.compose([], output_dir="x").integration) == ["jsonl"]
     with pytest.raises(ConfigError) as e:
         rollgen.compose(["integration=[trl,openrlhf]", "integration.openrlhf.n_samples_per_prompt=0"], output_dir="x")
@@ -73,12 +75,12 @@ def test_several_integrations_compose_and_bad_keys_are_named() -> None:
 
 
 def test_a_bare_integration_component_is_still_accepted() -> None:
-    from rollgen.config import validate_run_config
+    from rollgen.build import validate_run_config
 
     data = rollgen.compose([], output_dir="x").model_dump(mode="json", by_alias=True)
     data["integration"] = {"_target_": "rollgen.integrations.verl.VerlIntegration", "rollout_n": 2}
     cfg = validate_run_config(data)
-    assert list(cfg.integration) == ["verlintegration"] and cfg.integration["verlintegration"].params.rollout_n == 2
+    assert list(cfg.integration) == ["verlintegration"] and component_params(cfg.integration["verlintegration"]).rollout_n == 2
 
 
 # ---------------------------------------------------------------- one run, four frameworks

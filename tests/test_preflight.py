@@ -9,7 +9,8 @@ import pytest
 from pydantic import BaseModel
 
 import rollgen
-from rollgen.config import ConfigError, preflight
+from rollgen.build import preflight
+from rollgen.errors import ConfigError
 from rollgen.verifiers import Verifier
 
 

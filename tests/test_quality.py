@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rollgen import compose, quality
-from rollgen.config import ConfigError, QualityConfig
+from rollgen.config import QualityConfig
+from rollgen.errors import ConfigError
 from rollgen.quality.text import words
 from rollgen.rundir import read_jsonl
 

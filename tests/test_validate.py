@@ -10,18 +10,19 @@ import pytest
 from pydantic import BaseModel
 
 import rollgen
+from rollgen.build import build
 from rollgen.commands.validate import main
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
-from rollgen.verifiers.cases import (
+from rollgen.validation.cases import (
     PERTURBATIONS,
     RENDERINGS,
     perturbations,
     render_number,
     renderings,
 )
-from rollgen.verifiers.runcheck import cohen_kappa
-from rollgen.verifiers.validation import run_gold_validation
+from rollgen.validation.runcheck import cohen_kappa
+from rollgen.validation.gold import run_gold_validation
 from tests.conftest import serve_in_thread, write_arith_tasks
 from tests.fakes import FakeOpenAI
 
@@ -277,7 +278,7 @@ def test_math_verifier_on_1000_reasoning_gym_tasks(cache_dir: Path) -> None:
                   "simple_equations", "products", "leg_counting", "gcd", "lcm"]
     cfg = rollgen.compose([f"server.generators=[{','.join(generators)}]", "server.size=100",
                            "server.generator_config={}"], output_dir="x")
-    tasks = list(cfg.server.build().tasks())
+    tasks = list(build(cfg.server).tasks())
     assert len(tasks) == 1000
     r = run_gold_validation(cfg, tasks)
     assert r["false_positive_rate"] == 0.0, r["problems"]

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from rollgen import compose
-from rollgen.config import ConfigError
+from rollgen.build import build_verifier
+from rollgen.errors import ConfigError
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier, as_verdict, undecided, verify
 from rollgen.verifiers.combine import AllOf, AnyOf, Cascade, WeightedSum
@@ -285,13 +286,14 @@ def test_bad_nested_params_name_the_key(overrides: list[str], key: str) -> None:
 
 
 def test_every_verifier_option_composes_and_builds() -> None:
-    from rollgen.api import conf_dir
+    from rollgen.composer import conf_dir
 
     options = sorted(p.stem for p in (conf_dir() / "verifier").glob("*.yaml"))
     assert {"exact", "normalized", "regex", "numeric", "math", "choice", "json", "code", "judge", "parts",
             "penalized", "cascade", "weighted", "all", "any"} <= set(options)
     for option in options:
-        verifier = compose([f"verifier={option}"], output_dir="x").verifier.build()
+        cfg = compose([f"verifier={option}"], output_dir="x")
+        verifier = build_verifier(cfg.verifier, cfg.guards)
         assert verifier.inner.name == option or option == "penalized" and verifier.inner.name == "penalized"
 
 
@@ -312,7 +314,7 @@ def test_public_names_exist() -> None:
 
     for name in ("rollgen.verifiers", "rollgen.verifiers.text", "rollgen.verifiers.numeric", "rollgen.verifiers.structured",
                  "rollgen.verifiers.code", "rollgen.verifiers.sandbox", "rollgen.verifiers.judge", "rollgen.verifiers.combine",
-                 "rollgen.verifiers.shaping", "rollgen.verifiers.spec", "rollgen.verifiers.cases", "rollgen.verifiers.extract",
-                 "rollgen.verifiers.validation", "rollgen.verifiers.reverify", "rollgen.verifiers.runcheck", "rollgen.guards"):
+                 "rollgen.verifiers.shaping", "rollgen.verifiers.spec", "rollgen.validation.cases", "rollgen.verifiers.extract",
+                 "rollgen.validation.gold", "rollgen.verifiers.reverify", "rollgen.validation.runcheck", "rollgen.verifiers.guards"):
         module = importlib.import_module(name)
         assert module.__all__ and all(hasattr(module, n) for n in module.__all__), name

@@ -2,7 +2,7 @@
 
 Each is a module with ``main(argv: list[str]) -> int``; ``rollgen <name> --help`` explains it. A
 subcommand that takes a run directory re-reads its ``run_config.json`` and applies Hydra-style
-overrides on top (``rollgen.api.rerun_config``).
+overrides on top (``rollgen.composer.rerun_config``).
 """
 
 SUBCOMMANDS = {

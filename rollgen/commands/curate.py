@@ -28,8 +28,8 @@ __all__ = ["main", "recurate"]
 
 
 def _config(run: Path, overrides: list[str]) -> Any:
-    from rollgen.api import rerun_config
-    from rollgen.config import validate_run_config
+    from rollgen.composer import rerun_config
+    from rollgen.build import validate_run_config
 
     cfg = rerun_config(run, overrides)
     if any(o.lstrip("+~").startswith("quality.min_reward_threshold") for o in overrides):
@@ -60,7 +60,7 @@ def recurate(run_dir: str | Path, overrides: list[str] | None = None) -> dict[st
 
 
 def _recurate(rd: Any, cfg: Any, overrides: list[str]) -> dict[str, Any]:
-    from rollgen import __version__
+    from rollgen.version import __version__
     from rollgen.engine import _downstream
     from rollgen.explain import why_empty
     from rollgen.plots import QUALITY_PLOTS
@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. quality=sft quality.min_reward_threshold=0.9")
     args = ap.parse_args(argv)
 
-    from rollgen.config import ConfigError
+    from rollgen.errors import ConfigError
     from rollgen.quality import format_funnel
     from rollgen.rundir import RunDirBusy
 

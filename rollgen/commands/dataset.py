@@ -161,8 +161,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from rollgen.api import rerun_config
-    from rollgen.config import ConfigError
+    from rollgen.composer import rerun_config
+    from rollgen.errors import ConfigError
     from rollgen.formats import build_dataset
 
     run = Path(args.run_dir)

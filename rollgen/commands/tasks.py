@@ -62,8 +62,9 @@ def _summary(checks: dict[str, Any], instruction: str | None) -> list[str]:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from rollgen.api import compose
-    from rollgen.config import ConfigError
+    from rollgen.build import build
+    from rollgen.composer import compose
+    from rollgen.errors import ConfigError
     from rollgen.servers import TaskSourceError
     from rollgen.servers.prompts import prompt_checks
 
@@ -76,7 +77,7 @@ def main(argv: list[str]) -> int:
         for line in e.lines:
             print(f"rollgen: config error: {line}", file=sys.stderr)
         return 2
-    server = cfg.server.build()
+    server = build(cfg.server)
     try:
         tasks = list(islice(server.tasks(), min(args.num, cfg.limit or args.num)))
     except (TaskSourceError, OSError) as e:

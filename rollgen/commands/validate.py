@@ -24,7 +24,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from rollgen.config import ConfigError, RunConfig
+from rollgen.build import build, build_verifier
+from rollgen.config import RunConfig
+from rollgen.errors import ConfigError
 
 __all__ = ["main"]
 
@@ -66,13 +68,13 @@ def main(argv: list[str]) -> int:
 
 
 def _gold(overrides: list[str], config_dir: str | None, out_arg: str | None) -> int:
-    from rollgen.api import compose
+    from rollgen.composer import compose
     from rollgen.servers.prompts import prompt_checks
-    from rollgen.verifiers.validation import run_gold_validation, write_gold_report
+    from rollgen.validation.gold import run_gold_validation, write_gold_report
 
     cfg = compose(overrides, config_dir=config_dir, output_dir=".")
     out = Path(out_arg or cfg.validation.output_dir or time.strftime("outputs/validate/%Y-%m-%d/%H-%M-%S"))
-    server = cfg.server.build()
+    server = build(cfg.server)
     try:
         tasks = list(islice(server.tasks(), cfg.limit))
     except (ValueError, OSError) as e:
@@ -120,7 +122,7 @@ async def _rescored(run_dir: Path, cfg: RunConfig, rows: list[dict[str, Any]]) -
     from rollgen.verifiers.reverify import load_tasks, rescore
 
     tasks = load_tasks(run_dir)
-    verifier = cfg.verifier.build()
+    verifier = build_verifier(cfg.verifier, cfg.guards)
     try:
         return [new.model_dump(mode="json") async for _, new in
                 rescore(rows, tasks, verifier, cfg.validation.concurrency)]
@@ -132,7 +134,7 @@ def _run(run_dir: Path, overrides: list[str], against: list[str] | None, config_
          out_arg: str | None) -> int:
     from rollgen.rundir import RunDir, read_jsonl, write_json
     from rollgen.verifiers.reverify import rerun_config
-    from rollgen.verifiers.runcheck import agreement, reward_stats
+    from rollgen.validation.runcheck import agreement, reward_stats
 
     cfg = rerun_config(run_dir, overrides, config_dir)
     cfg_b = rerun_config(run_dir, against, config_dir) if against else None

@@ -28,7 +28,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rollgen.config import ConfigError, RunConfig
+from rollgen.build import build_verifier
+from rollgen.config import RunConfig
+from rollgen.errors import ConfigError
 
 __all__ = ["main"]
 
@@ -117,7 +119,7 @@ async def _reverify(run_dir: Path, cfg: RunConfig, examples: int) -> dict[str, A
     out_path, diff_path = run_dir / REVERIFIED, run_dir / "reverify_diff.jsonl"
     for p in (out_path, diff_path):
         p.unlink(missing_ok=True)
-    verifier = cfg.verifier.build()
+    verifier = build_verifier(cfg.verifier, cfg.guards)
     diff = _Diff(examples)
     out, diffs = JsonlWriter(out_path), JsonlWriter(diff_path)
     try:

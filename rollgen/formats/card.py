@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rollgen import __version__
+from rollgen.version import __version__
 from rollgen.formats.source import Source
 
 __all__ = ["provenance", "write_card"]

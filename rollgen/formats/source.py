@@ -75,10 +75,11 @@ def _file(p: Path) -> Path | None:
 def _server_tools(server: dict[str, Any] | None) -> tuple[list[dict[str, Any]] | None, str | None]:
     if not server:
         return None, None
+    from rollgen.build import build
     from rollgen.config import Component
 
     try:
-        return Component.model_validate(server).build().tools() or None, None
+        return build(Component.model_validate(server)).tools() or None, None
     except (ImportError, ValueError, ValidationError) as e:
         return None, f"server tools unknown ({server.get('_target_')}: {e}); rows carry no 'tools' column"
 

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rollgen.config import GuardsConfig, VerifierComponent
+from rollgen.build import build_verifier, component_params
+from rollgen.config import Component, GuardsConfig
 from rollgen.records import Rollout, Task
 from rollgen.verifiers import verify
 
@@ -71,7 +72,7 @@ def write_reward_config(out_dir: Path, dataset_dir: Path) -> dict[str, Any]:
     A dataset outside a run directory (no ``run_config.json`` beside it) gets rollgen's defaults for the
     ``math`` server (``verifier=math``, ``guards=default``), and the file says so in ``source``.
     """
-    from rollgen import __version__
+    from rollgen.version import __version__
 
     run_dir = dataset_dir.resolve().parent
     if (run_dir / "run_config.json").is_file():
@@ -87,7 +88,7 @@ def write_reward_config(out_dir: Path, dataset_dir: Path) -> dict[str, Any]:
 
 
 def _compose_default(server: str, overrides: Sequence[str]) -> Any:
-    from rollgen.api import compose
+    from rollgen.composer import compose
 
     return compose([f"server={server}", *overrides], output_dir=os.devnull)
 
@@ -95,12 +96,12 @@ def _compose_default(server: str, overrides: Sequence[str]) -> Any:
 class RewardScorer:
     """Scores completions against ground truth with a verifier behind guards, synchronously."""
 
-    def __init__(self, verifier: VerifierComponent | dict[str, Any], guards: GuardsConfig | dict[str, Any]):
-        comp = verifier if isinstance(verifier, VerifierComponent) else VerifierComponent.model_validate(verifier)
-        comp._guards = guards if isinstance(guards, GuardsConfig) else GuardsConfig.model_validate(guards)
-        comp.params  # noqa: B018 - validate the verifier's own Params now, not on the first reward
+    def __init__(self, verifier: Component | dict[str, Any], guards: GuardsConfig | dict[str, Any]):
+        comp = verifier if isinstance(verifier, Component) else Component.model_validate(verifier)
+        self._guards = guards if isinstance(guards, GuardsConfig) else GuardsConfig.model_validate(guards)
+        component_params(comp)  # validate the verifier's own Params now, not on the first reward
         self.spec = {"verifier": comp.model_dump(mode="json", by_alias=True),
-                     "guards": comp._guards.model_dump(mode="json")}
+                     "guards": self._guards.model_dump(mode="json")}
         self._component = comp
         self._verifier: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -145,7 +146,7 @@ class RewardScorer:
     async def _score_all(self, items: Sequence[tuple[str, Any, Any, str | None]]
                          ) -> list[tuple[float | None, dict[str, Any]]]:
         if self._verifier is None:
-            self._verifier = self._component.build()
+            self._verifier = build_verifier(self._component, self._guards)
         return list(await asyncio.gather(*(self._score_one(i, *item) for i, item in enumerate(items))))
 
     async def _score_one(self, i: int, completion: str, ground_truth: Any, prompt: Any,

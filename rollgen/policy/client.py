@@ -22,6 +22,7 @@ import aiohttp
 
 from rollgen import redact
 from rollgen.config import ResponsesCreateParams
+from rollgen.errors import EndpointError
 from rollgen.policy import Endpoint
 
 __all__ = ["Completion", "EndpointUnreachable", "PolicyClient", "PolicyError", "check_endpoint", "retry_after_s"]
@@ -58,7 +59,7 @@ class Completion:
         return msg
 
 
-class EndpointUnreachable(RuntimeError):
+class EndpointUnreachable(EndpointError):
     """The endpoint did not answer before any work started (connection refused, DNS, a rejected key)."""
 
 

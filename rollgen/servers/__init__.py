@@ -8,12 +8,13 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from rollgen.errors import UserError
 from rollgen.records import Task
 
 __all__ = ["ResourceServer", "TaskSourceError"]
 
 
-class TaskSourceError(ValueError):
+class TaskSourceError(UserError, ValueError):
     """The tasks cannot be produced as configured (a bad task file line, an unknown generator, fewer
     distinct tasks than asked for); the message says what to change. The run stops before any request."""
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
-from rollgen.verifiers.cases import Case
+from rollgen.validation.cases import Case
 from rollgen.verifiers.extract import answer_region
 from rollgen.verifiers.probes import judge, split
 from rollgen.verifiers.sandbox import Execution, Isolation, Limits, run_probes, run_program

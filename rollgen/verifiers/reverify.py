@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
-from rollgen.api import GROUPS, rerun_config
-from rollgen.config import ConfigError
+from rollgen.composer import GROUPS, rerun_config
+from rollgen.errors import ConfigError
 from rollgen.records import Rollout, Task
 from rollgen.rundir import RunDir, read_jsonl
 from rollgen.verifiers import verify
 
-__all__ = ["GROUPS", "load_tasks", "rerun_config", "rescore", "scorable"]  # rerun_config: from rollgen.api
+__all__ = ["GROUPS", "load_tasks", "rerun_config", "rescore", "scorable"]  # rerun_config: from rollgen.composer
 
 _SCORED_STATUSES = ("ok", "truncated", "verifier_error")
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rollgen.build import build
 from rollgen.config import Regex
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier, undecided, verify
@@ -48,7 +49,7 @@ class Penalized(Verifier):
 
     def __init__(self, params: Params):
         super().__init__(params)
-        self.inner = params.verifier.build()
+        self.inner = build(params.verifier)
         self.needs_answer = bool(getattr(self.inner, "needs_answer", False))
         self._required = [re.compile(x) for x in params.required]
         self._forbidden = [re.compile(x) for x in params.forbidden]

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from rollgen.build import build, component_params, target_class
 from rollgen.config import Component
 
 __all__ = ["VerifierSpec", "build_all"]
@@ -28,9 +29,15 @@ class VerifierSpec(Component):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=False)
     label: str | None = Field(None, alias="_name_", description="the criterion's name in reward_details")
 
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, target: str) -> str:
+        target_class(target)  # a wrong _target_ is reported under verifier....._target_
+        return target
+
     @model_validator(mode="after")
     def _check_params(self) -> VerifierSpec:
-        self.cls.Params.model_validate(self.model_extra or {})  # errors carry the nested key path
+        component_params(self)  # a bad target or parameter fails here; errors carry the nested key path
         return self
 
 
@@ -41,7 +48,7 @@ def build_all(specs: list[VerifierSpec]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     seen: dict[str, int] = {}
     for spec in specs:
-        verifier = spec.build()
+        verifier = build(spec)
         label = spec.label or verifier_name(verifier)
         seen[label] = seen.get(label, 0) + 1
         out.append((label if seen[label] == 1 else f"{label}_{seen[label]}", verifier))

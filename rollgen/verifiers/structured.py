@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
-from rollgen.verifiers.cases import Case
+from rollgen.validation.cases import Case
 from rollgen.verifiers.extract import answer_region
 from rollgen.verifiers.text import normalize_text
 

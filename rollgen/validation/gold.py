@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollgen.build import build_verifier
 from rollgen.config import RunConfig
-from rollgen.guards import Guarded, check
+from rollgen.verifiers.guards import Guarded, check
 from rollgen.records import Rollout, Task
 from rollgen.verifiers import verify
 from rollgen.verifiers.extract import task_question
 from rollgen.verifiers.final import extract_answer
 from rollgen.verifiers.source import scorer_is_built, source_score, source_scorer
-from rollgen.verifiers.cases import (
+from rollgen.validation.cases import (
     PERTURBATIONS,
     RENDERINGS,
     Case,
@@ -151,7 +152,7 @@ async def _score_all(cfg: RunConfig, tasks: list[Task], verifier: Any,
 def run_gold_validation(cfg: RunConfig, tasks: list[Task]) -> dict[str, Any]:
     """Score every case of ``tasks`` and return the report (see ``write_gold_report``)."""
     t0 = time.perf_counter()
-    built = cfg.verifier.build()
+    built = build_verifier(cfg.verifier, cfg.guards)
     verifier = built.inner if isinstance(built, Guarded) else built
     skipped: Counter[str] = Counter()
 

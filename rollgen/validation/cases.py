@@ -32,7 +32,7 @@ from rollgen.records import Task
 from rollgen.verifiers.extract import task_question
 from rollgen.verifiers.quantities import restates_question
 from rollgen.verifiers.numbers import parse_number
-from rollgen.verifiers.parts_cases import PART_RENDERINGS, QUESTION_PERTURBATIONS, part_renderings, question_perturbations
+from rollgen.validation.parts_cases import PART_RENDERINGS, QUESTION_PERTURBATIONS, part_renderings, question_perturbations
 
 __all__ = ["PERTURBATIONS", "RENDERINGS", "Case", "equivalent", "perturbations", "render_number", "renderings"]
 
