@@ -108,7 +108,7 @@ def test_check_and_fingerprint_follow_the_file(tmp_path: Path) -> None:
     server = _server(data_path=str(path))
     server.check()
     first = server.fingerprint()
-    assert first["target"].endswith("Riddles") and "fields" not in first  # an empty mapping keeps old hashes
+    assert first["target"].endswith("Riddles") and "fields" not in first  # unset: hashes from before it existed hold
     _jsonl(path, [{"prompt": "b?"}])
     assert server.fingerprint()["data_sha256"] != first["data_sha256"]
     assert _server(data_path=str(path), fields={"question": "q"}).fingerprint()["fields"] == {"question": "q"}

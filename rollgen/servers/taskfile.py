@@ -17,6 +17,10 @@ A domain server subclasses it::
         def own_tasks(self) -> Iterator[Task]:      # tasks when no data_path is given
             ...
 
+        def validate_task(self, task: Task) -> None:  # optional: a row this domain cannot use is a bad row
+            if not task.metadata.get("tests"):
+                raise ValueError("no 'tests'")
+
         def prompted(self, task: Task) -> Task:     # optional: more than the template (options, tools)
             return super().prompted(task)
 """
@@ -49,8 +53,8 @@ class TaskFileServer(ResourceServer):
 
         data_path: str | None = Field(None, description="a task file (JSONL, JSON array or Parquet) used instead "
                                                         "of the server's own tasks")
-        fields: dict[str, str] = Field(
-            {}, description="rollgen row key -> the file's column (e.g. {question: instruction, answer: output})")
+        fields: dict[str, str] | None = Field(
+            None, description="rollgen row key -> the file's column (e.g. {question: instruction, answer: output})")
         system_prompt: str | None = None
         prompt_template: str = Field("{question}", description="how a bare question becomes the user turn")
         instruction: str | None = Field(
@@ -72,7 +76,7 @@ class TaskFileServer(ResourceServer):
         p = self.params
         if p.data_path:
             skipped = self.bad_rows if self.on_bad_row == "skip" else None
-            tasks = (self.prompted(t) for t in read_tasks(p.data_path, skipped, p.fields))
+            tasks = (self.prompted(t) for t in read_tasks(p.data_path, skipped, p.fields, self.validate_task))
             yield from (unique_prompts(tasks, p.data_path) if p.unique_prompts else tasks)
         else:
             yield from (self.prompted(t) for t in self.own_tasks())
@@ -81,6 +85,10 @@ class TaskFileServer(ResourceServer):
         """The server's own tasks (bundled or generated), as bare ``prompt`` or ``messages``; used without
         ``data_path``. The default has none."""
         raise TaskSourceError(f"{type(self).__name__} has no tasks of its own: set server.data_path to a task file")
+
+    def validate_task(self, task: Task) -> None:
+        """Raise ValueError when a task read from ``data_path`` lacks what this domain needs (a bad row: an
+        error naming ``file:line``, or skipped with ``on_bad_row=skip``). The default accepts every task."""
 
     def prompted(self, task: Task) -> Task:
         """Apply the template and instruction to a bare ``prompt``; prepend the system prompt unless there is one.
@@ -108,7 +116,7 @@ class TaskFileServer(ResourceServer):
                 raise ValueError(f"data_path: {path}: no tasks: the file is empty")
 
     def fingerprint(self) -> dict[str, Any]:
-        """The params (an empty ``fields`` left out) plus the task file's hash with ``data_path``."""
+        """The params (``fields`` left out when unset) plus the task file's hash with ``data_path``."""
         fp = super().fingerprint()
         if not fp.get("fields"):
             fp.pop("fields", None)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +40,22 @@ _PARQUET_BATCH = 1024
 
 
 def read_tasks(path: str | os.PathLike[str], skipped: list[str] | None = None,
-               fields: Mapping[str, str] | None = None) -> Iterator[Task]:
+               fields: Mapping[str, str] | None = None, check: Callable[[Task], None] | None = None) -> Iterator[Task]:
     """Stream the tasks of a task file, one row at a time (blank lines skipped).
 
-    ``fields`` maps rollgen's row keys to the file's (``{"question": "instruction"}``). Raises TaskFileError at
-    once when the file is missing, and while iterating at the first bad row, unless ``skipped`` is a list: then
-    each bad row's message is appended to it and the row skipped.
+    ``fields`` maps rollgen's row keys to the file's (``{"question": "instruction"}``); ``check`` raises
+    ValueError for a task its domain cannot use (a code task without tests). Raises TaskFileError at once when
+    the file is missing, and while iterating at the first bad row, unless ``skipped`` is a list: then each bad
+    row's message is appended to it and the row skipped.
     """
     p = Path(path)
     if not p.is_file():
         raise TaskFileError(f"{p}: no such task file" if not p.exists() else f"{p}: not a file")
-    return _tasks(p, _rows(p), skipped, dict(fields or {}))
+    return _tasks(p, _rows(p), skipped, dict(fields or {}), check)
 
 
-def _tasks(p: Path, rows: Iterator[tuple[int, Any]], skipped: list[str] | None,
-           fields: dict[str, str]) -> Iterator[Task]:
+def _tasks(p: Path, rows: Iterator[tuple[int, Any]], skipped: list[str] | None, fields: dict[str, str],
+           check: Callable[[Task], None] | None) -> Iterator[Task]:
     """Tasks from ``(line or row number, parsed row or the ValueError it raised)``."""
     first_line: dict[str, int] = {}  # id -> line, to catch duplicate ids
     for lineno, row in rows:
@@ -62,6 +63,8 @@ def _tasks(p: Path, rows: Iterator[tuple[int, Any]], skipped: list[str] | None,
             if isinstance(row, ValueError):
                 raise row
             task = _task_from_row(_mapped(row, fields), default_id=f"{p.stem}-{lineno}")
+            if check is not None:
+                check(task)
             if task.id in first_line:
                 raise ValueError(f"duplicate id {task.id!r} (first on line {first_line[task.id]})")
         except ValueError as e:
