@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from rollgen import config as c
+from rollgen.quality.registry import FILTERS, RowFilter
 from rollgen.quality.text import ngram_hashes, words
 from rollgen.quality.view import Reason, RowView, prompt_text
 
@@ -24,7 +25,8 @@ MIN_WORDS = 5
 MAX_LISTED = 100  # matches listed in the report (all are counted)
 
 
-class Decontaminate:
+@FILTERS.register("decontaminate")
+class Decontaminate(RowFilter):
     def __init__(self, p: c.DecontaminateFilter):
         from rollgen.servers.taskrows import read_tasks
 
