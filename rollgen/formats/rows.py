@@ -26,6 +26,7 @@ from rollgen.formats.messages import BadToolCall, normalize, prompt_len, text_ke
 from rollgen.formats.pairs import candidate_pairs, default_cap
 from rollgen.formats.source import Entry, Reader, TaskStats, task_stats
 from rollgen.registry import Registry
+from rollgen.verifiers.extract import gold_text
 
 __all__ = ["FORMATS", "Context", "Format"]
 
@@ -194,9 +195,8 @@ def kto_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
 
 
 def _ground_truth(answer: Any) -> str | None:
-    if answer is None or isinstance(answer, str):
-        return answer
-    return json.dumps(answer, ensure_ascii=False)
+    """The gold answer as the verifier reads it (``gold_text``), for the reward function that trains on it."""
+    return None if answer is None else gold_text(answer)
 
 
 @_register("rl", "Prompts for online RL (GRPO / PPO): one row per task with `ground_truth`, the `verifier` spec and "
