@@ -95,11 +95,17 @@ class RunDirBusy(UserError):
 
 
 class RunDirLock:
-    """A run dir belongs to one process at a time: an exclusive ``flock`` on the directory itself.
+    """A run dir belongs to one process at a time: an exclusive ``flock`` on ``.rollgen.lock`` inside it.
 
     ``acquire`` never waits: when another process holds the directory it raises ``RunDirBusy`` naming that
-    process (its pid is in ``.rollgen.lock`` while it holds the lock). The kernel drops the lock when its
-    holder dies, even by ``kill -9``; a stale ``.rollgen.lock`` left then is simply overwritten.
+    process (it writes its pid into ``.rollgen.lock`` once it holds the lock). The kernel drops the lock when
+    its holder dies, even by ``kill -9``; a stale ``.rollgen.lock`` left then is simply taken over.
+
+    The lock is on a regular file opened for writing, not on the directory: NFS clients lock through the
+    server (Linux sends ``flock`` as a whole-file POSIX lock: NLM on NFSv3, the protocol's own locks on
+    NFSv4), and an NFSv4 client refuses to lock a directory (``ENOLCK``: it holds no open state for one) or,
+    exclusively, a file opened read-only (``EBADF``). The holder removes the file before it unlocks, so a
+    process that locked the removed file sees that the path no longer names it and locks the new one.
     """
 
     def __init__(self, root: str | os.PathLike[str]):
@@ -117,8 +123,12 @@ class RunDirLock:
         """Lock ``root`` (which must exist); raise ``RunDirBusy`` if another process has it."""
         if self._fd is not None:
             return
+        path = self.root / LOCK_NAME
         while True:
-            fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as e:
+                raise UserError(f"output_dir: cannot write to {self.root} ({e.strerror or e})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -129,16 +139,16 @@ class RunDirLock:
                 os.close(fd)
                 raise
             try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.root))
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
             except FileNotFoundError:
                 same = False
             if same:
                 break
-            os.close(fd)  # the directory was removed and made again while we locked it: lock the new one
+            os.close(fd)  # its holder removed the file (or the run dir) as we locked it: lock the new one
         self._fd = fd
         try:
-            with atomic_file(self.root / LOCK_NAME) as f:
-                f.write(f"{os.getpid()}\n")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except BaseException:
             self.release()
             raise
@@ -146,7 +156,12 @@ class RunDirLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        (self.root / LOCK_NAME).unlink(missing_ok=True)
+        path = self.root / LOCK_NAME
+        try:  # before unlocking (see acquire), and only the file this lock holds
+            if os.path.samestat(os.fstat(self._fd), os.stat(path)):
+                path.unlink()
+        except FileNotFoundError:
+            pass
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
