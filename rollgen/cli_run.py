@@ -44,18 +44,19 @@ class RunDirWatch(Callback):
     """Hydra callback: notes which directories of the run dir do not exist yet (Hydra creates them next)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
-        except Exception:  # noqa: BLE001 - an interpolation only Hydra's job can resolve: nothing to note
-            return
-        _made[:] = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+        _made[:] = _missing(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir"))).absolute()
-        except Exception:  # noqa: BLE001 - an interpolation only Hydra's job can resolve: nothing to note
-            return
-        _sweep_made[:] = [p for p in (sweep_dir, *sweep_dir.parents) if not p.exists()]
+        _sweep_made[:] = _missing(config, "hydra.sweep.dir")
+
+
+def _missing(config: DictConfig, key: str) -> list[Path]:
+    """The directory at ``key`` and its parents that do not exist yet, deepest first."""
+    try:
+        path = Path(str(OmegaConf.select(config, key))).absolute()
+    except Exception:  # noqa: BLE001 - an interpolation only Hydra's job can resolve: nothing to note
+        return []
+    return [p for p in (path, *path.parents) if not p.exists()]
 
 
 def discard_sweep_stubs() -> None:
