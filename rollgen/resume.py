@@ -32,6 +32,7 @@ from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rollgen.errors import UserError
 from rollgen.rundir import atomic_file
 
 __all__ = ["FINAL_STATUSES", "Prior", "cache_root", "collection_lock", "file_hash", "find_sources", "own_sources",
@@ -77,6 +78,9 @@ async def collection_lock(cache: Path, config_hash: str) -> AsyncIterator[None]:
                     log.info("waiting for %s, which is collecting the same rollouts (hash %s, lock %s); this run "
                              "reuses them when it is done", holder, config_hash, path)
                 await asyncio.sleep(_LOCK_POLL_S)
+            except OSError as e:  # ENOLCK, ENOSYS: a file system without (cluster-wide) locks
+                raise UserError(f"cache_dir: cannot lock {path} ({e.strerror or e}); put cache_dir on a file system "
+                                "that supports flock (docs/scale.md)") from None
         try:
             f.seek(0)
             f.truncate()

@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -24,7 +25,7 @@ from rollgen.errors import UserError
 __all__ = ["JsonlWriter", "RunDir", "RunDirBusy", "RunDirLock", "atomic_file", "cannot_create", "read_jsonl",
            "write_json", "write_jsonl"]
 
-LOCK_NAME = ".rollgen.lock"  # holds the pid of the process that has the run dir; removed when it lets go
+LOCK_NAME = ".rollgen.lock"  # "PID HOST" of the process that has the run dir; removed when it lets go
 
 
 class RunDir:
@@ -98,7 +99,7 @@ class RunDirLock:
     """A run dir belongs to one process at a time: an exclusive ``flock`` on ``.rollgen.lock`` inside it.
 
     ``acquire`` never waits: when another process holds the directory it raises ``RunDirBusy`` naming that
-    process (it writes its pid into ``.rollgen.lock`` once it holds the lock). The kernel drops the lock when
+    process (it writes its pid and host name into ``.rollgen.lock`` once it holds the lock). The kernel drops the lock when
     its holder dies, even by ``kill -9``; a stale ``.rollgen.lock`` left then is simply taken over.
 
     The lock is on a regular file opened for writing, not on the directory: NFS clients lock through the
@@ -135,6 +136,10 @@ class RunDirLock:
                 os.close(fd)
                 raise RunDirBusy(f"{self.root} is in use by another rollgen process ({self._holder()}); wait for "
                                  "it to finish, or give this run its own directory (hydra.run.dir=...)") from None
+            except OSError as e:  # ENOLCK, ENOSYS: a file system without (cluster-wide) locks
+                os.close(fd)
+                raise UserError(f"output_dir: cannot lock {path} ({e.strerror or e}); use a file system that supports "
+                                "flock (docs/scale.md)") from None
             except BaseException:
                 os.close(fd)
                 raise
@@ -148,7 +153,7 @@ class RunDirLock:
         self._fd = fd
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         except BaseException:
             self.release()
             raise
@@ -167,15 +172,16 @@ class RunDirLock:
         self._fd = None
 
     def _holder(self) -> str:
-        """``pid N`` of the holder; it writes its pid just after locking, so wait a moment for it."""
+        """``pid N`` of the holder (``pid N on HOST`` when it runs on another machine, as on shared storage); it
+        writes them just after locking, so wait a moment for them."""
         deadline = time.monotonic() + 2.0
         while True:
             try:
-                pid = (self.root / LOCK_NAME).read_text(encoding="utf-8").strip()
+                pid, _, host = (self.root / LOCK_NAME).read_text(encoding="utf-8").strip().partition(" ")
             except OSError:
-                pid = ""
+                pid = host = ""
             if pid.isdigit():
-                return f"pid {pid}"
+                return f"pid {pid}" + (f" on {host}" if host and host != socket.gethostname() else "")
             if time.monotonic() > deadline:
                 return "pid unknown"
             time.sleep(0.01)

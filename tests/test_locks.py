@@ -48,13 +48,16 @@ def test_run_dir_lock_is_a_write_lock_on_a_file_in_the_dir(tmp_path: Path) -> No
     lock_file = tmp_path / LOCK_NAME
     with RunDirLock(tmp_path):
         _assert_locked_for_writing(lock_file)  # not the directory (ENOLCK on NFSv4), not a read-only file (EBADF)
-        assert lock_file.read_text() == f"{os.getpid()}\n"
-        with pytest.raises(RunDirBusy, match=rf"in use by another rollgen process \(pid {os.getpid()}\)"):
+        assert lock_file.read_text() == f"{os.getpid()} {socket.gethostname()}\n"
+        with pytest.raises(RunDirBusy, match=rf"in use by another rollgen process \(pid {os.getpid()}\);"):
+            RunDirLock(tmp_path).acquire()
+        lock_file.write_text("4242 node17\n")  # a holder on another machine (run dirs on shared storage)
+        with pytest.raises(RunDirBusy, match=r"in use by another rollgen process \(pid 4242 on node17\);"):
             RunDirLock(tmp_path).acquire()
     assert not lock_file.exists() and _write_flocks() == []
-    lock_file.write_text("4194999\n")  # left by a holder killed with -9: the kernel dropped its lock
+    lock_file.write_text("4194999 node17\n")  # left by a holder killed with -9: the kernel dropped its lock
     with RunDirLock(tmp_path):
-        assert lock_file.read_text() == f"{os.getpid()}\n"
+        assert lock_file.read_text() == f"{os.getpid()} {socket.gethostname()}\n"
     assert not lock_file.exists()
 
 
@@ -65,7 +68,7 @@ def test_run_dir_lock_leaves_a_lock_file_it_does_not_hold(tmp_path: Path) -> Non
     (tmp_path / LOCK_NAME).unlink()  # as `rm -rf` of a run in use would
     with RunDirLock(tmp_path):  # the path names no held file now: a new run takes it
         lock.release()
-        assert (tmp_path / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+        assert (tmp_path / LOCK_NAME).read_text() == f"{os.getpid()} {socket.gethostname()}\n"
         with pytest.raises(RunDirBusy):
             RunDirLock(tmp_path).acquire()
 
@@ -108,3 +111,26 @@ def test_a_second_collection_of_one_hash_waits_and_is_told_for_whom(tmp_path: Pa
             f"(hash abc123, lock {lock_file})") in caplog.text
     assert "collection lock for hash abc123 taken after" in caplog.text
     assert lock_file.read_text() == ""  # emptied by its last holder; never removed
+
+
+def test_a_file_system_without_locks_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NFSv4 answers ENOLCK to a lock it cannot take (a directory, or a mount with locking off on the server)."""
+    import errno
+    import fcntl
+
+    from rollgen.errors import UserError
+
+    def refuse(fd: object, op: int) -> None:
+        if op & fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    with pytest.raises(UserError, match=rf"^output_dir: cannot lock {tmp_path}/{LOCK_NAME} \(No locks available\); "):
+        RunDirLock(tmp_path).acquire()
+
+    async def collect() -> None:
+        async with collection_lock(tmp_path / "cache", "abc123"):
+            raise AssertionError("not reached")
+
+    with pytest.raises(UserError, match=r"^cache_dir: cannot lock .*/rollouts/abc123.lock \(No locks available\); "):
+        asyncio.run(collect())
