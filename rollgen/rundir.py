@@ -22,8 +22,8 @@ from typing import IO, Any
 
 from rollgen.errors import UserError
 
-__all__ = ["JsonlWriter", "RunDir", "RunDirBusy", "RunDirLock", "atomic_file", "cannot_create", "read_jsonl",
-           "write_json", "write_jsonl"]
+__all__ = ["JsonlWriter", "RunDir", "RunDirBusy", "RunDirLock", "RunDirUnlockable", "atomic_file", "cannot_create",
+           "read_jsonl", "write_json", "write_jsonl"]
 
 LOCK_NAME = ".rollgen.lock"  # "PID HOST" of the process that has the run dir; removed when it lets go
 
@@ -95,6 +95,11 @@ class RunDirBusy(UserError):
     """Another process holds the run dir."""
 
 
+class RunDirUnlockable(RunDirBusy):
+    """The run dir cannot be locked: no write access, or a file system without locks. A ``RunDirBusy``, so
+    whatever handles a busy run dir (a clear one-line error, exit 2) handles this too."""
+
+
 class RunDirLock:
     """A run dir belongs to one process at a time: an exclusive ``flock`` on ``.rollgen.lock`` inside it.
 
@@ -129,7 +134,7 @@ class RunDirLock:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
             except OSError as e:
-                raise UserError(f"output_dir: cannot write to {self.root} ({e.strerror or e})") from None
+                raise RunDirUnlockable(f"output_dir: cannot write to {self.root} ({e.strerror or e})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -138,7 +143,7 @@ class RunDirLock:
                                  "it to finish, or give this run its own directory (hydra.run.dir=...)") from None
             except OSError as e:  # ENOLCK, ENOSYS: a file system without (cluster-wide) locks
                 os.close(fd)
-                raise UserError(f"output_dir: cannot lock {path} ({e.strerror or e}); use a file system that supports "
+                raise RunDirUnlockable(f"output_dir: cannot lock {path} ({e.strerror or e}); use a file system that supports "
                                 "flock (docs/scale.md)") from None
             except BaseException:
                 os.close(fd)

@@ -125,8 +125,8 @@ def test_a_file_system_without_locks_is_a_one_line_error(tmp_path: Path, monkeyp
             raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
 
     monkeypatch.setattr(fcntl, "flock", refuse)
-    with pytest.raises(UserError, match=rf"^output_dir: cannot lock {tmp_path}/{LOCK_NAME} \(No locks available\); "):
-        RunDirLock(tmp_path).acquire()
+    with pytest.raises(RunDirBusy, match=rf"^output_dir: cannot lock {tmp_path}/{LOCK_NAME} \(No locks available\); "):
+        RunDirLock(tmp_path).acquire()  # a RunDirBusy: `rollgen verify` and `curate` print it and exit 2, as a run does
 
     async def collect() -> None:
         async with collection_lock(tmp_path / "cache", "abc123"):
