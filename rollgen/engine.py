@@ -28,6 +28,7 @@ from rollgen.collect import FAILED, CollectStats, EndpointDown, collect
 from rollgen.config import RunConfig
 from rollgen.errors import UserError
 from rollgen.explain import why_empty
+from rollgen.logs import logging_off_the_loop
 from rollgen.metrics import pass_curves, repeat_groups
 from rollgen.policy.client import EndpointUnreachable, check_endpoint
 from rollgen.records import Task, rollout_id
@@ -177,7 +178,12 @@ async def arun(cfg: RunConfig, *, stop: Stop | None = None,
     t0 = time.perf_counter()
     redact.register_config(cfg.model_dump(mode="json", by_alias=True))
     redact.install_log_filter()
-    run_ = _Run(cfg, stop or Stop(), on_start)
+    async with logging_off_the_loop():  # a log file is written from a thread, never from the loop
+        return await _arun(cfg, stop or Stop(), on_start, t0)
+
+
+async def _arun(cfg: RunConfig, stop: Stop, on_start: Callable[[Path], None] | None, t0: float) -> dict[str, Any]:
+    run_ = _Run(cfg, stop, on_start)
     try:
         await _blocking(run_.stop, _claim, run_)
         async with Runtime.for_run(cfg) as runtime:

@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 import rollgen
-import rollgen.verifiers.math as math_verifier
+import rollgen.verifiers.extract.answers as answers
 from rollgen.config import SamplerConfig
 from rollgen.integrations.reward import AsyncRewardScorer, RewardScorer
 from rollgen.policy import Endpoint
@@ -58,7 +58,7 @@ def test_a_users_verifier_raising_anything_is_a_verifier_error_naming_its_class(
 
 
 def test_a_bug_in_rollgens_own_code_raises_with_a_pointer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(math_verifier, "_SOLUTION_CHARS", None)  # rollgen's own code now compares int > None
+    monkeypatch.setattr(answers, "SOLUTION_CHARS", None)  # rollgen's own code now compares int > None
 
     async def main() -> Rollout:
         v = MathVerifier(MathVerifier.Params())
@@ -69,7 +69,8 @@ def test_a_bug_in_rollgens_own_code_raises_with_a_pointer(monkeypatch: pytest.Mo
         asyncio.run(main())
     assert rollgen_bug(e.value)
     note = "\n".join(getattr(e.value, "__notes__", []))
-    assert "rollgen bug: TypeError raised at" in note and "verifiers/math.py:" in note and "rollout 't#0'" in note
+    assert "rollgen bug: TypeError raised at" in note and "verifiers/extract/answers.py:" in note
+    assert "rollout 't#0'" in note
 
 
 def test_a_verifier_error_in_rollgens_verifier_is_a_row(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,7 +86,7 @@ def test_a_verifier_error_in_rollgens_verifier_is_a_row(monkeypatch: pytest.Monk
 
 def test_a_rollgen_bug_stops_the_run_instead_of_filling_it_with_error_rows(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(math_verifier, "_SOLUTION_CHARS", None)
+    monkeypatch.setattr(answers, "SOLUTION_CHARS", None)
     tasks = write_arith_tasks(tmp_path / "tasks.jsonl", 6)
     with serve_in_thread(FakeOpenAI()) as url:
         cfg = rollgen.compose(["policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}",
