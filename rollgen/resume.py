@@ -85,7 +85,7 @@ async def collection_lock(cache: Path, config_hash: str) -> AsyncIterator[None]:
 
 def _open_lock_file(path: Path) -> BinaryIO:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return open(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666), "r+b")  # noqa: SIM115
+    return open(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666), "r+b")
 
 
 def _try_lock(f: BinaryIO, path: Path) -> bool:

@@ -12,7 +12,6 @@ import pytest
 from pydantic import BaseModel
 
 import rollgen
-import rollgen.verifiers.extract.answers as answers
 from rollgen.config import SamplerConfig
 from rollgen.integrations.reward import AsyncRewardScorer, RewardScorer
 from rollgen.policy import Endpoint
@@ -20,6 +19,7 @@ from rollgen.policy.client import PolicyClient
 from rollgen.records import Rollout, Task
 from rollgen.unit import RolloutUnit, rollgen_bug, score
 from rollgen.verifiers import Verifier
+from rollgen.verifiers.extract import answers
 from rollgen.verifiers.math import MathVerifier
 from tests.conftest import serve_in_thread, started, write_arith_tasks
 from tests.fakes import FakeOpenAI
