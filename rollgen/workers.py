@@ -116,6 +116,7 @@ class WorkerPool:
         self._executor: ProcessPoolExecutor | None = None
         self._warm: list[Future[Any]] = []
         self._slots = asyncio.Semaphore(workers)  # binds to the loop of its first waiter
+        self._starting = threading.Lock()
 
     @property
     def started(self) -> bool:
@@ -127,11 +128,15 @@ class WorkerPool:
         return [p.pid for p in (executor._processes or {}).values()] if executor is not None else []
 
     def _ensure(self) -> tuple[ProcessPoolExecutor, list[Future[Any]]]:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(  # workers that do not re-run the caller's main script
-                max_workers=self.workers, mp_context=process_context(self._start_method), initializer=self._initializer)
-            self._warm = [self._executor.submit(self._warm_up) for _ in range(self.workers)] if self._warm_up else []
-        return self._executor, self._warm
+        """The executor, made with its warm-up calls on first need (in a thread: it starts processes)."""
+        with self._starting:  # two first calls at once make one pool
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(  # workers that do not re-run the caller's main script
+                    max_workers=self.workers, mp_context=process_context(self._start_method),
+                    initializer=self._initializer)
+                warm = self._warm_up
+                self._warm = [self._executor.submit(warm) for _ in range(self.workers)] if warm else []
+            return self._executor, self._warm
 
     async def call(self, fn: Callable[..., Any], *args: Any, deadline_s: float | None = None) -> Any:
         """``fn(*args)`` in a worker. Raises what ``fn`` raised; ``WorkerHung`` when no answer came within
