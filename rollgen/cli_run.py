@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from rollgen import redact
 from rollgen.config import RunConfig
 from rollgen.rundir import RunDirBusy, RunDirLock
-from rollgen.stop import Stop
+from rollgen.stop import Interrupted, Stop
 
 __all__ = ["RunDirWatch", "discard_sweep_stubs", "execute", "install_signals", "resume", "resume_target"]
 
@@ -142,7 +142,7 @@ def execute(cfg: RunConfig, on_start: Any = None) -> dict[str, Any]:
         _cleanup(started, root)
         _say("error: endpoint: ", str(e))
         sys.exit(3)
-    except KeyboardInterrupt:
+    except (Interrupted, KeyboardInterrupt):
         _cleanup(started, root)
         _say("", "interrupted before the run started; nothing was written")
         sys.exit(130)

@@ -1,5 +1,10 @@
 """The recipe: one run, stage by stage, top to bottom.
 
+``arun`` is the run, in the caller's event loop; ``run`` is its synchronous shim (``asyncio.run``). Blocking
+work (staging the tasks, opening the run dir, quality, format, export, the report) runs in worker threads,
+so the loop stays free for the requests in flight; the run's shared resources (the HTTP session, the cache
+dir, worker pools) are one ``Runtime``, which the server, the verifier and the policy are started on.
+
 Everything that can fail on the user's input fails before the run dir is touched: the config, the task
 source (bad rows, a verifier's missing gold answers), the endpoint (``GET /models``). Only then is the
 run dir created and locked (``RunDirLock``: one process at a time) and the run's files written.
@@ -11,32 +16,42 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiohttp
-
-from rollgen.build import build, build_verifier
 from rollgen import formats, quality, redact
-from rollgen.version import __version__
+from rollgen.build import build, build_verifier
 from rollgen.collect import FAILED, CollectStats, EndpointDown, collect
 from rollgen.config import RunConfig
+from rollgen.errors import UserError
 from rollgen.explain import why_empty
+from rollgen.logs import logging_off_the_loop
 from rollgen.metrics import pass_curves, repeat_groups
 from rollgen.policy.client import EndpointUnreachable, check_endpoint
 from rollgen.records import Task, rollout_id
 from rollgen.report import rollout_stats, write_report
-from rollgen.resume import Prior, cache_root, collection_lock
-from rollgen.rundir import JsonlWriter, RunDir, RunDirBusy, RunDirLock, atomic_file, cannot_create, read_jsonl
-from rollgen.errors import UserError
-from rollgen.staging import open_run, staged_tasks
-from rollgen.stop import Stop
+from rollgen.resume import Prior, collection_lock
+from rollgen.rundir import (
+    JsonlWriter,
+    RunDir,
+    RunDirBusy,
+    RunDirLock,
+    aread_jsonl,
+    cannot_create,
+)
+from rollgen.runtime import Runtime
+from rollgen.staging import open_run, stage_tasks
+from rollgen.stop import Interrupted, Stop
+from rollgen.verifiers.reverify import load_tasks, rescore
+from rollgen.version import __version__
 
-__all__ = ["EndpointUnreachable", "UserError", "collection_hash", "run"]
+__all__ = ["EndpointUnreachable", "Interrupted", "UserError", "arun", "collection_hash", "run"]
 
 log = logging.getLogger("rollgen")
+T = TypeVar("T")
 
 
 def collection_hash(cfg: RunConfig, server: Any, policy: Any) -> str:
@@ -51,13 +66,13 @@ def collection_hash(cfg: RunConfig, server: Any, policy: Any) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _work(rd: RunDir, repeats: int, done: set[str]) -> Iterator[tuple[Task, int]]:
-    with open(rd.tasks, encoding="utf-8") as f:
-        for line in f:
-            task = Task.model_validate_json(line)
-            for r in range(repeats):
-                if rollout_id(task.id, r) not in done:
-                    yield task, r
+async def _work(rd: RunDir, repeats: int, done: set[str]) -> AsyncIterator[tuple[Task, int]]:
+    """Every (task, repeat) not done yet; the task file is read in a thread, a batch of lines at a time."""
+    async for row in aread_jsonl(rd.tasks):
+        task = Task.model_validate(row)
+        for r in range(repeats):
+            if rollout_id(task.id, r) not in done:
+                yield task, r
 
 
 class _Run:
@@ -68,13 +83,36 @@ class _Run:
         self.rd = RunDir(cfg.output_dir)
         self.lock = RunDirLock(self.rd.root)
         self.server, self.verifier, self.policy = build(cfg.server), build_verifier(cfg.verifier, cfg.guards), build(cfg.policy)
+        self.bad_rows: list[str] = []  # task rows skipped (on_bad_row=skip)
         self.started = False
         self.prior = Prior()
         self.stats = CollectStats()
         self.outcome: dict[str, Any] = {"status": "complete", "model": None}
 
 
-async def _collect(run: _Run, staged: Path, n_tasks: int, config_hash: str) -> None:
+async def _blocking(stop: Stop, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread that ``stop`` can interrupt. Cancelled meanwhile (Ctrl-C under
+    ``asyncio.run``), it interrupts the thread as a stop request would and waits for it to end."""
+    work = asyncio.ensure_future(asyncio.to_thread(stop.interruptible, fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        stop.request("cancelled")
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return await work
+
+
+def _claim(run: _Run) -> None:
+    """A second process on an existing run dir fails now, before any work; a run dir that cannot be made, too."""
+    if run.rd.root.is_dir():
+        run.lock.acquire()
+    elif problem := cannot_create(run.rd.root):
+        raise UserError(f"output_dir: cannot write to {run.rd.root} ({problem})")
+
+
+async def _collect(run: _Run, runtime: Runtime, staged: Path, n_tasks: int, config_hash: str) -> None:
     """Start the policy, check its endpoint, open the run dir, collect. A cancellation is an interrupt."""
     cfg, rd, stats, outcome = run.cfg, run.rd, run.stats, run.outcome
     main = asyncio.current_task()
@@ -82,24 +120,23 @@ async def _collect(run: _Run, staged: Path, n_tasks: int, config_hash: str) -> N
     run.stop.attach(main)
     try:
         # Another run collecting this hash goes first (then this one reuses its rollouts), before a model starts.
-        async with collection_lock(cache_root(cfg.cache_dir), config_hash), run.policy.serve() as endpoint:
+        async with collection_lock(runtime.cache_dir, config_hash), run.policy.serve() as endpoint:
             redact.register(endpoint.api_key)
             outcome["model"] = endpoint.model
-            async with aiohttp.ClientSession() as session:
-                await check_endpoint(session, endpoint)
-            await asyncio.to_thread(open_run, run, staged, config_hash, n_tasks)
+            await check_endpoint(runtime.session, endpoint)
+            await asyncio.to_thread(open_run, run, staged, config_hash, n_tasks, runtime.cache_dir)
             if run.prior.rescore and run.prior.reused:
                 log.info("re-verifying %d reused rollouts: this run's verifier config differs from %s",
                          run.prior.reused, run.prior.source)
                 await _rescore_reused(rd, run.verifier)
-            writer = JsonlWriter(rd.rollouts)
+            writer = await asyncio.to_thread(JsonlWriter, rd.rollouts)
             run.stop.on_flush(writer.close)
             try:
                 await collect(
-                    _work(rd, cfg.sampler.num_repeats, run.prior.done), server=run.server, verifier=run.verifier,
-                    endpoint=endpoint, sampler=cfg.sampler, writer=writer, config_hash=config_hash,
-                    total=n_tasks * cfg.sampler.num_repeats - len(run.prior.done), progress=cfg.progress,
-                    stats=stats)
+                    _work(rd, cfg.sampler.num_repeats, run.prior.done), runtime=runtime, server=run.server,
+                    verifier=run.verifier, endpoint=endpoint, sampler=cfg.sampler, writer=writer,
+                    config_hash=config_hash, total=n_tasks * cfg.sampler.num_repeats - len(run.prior.done),
+                    progress=cfg.progress, stats=stats)
             finally:  # every line on disk before the next run of this hash (waiting on the lock) reads them
                 await asyncio.to_thread(writer.close)
     except asyncio.CancelledError:
@@ -113,52 +150,81 @@ async def _collect(run: _Run, staged: Path, n_tasks: int, config_hash: str) -> N
         outcome.update(status="aborted", reason=str(e))
     finally:
         run.stop.detach()
-        await run.verifier.close()
 
 
 async def _rescore_reused(rd: RunDir, verifier: Any) -> None:
     """Reused rollouts were scored by another verifier config: score them again with this run's (no model calls)."""
-    from rollgen.verifiers.reverify import load_tasks, rescore
-
-    with atomic_file(rd.rollouts) as out:
-        async for _, new in rescore(read_jsonl(rd.rollouts), load_tasks(rd.root), verifier):
+    tasks = await asyncio.to_thread(load_tasks, rd.root)
+    tmp = rd.root / "rollouts.jsonl.rescore"  # a temp file the run dir's cleanup knows
+    out = await asyncio.to_thread(JsonlWriter, tmp, "w")
+    try:
+        async for _, new in rescore(aread_jsonl(rd.rollouts), tasks, verifier):
             out.write(new.model_dump_json() + "\n")
+    finally:
+        await asyncio.to_thread(out.close)
+    await asyncio.to_thread(os.replace, tmp, rd.rollouts)
 
 
-def run(cfg: RunConfig, *, stop: Stop | None = None, on_start: Callable[[Path], None] | None = None) -> dict[str, Any]:
-    """Collect → verify → curate → format → export → report. Returns the report.
+async def arun(cfg: RunConfig, *, stop: Stop | None = None,
+               on_start: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """Collect → verify → curate → format → export → report, in the running event loop. Returns the report.
 
-    ``stop`` lets a caller (the CLI's signal handlers) interrupt the run; ``on_start(run_dir)`` is called
-    once the run dir is created and locked, before rollgen writes to it. Raises ``UserError`` for bad
-    input (nothing written), ``EndpointUnreachable`` when the endpoint does not answer, and
-    ``KeyboardInterrupt`` when interrupted before the run dir was opened; interrupted later (a cancelled
-    collection, a ``KeyboardInterrupt`` in quality, format or export) it returns a report with status
-    ``interrupted`` that says during which stage.
+    ``stop`` lets a caller (the CLI's signal handlers) interrupt the run; ``on_start(run_dir)`` is called (in
+    a worker thread) once the run dir is created and locked, before rollgen writes to it. Raises ``UserError``
+    for bad input (nothing written), ``EndpointUnreachable`` when the endpoint does not answer, and
+    ``Interrupted`` when stopped before the run dir was opened; stopped later (during collection, quality,
+    format or export) it returns a report with status ``interrupted`` that says during which stage.
     """
     t0 = time.perf_counter()
     redact.register_config(cfg.model_dump(mode="json", by_alias=True))
     redact.install_log_filter()
-    run_ = _Run(cfg, stop or Stop(), on_start)
+    async with logging_off_the_loop():  # a log file is written from a thread, never from the loop
+        return await _arun(cfg, stop or Stop(), on_start, t0)
+
+
+async def _arun(cfg: RunConfig, stop: Stop, on_start: Callable[[Path], None] | None, t0: float) -> dict[str, Any]:
+    run_ = _Run(cfg, stop, on_start)
     try:
-        if run_.rd.root.is_dir():
-            run_.lock.acquire()  # a second process on this run dir fails now, before any work
-        elif problem := cannot_create(run_.rd.root):
-            raise UserError(f"output_dir: cannot write to {run_.rd.root} ({problem})")
-        with staged_tasks(run_) as (staged, n_tasks):
-            config_hash = collection_hash(cfg, run_.server, run_.policy)
-            t_collect = time.perf_counter()
-            asyncio.run(_collect(run_, staged, n_tasks, config_hash))
-            collect_s = time.perf_counter() - t_collect
+        await _blocking(run_.stop, _claim, run_)
+        async with Runtime.for_run(cfg) as runtime:
+            for component in (run_.server, run_.verifier, run_.policy):
+                await runtime.attach(component)
+            staged, n_tasks = await _blocking(run_.stop, stage_tasks, run_, runtime.cache_dir / "tmp")
+            try:
+                config_hash = await asyncio.to_thread(collection_hash, cfg, run_.server, run_.policy)
+                t_collect = time.perf_counter()
+                await _collect(run_, runtime, staged, n_tasks, config_hash)
+                collect_s = time.perf_counter() - t_collect
+            finally:
+                await asyncio.to_thread(staged.unlink, missing_ok=True)
         if not run_.started:
-            raise KeyboardInterrupt
+            raise Interrupted("interrupted before the run started; nothing was written")
         try:
-            return _finish(run_, config_hash, collect_s, t0)
+            return await _blocking(run_.stop, _finish, run_, config_hash, collect_s, t0)
         finally:
-            run_.rd.remove_temp_files()
+            await asyncio.to_thread(run_.rd.remove_temp_files)
+    except KeyboardInterrupt:
+        if run_.started:
+            raise
+        raise Interrupted("interrupted before the run started; nothing was written") from None
     except RunDirBusy as e:
         raise UserError(str(e)) from None
     finally:
-        run_.lock.release()
+        await asyncio.to_thread(run_.lock.release)
+
+
+def run(cfg: RunConfig, *, stop: Stop | None = None, on_start: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """``arun`` for callers without an event loop: ``asyncio.run(arun(cfg))``.
+
+    Inside a running event loop (Jupyter, an async trainer) it raises ``RuntimeError`` before doing
+    anything: there, ``await rollgen.arun(cfg)``.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(arun(cfg, stop=stop, on_start=on_start))
+    raise RuntimeError("rollgen.run() cannot run inside a running event loop (Jupyter, an async trainer); "
+                       "use `await rollgen.arun(cfg)` there")
 
 
 def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[str, Any]:
@@ -180,7 +246,7 @@ def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[s
         "resume": {"source": prior.source, "reused": prior.reused, "retried": prior.retried, "torn": prior.torn,
                    "rescored": prior.reused if prior.rescore else 0, "kept_aside": prior.kept_aside,
                    "set_aside": prior.set_aside},
-        "bad_rows": run_.server.bad_rows,
+        "bad_rows": run_.bad_rows,
         "funnel": [],
         "kept": {"rollouts": stats["rollouts"], "curated": 0, "dataset_rows": 0},
         "dataset": {},

@@ -15,15 +15,15 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from rollgen.errors import UserError
 
-__all__ = ["JsonlWriter", "RunDir", "RunDirBusy", "RunDirLock", "RunDirUnlockable", "atomic_file", "cannot_create",
-           "read_jsonl", "write_json", "write_jsonl"]
+__all__ = ["JsonlWriter", "RunDir", "RunDirBusy", "RunDirLock", "RunDirUnlockable", "aread_jsonl", "atomic_file",
+           "cannot_create", "read_jsonl", "read_jsonl_batches", "write_json", "write_jsonl"]
 
 LOCK_NAME = ".rollgen.lock"  # "PID HOST" of the process that has the run dir; removed when it lets go
 
@@ -202,9 +202,10 @@ class JsonlWriter:
     the batch in hand.
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], mode: str = "a"):
+        """Open ``path`` (``mode`` "a" appends, "w" starts afresh). Blocking: on a loop, make it in a thread."""
         self.path = Path(path)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the thread
+        self._file = open(self.path, mode, encoding="utf-8")  # noqa: SIM115 - closed by the thread
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._pending: list[str] = []
@@ -261,12 +262,49 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Stream the objects of a JSONL file; a bad line raises ValueError naming file and line."""
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except ValueError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
+            if line.strip():
+                yield _parse_line(line, path, n)
+
+
+def _parse_line(line: str, path: str | os.PathLike[str], n: int) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError as e:
+        raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
+
+
+async def read_jsonl_batches(path: str | os.PathLike[str], batch_bytes: int = 1 << 16
+                             ) -> AsyncIterator[list[dict[str, Any]]]:
+    """``read_jsonl`` for an event loop: lists of objects, about ``batch_bytes`` of lines each, read and parsed
+    in a worker thread so the loop never waits on the disk."""
+    f = await asyncio.to_thread(open, path, encoding="utf-8")
+    seen = 0
+
+    def batch() -> list[dict[str, Any]] | None:
+        nonlocal seen
+        lines = f.readlines(batch_bytes)
+        if not lines:
+            return None
+        out = []
+        for line in lines:
+            seen += 1
+            if line.strip():
+                out.append(_parse_line(line, path, seen))
+        return out
+
+    try:
+        while (rows := await asyncio.to_thread(batch)) is not None:
+            if rows:
+                yield rows
+    finally:
+        f.close()
+
+
+async def aread_jsonl(path: str | os.PathLike[str]) -> AsyncIterator[dict[str, Any]]:
+    """The objects of a JSONL file, one by one, for an event loop (read in batches by ``read_jsonl_batches``)."""
+    async for rows in read_jsonl_batches(path):
+        for row in rows:
+            yield row
 
 
 @contextmanager

@@ -251,10 +251,12 @@ def test_response_is_the_query_without_prompt_and_end_tokens(query: str, prompt:
 
 
 def test_reward_server_needs_the_token_and_scores_openrlhf_requests() -> None:
+    scorer = RewardScorer.from_server("math")  # composes rollgen's config (reads YAML): before the loop
+
     async def go() -> None:
         from aiohttp.test_utils import TestServer
 
-        server = TestServer(make_app(RewardScorer.from_server("math"), "s3cret"), host="127.0.0.1")
+        server = TestServer(make_app(scorer, "s3cret"), host="127.0.0.1")
         await server.start_server()
         base = f"http://127.0.0.1:{server.port}/get_reward"
         body = {"query": ["P: 2+2?\nA: \\boxed{4}<|im_end|>", "P: 2+3?\nA: \\boxed{6}"],
@@ -429,7 +431,7 @@ def test_integration_modules_have_a_small_public_surface() -> None:
     expected = {
         "common": {"BATCH_FUNCTIONS", "SPLITS", "Export", "iter_rows", "micro_and_global_batch", "split_files",
                    "user_text", "write_jsonl", "write_parquet"},
-        "reward": {"CONFIG_NAME", "RewardScorer", "completion_text", "prompt_text", "verifier_label",
+        "reward": {"CONFIG_NAME", "AsyncRewardScorer", "RewardScorer", "completion_text", "prompt_text", "verifier_label",
                    "write_reward_config"},
         "trl": {"RewardFunction", "TrlIntegration", "reward_function"},
         "verl": {"VerlIntegration", "compute_score", "make_compute_score"},

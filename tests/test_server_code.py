@@ -14,7 +14,7 @@ from rollgen.records import Rollout
 from rollgen.rundir import read_jsonl
 from rollgen.servers.code import CodeServer
 from rollgen.servers.taskfile import TaskFileError, TaskFileServer
-from tests.conftest import serve_in_thread
+from tests.conftest import serve_in_thread, started
 from tests.fakes import FakeOpenAI
 
 RIGHT = "Here is my solution.\n\n```python\ndef add(a, b):\n    return a + b\n```"
@@ -41,12 +41,12 @@ def test_every_reference_solution_scores_1_and_a_stub_0() -> None:
         rollout = Rollout(id=f"{task.id}#0", task_id=task.id, repeat=0, messages=[], completion=text, status="ok")
         return (await verifier.verify(task, rollout)).reward
 
+    tasks = list(build(cfg.server).tasks())
+
     async def main() -> list[tuple[float, float]]:
-        try:
+        async with started(verifier):
             return [(await score(t, f"```python\n{t.metadata['solution']}```"), await score(t, "```python\npass\n```"))
-                    for t in build(cfg.server).tasks()]
-        finally:
-            await verifier.close()
+                    for t in tasks]
 
     assert asyncio.run(main()) == [(1.0, 0.0)] * 5
 
@@ -57,11 +57,10 @@ def test_a_user_task_file_and_its_bad_rows(tmp_path: Path) -> None:
             {"id": "cube", "question": "Write `cube(x)`."}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = rollgen.compose(["server=code", f"server.data_path={path}", "server.fields={tests: test_list}"], output_dir="x")
-    server = build(cfg.server)
-    server.on_bad_row = "skip"
-    tasks = list(server.tasks())
+    skipped: list[str] = []
+    tasks = list(build(cfg.server).tasks(skipped))
     assert [t.id for t in tasks] == ["sq"] and tasks[0].metadata["tests"] == ["assert square(3) == 9"]
-    assert server.bad_rows == [f"{path}:2: no column 'test_list' (server.fields maps to it); the keys are ['id', 'question']"]
+    assert skipped == [f"{path}:2: no column 'test_list' (server.fields maps to it); the keys are ['id', 'question']"]
     with pytest.raises(TaskFileError, match=r"mine\.jsonl:1: task 'sq' has no tests"):
         _tasks(f"server.data_path={path}")
 

@@ -111,26 +111,26 @@ class _Diff:
 
 
 async def _reverify(run_dir: Path, cfg: RunConfig, examples: int) -> dict[str, Any]:
-    from rollgen.rundir import JsonlWriter, RunDir, read_jsonl
+    from rollgen.rundir import JsonlWriter, RunDir, aread_jsonl
+    from rollgen.runtime import Runtime
     from rollgen.verifiers.reverify import load_tasks, rescore, scorable
 
     rd = RunDir(run_dir)
     tasks = await asyncio.to_thread(load_tasks, run_dir)
     out_path, diff_path = run_dir / REVERIFIED, run_dir / "reverify_diff.jsonl"
-    for p in (out_path, diff_path):
-        p.unlink(missing_ok=True)
-    verifier = build_verifier(cfg.verifier, cfg.guards)
+    out = await asyncio.to_thread(JsonlWriter, out_path, "w")
+    diffs = await asyncio.to_thread(JsonlWriter, diff_path, "w")
     diff = _Diff(examples)
-    out, diffs = JsonlWriter(out_path), JsonlWriter(diff_path)
     try:
-        async for old, new in rescore(read_jsonl(rd.rollouts), tasks, verifier, cfg.validation.concurrency):
-            new_row = new.model_dump(mode="json")
-            out.write(json.dumps(new_row, ensure_ascii=False) + "\n")
-            changed = diff.add(old, new_row, scorable(old))
-            if changed is not None:
-                diffs.write(json.dumps(changed, ensure_ascii=False) + "\n")
+        async with Runtime(cache_dir=cfg.cache_dir, connections=cfg.validation.concurrency, seed=cfg.seed) as rt:
+            verifier = await rt.attach(build_verifier(cfg.verifier, cfg.guards))
+            async for old, new in rescore(aread_jsonl(rd.rollouts), tasks, verifier, cfg.validation.concurrency):
+                new_row = new.model_dump(mode="json")
+                out.write(json.dumps(new_row, ensure_ascii=False) + "\n")
+                changed = diff.add(old, new_row, scorable(old))
+                if changed is not None:
+                    diffs.write(json.dumps(changed, ensure_ascii=False) + "\n")
     finally:
-        await verifier.close()
         await asyncio.to_thread(out.close)
         await asyncio.to_thread(diffs.close)
     return diff.summary()

@@ -1,9 +1,10 @@
 """Math problems from reasoning-gym's procedural generators, or from a JSONL task file.
 
-Generated problems are written once to ``<cache dir>/tasks/<key>.jsonl`` (the key hashes the generator
-settings and the reasoning-gym version) and read from there afterwards, so later runs never import
-reasoning-gym (seconds of start-up). The cache holds bare questions; the prompt template, the answer
-instruction and the system prompt are applied as tasks are yielded, so changing them needs no regeneration.
+Generated problems are written once to ``<cache dir>/tasks/<key>.jsonl`` (the run's ``cache_dir``, from the
+runtime the server is started on; the key hashes the generator settings and the reasoning-gym version) and
+read from there afterwards, so later runs never import reasoning-gym (seconds of start-up). The cache holds
+bare questions; the prompt template, the answer instruction and the system prompt are applied as tasks are
+yielded, so changing them needs no regeneration.
 
 With ``unique_prompts`` (on for generators by default) a generator's tasks are distinct: a question whose
 normalised text (``quality.text.prompt_key``) repeats an earlier one is skipped and the generator draws
@@ -17,7 +18,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -26,19 +26,15 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from rollgen.records import Task
+from rollgen.runtime import Runtime, cache_root
 from rollgen.servers import TaskSourceError
 from rollgen.servers.taskfile import TaskFileServer, read_tasks, write_tasks
 
-__all__ = ["MathServer", "cache_dir"]
+__all__ = ["MathServer"]
 
 DEFAULT_INSTRUCTION = "Put your final answer within \\boxed{}."
 MAX_DRAWS = 20  # a generator gets at most MAX_DRAWS * size (+ 10,000) draws to find size distinct questions
 STALL = 2000  # ...and stops after max(STALL, 2 * size) draws in a row without a new one
-
-
-def cache_dir() -> Path:
-    """``$ROLLGEN_CACHE_DIR``, else ``~/.cache/rollgen``."""
-    return Path(os.environ.get("ROLLGEN_CACHE_DIR") or Path.home() / ".cache" / "rollgen").expanduser()
 
 
 def _default_generator_config() -> dict[str, dict[str, Any]]:
@@ -72,6 +68,11 @@ class MathServer(TaskFileServer):
             return names
 
     params: Params
+    _cache_dir: Path | None = None  # the runtime's, once started
+
+    async def start(self, runtime: Runtime) -> None:
+        """Keep generated tasks in the runtime's cache dir."""
+        self._cache_dir = runtime.cache_dir
 
     def own_tasks(self) -> Iterator[Task]:
         """The generated tasks, from the task cache (generated on first use)."""
@@ -99,7 +100,7 @@ class MathServer(TaskFileServer):
         if p.unique_prompts is not False:
             key["unique_prompts"] = True
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-        return cache_dir() / "tasks" / f"{digest}.jsonl"
+        return (self._cache_dir or cache_root()) / "tasks" / f"{digest}.jsonl"
 
     def _generated(self) -> Path:
         path = self.cache_path()
@@ -110,7 +111,9 @@ class MathServer(TaskFileServer):
 
 def _check_generators(p: MathServer.Params) -> None:
     """Every generator is one of reasoning-gym's and accepts its ``generator_config`` options (no tasks made)."""
-    from reasoning_gym.factory import DATASETS  # slow (matplotlib and friends): only when the cache is cold
+    from reasoning_gym.factory import (
+        DATASETS,  # slow (matplotlib and friends): only when the cache is cold
+    )
 
     unknown = [n for n in p.generators if n not in DATASETS]
     if unknown:
