@@ -26,7 +26,7 @@ from rollgen.limiter import AdaptiveLimit
 from rollgen.policy import Endpoint
 from rollgen.policy.client import Completion, PolicyClient, PolicyError
 from rollgen.records import Rollout, Task, rollout_id
-from rollgen.rundir import JsonlWriter
+from rollgen.jsonl import JsonlWriter
 from rollgen.servers import ResourceServer
 from rollgen.verifiers import Verifier, verify
 

@@ -29,7 +29,7 @@ from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rollgen.rundir import atomic_file
+from rollgen.jsonl import atomic_file
 
 __all__ = ["FINAL_STATUSES", "Prior", "cache_root", "collection_lock", "file_hash", "find_sources", "own_sources",
            "register", "restore", "set_aside_other_hash"]

@@ -15,7 +15,8 @@ from typing import Any
 from rollgen.composer import GROUPS, rerun_config
 from rollgen.errors import ConfigError
 from rollgen.records import Rollout, Task
-from rollgen.rundir import RunDir, read_jsonl
+from rollgen.jsonl import read_jsonl
+from rollgen.rundir import RunDir
 from rollgen.verifiers import verify
 
 __all__ = ["GROUPS", "load_tasks", "rerun_config", "rescore", "scorable"]  # rerun_config: from rollgen.composer
