@@ -128,6 +128,12 @@ def main() -> None:
     _early_check(sys.argv[1:])
     try:
         _hydra_main()
+    except SystemExit as e:
+        if e.code not in (0, None):
+            from rollgen.cli_run import discard_sweep_stubs
+
+            discard_sweep_stubs()
+        raise
     except KeyboardInterrupt:
         print("rollgen: interrupted; every rollout written so far is complete in rollouts.jsonl", file=sys.stderr)
         sys.exit(130)

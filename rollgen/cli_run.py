@@ -8,7 +8,8 @@
 * Hydra makes the run dir before rollgen runs. ``hydra.output_subdir`` is null, so Hydra writes nothing
   into it; rollgen writes ``.hydra/`` itself once the run has started. A run that fails before it starts
   removes the directories Hydra made for it (``RunDirWatch`` notes which), so failed runs leave no stub
-  ``outputs/<date>/<time>/``.
+  ``outputs/<date>/<time>/``; a ``-m`` sweep stopped by an error removes the job dirs of jobs that never
+  started, and its ``multirun/<date>/<time>/`` when none did.
 * ``resume=<run_dir>`` runs outside Hydra (no new run dir): the saved config plus the other overrides.
 """
 
@@ -29,24 +30,52 @@ from rollgen.config import RunConfig
 from rollgen.rundir import RunDirBusy, RunDirLock
 from rollgen.stop import Stop
 
-__all__ = ["RunDirWatch", "execute", "install_signals", "resume", "resume_target"]
+__all__ = ["RunDirWatch", "discard_sweep_stubs", "execute", "install_signals", "resume", "resume_target"]
 
 log = logging.getLogger("rollgen")
 
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's default job_logging format
 STOP = Stop()
 _made: list[Path] = []  # directories Hydra is about to create for this run, deepest first
+_sweep_made: list[Path] = []  # the same for a -m sweep's directory
 
 
 class RunDirWatch(Callback):
     """Hydra callback: notes which directories of the run dir do not exist yet (Hydra creates them next)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir"))).absolute()
-        except Exception:  # noqa: BLE001 - an interpolation only Hydra's job can resolve: nothing to note
-            return
-        _made[:] = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+        _made[:] = _missing(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _sweep_made[:] = _missing(config, "hydra.sweep.dir")
+
+
+def _missing(config: DictConfig, key: str) -> list[Path]:
+    """The directory at ``key`` and its parents that do not exist yet, deepest first."""
+    try:
+        path = Path(str(OmegaConf.select(config, key))).absolute()
+    except Exception:  # noqa: BLE001 - an interpolation only Hydra's job can resolve: nothing to note
+        return []
+    return [p for p in (path, *path.parents) if not p.exists()]
+
+
+def discard_sweep_stubs() -> None:
+    """After a -m sweep that stopped on an error: remove the job dirs of jobs that never started (Hydra made
+    them; they hold only rollgen.log), and the sweep dir too when no job in it started."""
+    if not _sweep_made or not _sweep_made[0].is_dir():
+        return
+    sweep_dir = _sweep_made[0]
+    for job in sweep_dir.iterdir():
+        if job.is_dir() and {p.name for p in job.iterdir()} <= {"rollgen.log"}:
+            (job / "rollgen.log").unlink(missing_ok=True)
+            job.rmdir()
+    if {p.name for p in sweep_dir.iterdir()} <= {"multirun.yaml"}:
+        (sweep_dir / "multirun.yaml").unlink(missing_ok=True)
+        for d in _sweep_made:
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 def install_signals() -> Stop:

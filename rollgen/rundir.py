@@ -109,10 +109,6 @@ class RunDirLock:
         self.root = Path(root)
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def __enter__(self) -> RunDirLock:
         self.acquire()
         return self

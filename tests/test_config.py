@@ -108,3 +108,58 @@ def test_unknown_key_suggests_the_right_one() -> None:
     with pytest.raises(ConfigError) as e:
         compose(["sampler.num_repeat=3"], output_dir="x")
     assert "did you mean sampler.num_repeats" in e.value.lines[0]
+
+
+# Deliberate values of example presets: the YAML option exists to show them.
+PRESET_VALUES = {("verifier", "penalized.yaml"): {"max_chars", "required"},
+                 ("verifier", "weighted.yaml"): {"weights", "gate"}}
+
+
+def _drift(model: type, data: dict, where: str) -> list[str]:
+    """Keys whose YAML value differs from the type's default (recursing into nested models)."""
+    from pydantic import BaseModel
+
+    out = []
+    for key, value in data.items():
+        field = model.model_fields.get(key) or next(
+            (f for f in model.model_fields.values() if f.alias == key), None)
+        if field is None or field.is_required():
+            continue
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel) and isinstance(value, dict):
+            out += _drift(type(default), value, f"{where}.{key}")
+        elif isinstance(default, BaseModel) or default != value:
+            out.append(f"{where}.{key}: YAML {value!r}, type default {default!r}")
+    return out
+
+
+def test_yaml_defaults_equal_the_types_defaults() -> None:
+    """A default lives in two places (the YAML a run composes, the type a Python caller gets): they must agree,
+    or a run and `RewardScorer`/`QualityConfig()` in a script would silently differ."""
+    import yaml
+
+    from rollgen.build import target_class
+    from rollgen.config import GuardsConfig, QualityConfig, ValidateConfig
+
+    drift = []
+    for group, model in (("quality", QualityConfig), ("guards", GuardsConfig), ("validate", ValidateConfig)):
+        drift += _drift(model, yaml.safe_load((conf_dir() / group / "default.yaml").read_text()), group)
+    checked = 0
+    for group in ("server", "policy", "verifier", "integration"):
+        for path in sorted((conf_dir() / group).glob("*.yaml")):
+            data = yaml.safe_load(path.read_text()) or {}
+            for comp in ([v for v in data.values() if isinstance(v, dict)] if group == "integration" else [data]):
+                if "_target_" not in comp:
+                    continue
+                skip = PRESET_VALUES.get((group, path.name), set())
+                params = {k: v for k, v in comp.items() if not k.startswith("_") and k not in skip}
+                drift += _drift(target_class(comp["_target_"]).Params, params, f"{group}/{path.name}")
+                checked += 1
+    assert checked >= 20 and drift == []
+
+
+def test_the_drift_check_sees_a_drifted_default() -> None:
+    from rollgen.config import GuardsConfig
+
+    assert _drift(GuardsConfig, {"max_chars": 100, "hedging": True}, "guards") == [
+        "guards.max_chars: YAML 100, type default 32000"]

@@ -126,6 +126,22 @@ def test_a_failed_run_leaves_the_kept_run_dir_untouched_and_no_stub_dirs(tmp_pat
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_a_sweep_stopped_by_a_failing_job_leaves_no_stub_dirs(tmp_path: Path) -> None:
+    tasks = write_arith_tasks(tmp_path / "tasks.jsonl", 4)
+    (tmp_path / "empty.jsonl").write_text("")
+    with serve_in_thread(FakeOpenAI()) as url:
+        # The first job fails before it starts: the sweep stops, and leaves nothing behind.
+        p = _rollgen(tmp_path, "-m", *_args(url, tasks, f"server.data_path={tmp_path / 'empty.jsonl'},{tasks}")[3:])
+        assert p.returncode == 2 and "the file is empty" in p.stderr, p.stderr
+        assert not (tmp_path / "multirun").exists()
+        # The second job fails: the first job's run is kept whole, the failed job leaves no dir.
+        p = _rollgen(tmp_path, "-m", *_args(url, tasks, f"server.data_path={tasks},{tmp_path / 'empty.jsonl'}")[3:])
+    assert p.returncode == 2 and "the file is empty" in p.stderr, p.stderr
+    [sweep] = (tmp_path / "multirun").glob("*/*")
+    assert sorted(x.name for x in sweep.iterdir()) == ["0", "multirun.yaml"]
+    assert (sweep / "0" / "report.json").is_file() and (sweep / "0" / "rollouts.jsonl").is_file()
+
+
 def test_resume_from_the_command_line_continues_in_place(tmp_path: Path) -> None:
     tasks = write_arith_tasks(tmp_path / "tasks.jsonl", 20)
     fake = FakeOpenAI(error_rate=0.5, seed=2)
