@@ -89,6 +89,7 @@ class FakeOpenAI:
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each completion request
     hold_after: int | None = None  # requests after the first N wait until release()
     alternate: bool = False  # right and wrong by turns per prompt, instead of drawing with correct_rate
+    replies: dict[str, str] = field(default_factory=dict)  # text in the prompt -> the reply (code, prose), verbatim
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -171,6 +172,8 @@ class FakeOpenAI:
                 return {"id": f"call_{self.requests}", "type": "function",
                         "function": {"name": tool, "arguments": json.dumps({"expression": m.group(1) if m else ""})}}, body
             prompt = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+            if (keyed := next((r for k, r in self.replies.items() if k in str(prompt)), None)) is not None:
+                return keyed, body
             gold = solve(prompt if isinstance(prompt, str) else json.dumps(prompt))
             if gold is None:
                 text = "I do not know."

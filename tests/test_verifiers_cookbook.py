@@ -17,14 +17,8 @@ from rollgen.verifiers.combine import AllOf, AnyOf, Cascade, WeightedSum
 from rollgen.verifiers.numeric import NumericTolerance, PartsMatch
 from rollgen.verifiers.shaping import Penalized
 from rollgen.verifiers.structured import JsonSchemaVerifier
-from rollgen.verifiers.text import (
-    ExactMatch,
-    FormatCheck,
-    MultipleChoice,
-    NormalizedMatch,
-    RegexMatch,
-    normalize_text,
-)
+from rollgen.verifiers.extract import normalize_text
+from rollgen.verifiers.text import ExactMatch, FormatCheck, MultipleChoice, NormalizedMatch, RegexMatch
 
 
 def rollout(completion: str, finish_reason: str = "stop") -> Rollout:

@@ -21,7 +21,7 @@ from typing import Any
 
 from rollgen.config import DpoFormat, KtoFormat, RlFormat, RunConfig, SftFormat
 from rollgen.formats.card import write_card
-from rollgen.formats.rows import ROW_BUILDERS, Context
+from rollgen.formats.rows import FORMATS, Context
 from rollgen.formats.source import Reader, Source
 from rollgen.formats.split import SPLITS, PromptGroups, assign_splits, prompt_of, task_hash
 from rollgen.formats.stats import dataset_stats
@@ -63,7 +63,7 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
     labels: Counter[bool] = Counter()
     label_hashes: dict[bool, array[int]] = {True: array("Q"), False: array("Q")}
     groups = PromptGroups(src.near_dedup)
-    make = ROW_BUILDERS[cfg.kind]
+    make = FORMATS[cfg.kind].rows
     with Reader(src) as reader, open(rows_tmp, "w", encoding="utf-8") as tmp:
         curated = sum(len(entries) for entries in reader.groups.values())
         ctx = Context(cfg, reader, seed)
@@ -74,7 +74,7 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
                 h = task_hash(str(row.get("rollout_id")), seed)
                 if label is not None:
                     labels[label] += 1
-                    if getattr(cfg, "balance", False):
+                    if isinstance(cfg, KtoFormat) and cfg.balance:
                         label_hashes[label].append(h)
                 tmp.write(json.dumps([task_id, label, h]) + "\t" + json.dumps(row, ensure_ascii=False) + "\n")
                 if not n:

@@ -17,22 +17,12 @@ from typing import Any
 
 from rollgen import jsonl
 from rollgen.version import __version__
+from rollgen.formats.rows import FORMATS
 from rollgen.formats.source import Source
 
 __all__ = ["provenance", "write_card"]
 
 _FILTER = re.compile(rb'^\{"filter": ("(?:[^"\\]|\\.)*")')  # rejected.jsonl rows start with the filter's name
-
-DESCRIPTIONS = {
-    "sft": "Supervised fine-tuning demonstrations: the best verified rollouts of each task as chat `messages` "
-           "(or `prompt` + `completion`), the form TRL's `SFTTrainer` takes.",
-    "dpo": "Preference pairs within a task: a shared `prompt` with a `chosen` and a `rejected` completion "
-           "(message lists, TRL `DPOTrainer`'s conversational form), their rewards and the `margin`.",
-    "kto": "Unpaired preferences: `prompt`, `completion` and a boolean `label` (reward at or above a "
-           "threshold), the form TRL's `KTOTrainer` takes.",
-    "rl": "Prompts for online RL (GRPO / PPO): one row per task with `ground_truth`, the `verifier` spec and "
-          "the pass rate and reward variance observed while collecting (for difficulty curricula).",
-}
 
 
 def provenance(src: Source, curated: int) -> dict[str, Any]:
@@ -102,7 +92,7 @@ def write_card(out: Path, cfg: Any, summary: dict[str, Any], src: Source, seed: 
     prov = provenance(src, curated)
     stats = summary["stats"]
     lines = _front_matter(cfg, summary["splits"])
-    lines += [f"# rollgen dataset: {cfg.kind}", "", DESCRIPTIONS[cfg.kind], "",
+    lines += [f"# rollgen dataset: {cfg.kind}", "", FORMATS[cfg.kind].description, "",
               "```python", "from datasets import load_dataset", "",
               f'ds = load_dataset("json", data_dir="{out}")', "```", "",
               "## Splits", "", *_split_lines(summary), "",

@@ -1,4 +1,5 @@
-"""Dataset rows of one task, per format. Field names follow TRL's conversational forms (frameworks.md B.1).
+"""Dataset rows of one task, per format, and the format registry (``format.kind``). Field names follow TRL's
+conversational forms (frameworks.md B.1).
 
 - sft: ``messages`` (or ``prompt`` + ``completion``), ``tools`` when tools were offered, ``task_id``,
   ``rollout_id``, ``reward``.
@@ -12,23 +13,50 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from rollgen.config import DpoFormat, KtoFormat, RlFormat, SftFormat
 from rollgen.formats.messages import BadToolCall, normalize, prompt_len, text_key, with_system
 from rollgen.formats.pairs import candidate_pairs, default_cap
 from rollgen.formats.source import Entry, Reader
+from rollgen.registry import Registry
 from rollgen.scan import RolloutScan, scan_rollouts
+from rollgen.verifiers.extract import gold_text
 
-__all__ = ["Context", "ROW_BUILDERS"]
+__all__ = ["FORMATS", "Context", "Format"]
 
 Row = dict[str, Any]
 Message = dict[str, Any]
+RowBuilder = Callable[["Context", str, list[Entry]], Iterator[Row]]
+
+
+@dataclass(frozen=True)
+class Format:
+    """A dataset format: the rows of one task, what the dataset card says of it, the fields its statistics measure."""
+
+    rows: RowBuilder
+    description: str
+    text_fields: tuple[str, ...]
+    number_fields: tuple[str, ...]
+
+
+FORMATS: Registry[Format] = Registry("dataset format")
+
+
+def _register(kind: str, description: str, text_fields: tuple[str, ...],
+              number_fields: tuple[str, ...]) -> Callable[[RowBuilder], RowBuilder]:
+    """Register the decorated row builder as format ``kind`` (the ``kind:`` of ``conf/format/<kind>.yaml``)."""
+
+    def add(rows: RowBuilder) -> RowBuilder:
+        FORMATS.register(kind)(Format(rows, description, text_fields, number_fields))
+        return rows
+
+    return add
 
 
 class Turns(NamedTuple):
@@ -90,6 +118,9 @@ def _distinct(ctx: Context, entries: list[Entry]) -> Iterator[tuple[Entry, Any]]
         yield e, t
 
 
+@_register("sft", "Supervised fine-tuning demonstrations: the best verified rollouts of each task as chat `messages` "
+                  "(or `prompt` + `completion`), the form TRL's `SFTTrainer` takes.",
+           ("prompt", "completion"), ("reward",))
 def sft_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
     """The best ``best_k`` rollouts (highest reward, then lowest repeat), distinct completions only."""
     cfg = ctx.cfg
@@ -103,6 +134,9 @@ def sft_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
         yield row
 
 
+@_register("dpo", "Preference pairs within a task: a shared `prompt` with a `chosen` and a `rejected` completion "
+                  "(message lists, TRL `DPOTrainer`'s conversational form), their rewards and the `margin`.",
+           ("prompt", "chosen", "rejected"), ("chosen_reward", "rejected_reward", "margin"))
 def dpo_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
     """Pairs by ``strategy`` with margin ≥ ``min_quality_difference``; same-text pairs are skipped."""
     cfg = ctx.cfg
@@ -141,6 +175,9 @@ def dpo_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
         ctx.dropped["task without a qualifying pair"] += 1
 
 
+@_register("kto", "Unpaired preferences: `prompt`, `completion` and a boolean `label` (reward at or above a "
+                  "threshold), the form TRL's `KTOTrainer` takes.",
+           ("prompt", "completion"), ("reward",))
 def kto_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
     """Every scored rollout (distinct completions), ``label = reward >= desirable_threshold``."""
     cfg = ctx.cfg
@@ -160,11 +197,13 @@ def kto_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
 
 
 def _ground_truth(answer: Any) -> str | None:
-    if answer is None or isinstance(answer, str):
-        return answer
-    return json.dumps(answer, ensure_ascii=False)
+    """The gold answer as the verifier reads it (``gold_text``), for the reward function that trains on it."""
+    return None if answer is None else gold_text(answer)
 
 
+@_register("rl", "Prompts for online RL (GRPO / PPO): one row per task with `ground_truth`, the `verifier` spec and "
+                 "the pass rate and reward variance observed while collecting (for difficulty curricula).",
+           ("prompt",), ("pass_rate", "mean_reward", "reward_variance"))
 def rl_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
     """One prompt per task, from tasks.jsonl (else from a rollout), with the difficulty seen in collection."""
     cfg = ctx.cfg
@@ -196,8 +235,3 @@ def rl_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
                reward_variance=round(var, 6) if var is not None else None,
                reward_std=round(math.sqrt(var), 6) if var is not None else None)
     yield row
-
-
-ROW_BUILDERS: dict[str, Callable[[Context, str, list[Entry]], Iterator[Row]]] = {
-    "sft": sft_rows, "dpo": dpo_rows, "kto": kto_rows, "rl": rl_rows,
-}

@@ -19,17 +19,11 @@ import numpy as np
 
 from rollgen import jsonl
 from rollgen.formats.messages import prompt_len, text_of
+from rollgen.formats.rows import FORMATS
 
-__all__ = ["FIELDS", "data_files", "dataset_stats", "detect_format", "iter_rows", "summarize"]
+__all__ = ["data_files", "dataset_stats", "detect_format", "iter_rows", "summarize"]
 
 SPLIT_ORDER = ("train", "validation", "test")
-# Per format: the text fields whose lengths are measured, and the numeric fields summarized.
-FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "sft": (("prompt", "completion"), ("reward",)),
-    "dpo": (("prompt", "chosen", "rejected"), ("chosen_reward", "rejected_reward", "margin")),
-    "kto": (("prompt", "completion"), ("reward",)),
-    "rl": (("prompt",), ("pass_rate", "mean_reward", "reward_variance")),
-}
 
 
 def detect_format(row: dict[str, Any]) -> str | None:
@@ -119,7 +113,7 @@ def dataset_stats(path: str | os.PathLike[str], fmt: str | None = None,
         if "task_id" in row:
             info["tasks"].add(str(row["task_id"]))
             rows_per_task[str(row["task_id"])] += 1
-        text_fields, number_fields = FIELDS[fmt]
+        text_fields, number_fields = FORMATS[fmt].text_fields, FORMATS[fmt].number_fields
         parts = _parts(row, fmt)
         lengths = {}
         for name in text_fields:

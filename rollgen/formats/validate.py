@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,12 @@ from rollgen.formats.pairs import EPS
 from rollgen.formats.split import prompt_of
 from rollgen.formats.stats import data_files, detect_format, iter_rows
 from rollgen.quality.text import prompt_key
+from rollgen.registry import Registry
 
-__all__ = ["FORMATS", "Problem", "SplitOverlap", "Validation", "split_overlap", "validate"]
+__all__ = ["CHECKS", "FORMATS", "Problem", "SplitOverlap", "Validation", "split_overlap", "validate"]
 
-FORMATS = ("sft", "dpo", "kto", "rl")
+# Per format: the problems of one row (``min_margin``: DPO's ``--min-margin``).
+CHECKS: Registry[Callable[[dict[str, Any], float | None], list[str]]] = Registry("dataset format")
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 GROUND_TRUTH_KEYS = ("ground_truth", "solution", "answer")
 
@@ -158,7 +160,8 @@ def _number(row: dict[str, Any], key: str) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def _dpo(row: dict[str, Any], min_margin: float | None) -> list[str]:
+@CHECKS.register("dpo")
+def _dpo(row: dict[str, Any], min_margin: float | None = None) -> list[str]:
     out = [f"missing field '{k}'" for k in ("chosen", "rejected") if k not in row]
     if out:
         return out
@@ -191,7 +194,8 @@ def _dpo(row: dict[str, Any], min_margin: float | None) -> list[str]:
     return out
 
 
-def _sft(row: dict[str, Any]) -> list[str]:
+@CHECKS.register("sft")
+def _sft(row: dict[str, Any], min_margin: float | None = None) -> list[str]:
     if "messages" in row:
         return _assistant_in(row["messages"]) or _messages(row["messages"], "messages", "user", ends=("assistant",))
     if "prompt" in row and "completion" in row:
@@ -209,7 +213,8 @@ def _assistant_in(msgs: Any) -> list[str]:
     return []
 
 
-def _kto(row: dict[str, Any]) -> list[str]:
+@CHECKS.register("kto")
+def _kto(row: dict[str, Any], min_margin: float | None = None) -> list[str]:
     out = [f"missing field '{k}'" for k in ("prompt", "completion", "label") if k not in row]
     if out:
         return out
@@ -221,7 +226,8 @@ def _kto(row: dict[str, Any]) -> list[str]:
     return out
 
 
-def _rl(row: dict[str, Any]) -> list[str]:
+@CHECKS.register("rl")
+def _rl(row: dict[str, Any], min_margin: float | None = None) -> list[str]:
     if "prompt" not in row:
         return ["missing field 'prompt'"]
     out = _messages(row["prompt"], "prompt", "user", ends=("user", "tool"))
@@ -237,10 +243,11 @@ def _rl(row: dict[str, Any]) -> list[str]:
     return out
 
 
+FORMATS = tuple(CHECKS.names())  # the formats a file can be validated as (``--format``)
+
+
 def _row_problems(row: dict[str, Any], fmt: str, min_margin: float | None) -> list[str]:
-    out = {"sft": lambda: _sft(row), "dpo": lambda: _dpo(row, min_margin), "kto": lambda: _kto(row),
-           "rl": lambda: _rl(row)}[fmt]()
-    return out + _tools(row)
+    return CHECKS[fmt](row, min_margin) + _tools(row)
 
 
 class SplitOverlap:
@@ -295,6 +302,8 @@ def split_overlap(folder: str | os.PathLike[str]) -> dict[str, Any]:
 def validate(path: str | os.PathLike[str], fmt: str | None = None, min_margin: float | None = None) -> Validation:
     """Validate a file, or every ``*.jsonl`` of a folder (plus no task in two of its split files)."""
     p = Path(path)
+    if fmt is not None:
+        _ = CHECKS[fmt]  # an unknown format: a ValueError naming the known ones, before any reading
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such file or folder")
     files = data_files(p)

@@ -20,38 +20,21 @@ import numpy as np
 
 from rollgen import jsonl
 from rollgen.config import QualityConfig
-from rollgen.quality import dedup, groupfilters, rowfilters
-from rollgen.quality.decontam import Decontaminate
+from rollgen.quality import decontam, dedup, groupfilters, rowfilters  # noqa: F401 - they register their filters
+from rollgen.quality.registry import Filter, GroupFilter, Inputs, RowFilter, make
 from rollgen.quality.view import Reason, Rows, RowView
 
 __all__ = ["build", "run_chain"]
 
 BATCH = 256  # rows parsed and hashed together (a few MB of text features)
-GROUP = {"exact_dedup", "near_dedup", "pass_rate", "zero_variance", "cap_per_task", "stratify", "kto_balance"}
 
 
 def build(cfg: QualityConfig, task_meta: dict[str, dict[str, Any]],
-          answers: dict[str, int] | None = None) -> list[tuple[str, Any]]:
-    """``(name, filter)`` in chain order; ``answers`` (task id -> ``text.answer_key``) keeps dedup from
-    merging tasks whose gold answers differ."""
-    f = cfg.filters
-    make = {
-        "status": lambda: rowfilters.Status(f.status),
-        "reward": lambda: rowfilters.Reward(f.reward, cfg.min_reward_threshold),
-        "length": lambda: rowfilters.Length(f.length),
-        "repetition": lambda: rowfilters.Repetition(f.repetition),
-        "refusal": lambda: rowfilters.Refusal(f.refusal),
-        "answer_format": lambda: rowfilters.AnswerFormat(f.answer_format),
-        "decontaminate": lambda: Decontaminate(f.decontaminate),
-        "exact_dedup": lambda: dedup.ExactDedup(f.exact_dedup, answers),
-        "near_dedup": lambda: dedup.NearDedup(f.near_dedup, answers),
-        "pass_rate": lambda: groupfilters.PassRate(f.pass_rate),
-        "zero_variance": lambda: groupfilters.ZeroVariance(f.zero_variance),
-        "cap_per_task": lambda: groupfilters.CapPerTask(f.cap_per_task),
-        "stratify": lambda: groupfilters.Stratify(f.stratify, task_meta),
-        "kto_balance": lambda: groupfilters.KtoBalance(f.kto_balance),
-    }
-    return [(name, make[name]()) for name in cfg.chain]
+          answers: dict[str, int] | None = None) -> list[tuple[str, Filter]]:
+    """``(name, filter)`` in chain order, each from the filter registry; ``answers`` (task id ->
+    ``text.answer_key``) keeps dedup from merging tasks whose gold answers differ."""
+    inputs = Inputs(task_meta=task_meta, answers=answers)
+    return [(name, make(name, cfg, inputs)) for name in cfg.chain]
 
 
 def _batches(path: Path, size: int = BATCH) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
@@ -67,16 +50,19 @@ def _batches(path: Path, size: int = BATCH) -> Iterator[tuple[list[dict[str, Any
         yield batch, offsets
 
 
-def run_chain(chain: list[tuple[str, Any]], rollouts: Path, curated: Path, rejected: Path,
+def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, rejected: Path,
               observers: list[Callable[[list[RowView]], None]]) -> tuple[Rows, np.ndarray, list[dict[str, Any]]]:
     """Filter ``rollouts`` into ``curated`` / ``rejected``; return the rows, who dropped each (-1: kept), the funnel.
 
     ``observers`` see every batch of rows in pass 1 (metrics), whatever the filters say.
     """
     rows = Rows(rollouts)
-    # (position, is a row filter, the call): row filters check, dedup filters observe, the rest wait
-    steps = [(pos, name not in GROUP, f.observe if name in GROUP else f.check)
-             for pos, (name, f) in enumerate(chain) if name not in GROUP or hasattr(f, "observe")]
+    steps: list[tuple[int, bool, Callable[[RowView], Any]]] = []  # (position, is a row filter, the call)
+    for pos, (_, f) in enumerate(chain):
+        if isinstance(f, RowFilter):
+            steps.append((pos, True, f.check))
+        elif isinstance(f, GroupFilter) and f.observes:  # the other group filters wait for pass 1 to end
+            steps.append((pos, False, f.observe))
     first_fail: dict[int, tuple[int, Reason]] = {}
     for batch, offsets in _batches(rollouts):
         views = rows.add(batch, offsets)
@@ -100,7 +86,7 @@ def run_chain(chain: list[tuple[str, Any]], rollouts: Path, curated: Path, rejec
     alive = len(rows)
     try:
         for pos, (name, f) in enumerate(chain):
-            if name in GROUP:
+            if isinstance(f, GroupFilter):
                 drops = f.decide(np.flatnonzero(dropped_by < 0), rows) if alive else {}
             else:
                 drops = {i: first_fail[i][1] for i in fail_at.get(pos, []) if dropped_by[i] < 0}
@@ -110,7 +96,7 @@ def run_chain(chain: list[tuple[str, Any]], rollouts: Path, curated: Path, rejec
             labels = Counter(label for label, _ in drops.values())
             step = {"filter": name, "in": alive, "out": alive - len(drops), "dropped": len(drops),
                     "reasons": dict(labels.most_common())}
-            if getattr(f, "notes", None):  # what a filter saw but did not drop (e.g. kept apart by dedup)
+            if isinstance(f, GroupFilter) and f.notes:  # what it saw but did not drop (e.g. kept apart by dedup)
                 step["notes"] = dict(f.notes)
             funnel.append(step)
             alive -= len(drops)

@@ -1,6 +1,6 @@
 """Decontamination: drop tasks whose prompt shares a word n-gram with a row of an evaluation file.
 
-The evaluation files are task files in any format ``rollgen.servers.taskfile.read_tasks`` reads.
+The evaluation files are task files in any format ``rollgen.servers.taskrows.read_tasks`` reads.
 Their n-grams (default 13 words, as in the GPT-3 / Llama reports) go into one sorted array; a task's
 prompt is checked once. A benchmark row shorter than ``n`` words matches when a prompt contains all
 of its words in order; rows under 5 words are too generic to check and are counted as such.
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from rollgen import config as c
+from rollgen.quality.registry import FILTERS, RowFilter
 from rollgen.quality.text import ngram_hashes, words
 from rollgen.quality.view import Reason, RowView, prompt_text
 
@@ -24,9 +25,10 @@ MIN_WORDS = 5
 MAX_LISTED = 100  # matches listed in the report (all are counted)
 
 
-class Decontaminate:
+@FILTERS.register("decontaminate")
+class Decontaminate(RowFilter):
     def __init__(self, p: c.DecontaminateFilter):
-        from rollgen.servers.taskfile import read_tasks
+        from rollgen.servers.taskrows import read_tasks
 
         self.n, self.field = p.ngram, p.field
         self.rows: list[tuple[str, str]] = []  # (file, row id) per benchmark row

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +32,7 @@ import numpy as np
 
 from rollgen import config as c
 from rollgen.quality.groupfilters import task_stats
+from rollgen.quality.registry import FILTERS, GroupFilter, Inputs
 from rollgen.quality.text import MinHasher, exact_key, mix, prompt_shingles, shingles, sorted_common, sorted_set, words
 from rollgen.quality.view import Reason, Rows, RowView, prompt_text
 
@@ -65,13 +66,19 @@ def slack(threshold: float, num_perm: int) -> float:
     return 3.0 * math.sqrt(threshold * (1.0 - threshold) / num_perm)
 
 
-class _Dedup:
+class _Dedup(GroupFilter):
+    observes = True  # hashes every row that reaches it in pass 1
+
     def __init__(self, field: str, answers: dict[str, int] | None):
+        super().__init__()
         self.by_task = field == "prompt"
         self.field = field
         self.answers = answers or {}
-        self.notes: Counter[str] = Counter()
         self._rows = array("q")  # observed row indices, increasing
+
+    @classmethod
+    def from_config(cls, params: Any, cfg: c.QualityConfig, inputs: Inputs) -> _Dedup:
+        return cls(params, inputs.answers)  # different gold answers keep look-alike tasks apart
 
     def _who(self, unit: int, rows: Rows) -> str:
         return f"task {rows.task_ids[unit]}" if self.by_task else f"rollout {rows.ids[unit]}"
@@ -93,6 +100,7 @@ class _Dedup:
         return out
 
 
+@FILTERS.register("exact_dedup")
 class ExactDedup(_Dedup):
     def __init__(self, p: c.ExactDedupFilter, answers: dict[str, int] | None = None):
         super().__init__(p.field, answers)
@@ -124,6 +132,7 @@ class ExactDedup(_Dedup):
         return self._verdict(cand, rows, units, unit_of, dup_of, "exact duplicate")
 
 
+@FILTERS.register("near_dedup")
 class NearDedup(_Dedup):
     def __init__(self, p: c.NearDedupFilter, answers: dict[str, int] | None = None):
         super().__init__(p.field, answers)

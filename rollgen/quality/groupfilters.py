@@ -1,6 +1,6 @@
 """Filters that judge groups of rollouts: pass-rate band, zero variance, cap per task, strata, KTO balance.
 
-Each has ``decide(cand, rows) -> {row: Reason}``: ``cand`` holds the indices of the rows still alive
+Each is a ``GroupFilter`` registered under its chain name, with ``decide(cand, rows) -> {row: Reason}``: ``cand`` holds the indices of the rows still alive
 when the filter's turn comes (sorted), ``rows`` the columns of every row. Everything is numpy over
 those columns, so a group filter costs a few milliseconds per 100,000 rows.
 """
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from rollgen import config as c
+from rollgen.quality.registry import FILTERS, GroupFilter, Inputs
 from rollgen.quality.view import Reason, Rows
 
 __all__ = ["CapPerTask", "KtoBalance", "PassRate", "Stratify", "ZeroVariance", "task_stats"]
@@ -32,8 +33,10 @@ def task_stats(cand: np.ndarray, rows: Rows) -> tuple[np.ndarray, np.ndarray, np
     return group, tasks, n.astype(np.int64), mean, np.where(n > 0, hi - lo, 0.0)
 
 
-class PassRate:
+@FILTERS.register("pass_rate")
+class PassRate(GroupFilter):
     def __init__(self, p: c.PassRateFilter):
+        super().__init__()
         self.p = p
 
     def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
@@ -49,8 +52,10 @@ class PassRate:
         return {int(i): verdict[g] for i, g in zip(cand, group.tolist()) if g in verdict}
 
 
-class ZeroVariance:
+@FILTERS.register("zero_variance")
+class ZeroVariance(GroupFilter):
     def __init__(self, p: c.ZeroVarianceFilter):
+        super().__init__()
         self.p = p
 
     def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
@@ -70,8 +75,10 @@ def _best_first(cand: np.ndarray, rows: Rows) -> np.ndarray:
     return cand[np.lexsort((cand, -np.nan_to_num(r, nan=-np.inf), rows.task[cand]))]
 
 
-class CapPerTask:
+@FILTERS.register("cap_per_task")
+class CapPerTask(GroupFilter):
     def __init__(self, p: c.CapPerTaskFilter):
+        super().__init__()
         self.cap = p.max_per_task
 
     def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
@@ -96,11 +103,17 @@ def _lookup(meta: dict[str, Any], key: str) -> Any:
     return meta
 
 
-class Stratify:
+@FILTERS.register("stratify")
+class Stratify(GroupFilter):
     """Quotas per stratum: the largest total whose shares fit the strata present, capped per stratum."""
 
     def __init__(self, p: c.StratifyFilter, task_meta: dict[str, dict[str, Any]]):
+        super().__init__()
         self.p, self.task_meta = p, task_meta
+
+    @classmethod
+    def from_config(cls, params: c.StratifyFilter, cfg: c.QualityConfig, inputs: Inputs) -> Stratify:
+        return cls(params, inputs.task_meta)
 
     def stratum(self, task_id: str) -> str:
         value = _lookup(self.task_meta.get(task_id, {}), self.p.by)
@@ -130,8 +143,10 @@ class Stratify:
         return out
 
 
-class KtoBalance:
+@FILTERS.register("kto_balance")
+class KtoBalance(GroupFilter):
     def __init__(self, p: c.KtoBalanceFilter):
+        super().__init__()
         self.p = p
 
     def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:

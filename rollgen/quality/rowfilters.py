@@ -1,7 +1,8 @@
 """Filters that judge one rollout at a time: status, reward, length, repetition, refusal, answer format.
 
-Each is a class with ``check(view) -> Reason | None``: a ``(label, detail)`` pair to drop the row,
-None to keep it. Labels are few and stable (the funnel counts them); details carry the numbers.
+Each is a ``RowFilter`` registered under its chain name, with ``check(view) -> Reason | None``: a
+``(label, detail)`` pair to drop the row, None to keep it. Labels are few and stable (the funnel counts
+them); details carry the numbers.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import math
 import re
 
 from rollgen import config as c
+from rollgen.quality.registry import FILTERS, Inputs, RowFilter
 from rollgen.quality.view import Reason, RowView
 
 __all__ = ["AnswerFormat", "Length", "Refusal", "Repetition", "Reward", "Status"]
 
 
-class Status:
+@FILTERS.register("status")
+class Status(RowFilter):
     def __init__(self, p: c.StatusFilter):
         self.drop = set(p.drop)
 
@@ -28,9 +31,14 @@ class Status:
         return None
 
 
-class Reward:
+@FILTERS.register("reward")
+class Reward(RowFilter):
     def __init__(self, p: c.RewardFilter, min_reward: float):
         self.min, self.max, self.criteria = min_reward, p.max, dict(p.criteria)
+
+    @classmethod
+    def from_config(cls, params: c.RewardFilter, cfg: c.QualityConfig, inputs: Inputs) -> Reward:
+        return cls(params, cfg.min_reward_threshold)  # the bar sits at the top of quality (presets set it)
 
     def check(self, v: RowView) -> Reason | None:
         r = v.reward
@@ -52,7 +60,8 @@ class Reward:
         return None
 
 
-class Length:
+@FILTERS.register("length")
+class Length(RowFilter):
     def __init__(self, p: c.LengthFilter):
         self.p = p
 
@@ -74,7 +83,8 @@ class Length:
         return None
 
 
-class Repetition:
+@FILTERS.register("repetition")
+class Repetition(RowFilter):
     def __init__(self, p: c.RepetitionFilter):
         self.p = p
 
@@ -87,7 +97,8 @@ class Repetition:
         return None
 
 
-class Refusal:
+@FILTERS.register("refusal")
+class Refusal(RowFilter):
     def __init__(self, p: c.RefusalFilter):
         self.first_chars = p.first_chars
         self.pattern = re.compile("|".join(re.escape(x.lower()) for x in p.phrases)) if p.phrases else None
@@ -101,7 +112,8 @@ class Refusal:
         return ("refusal", f"contains {m.group(0)!r}") if m else None
 
 
-class AnswerFormat:
+@FILTERS.register("answer_format")
+class AnswerFormat(RowFilter):
     def __init__(self, p: c.AnswerFormatFilter):
         self.pattern, self.last_chars = re.compile(p.pattern), p.last_chars
 

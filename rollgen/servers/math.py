@@ -17,23 +17,20 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from rollgen.records import Task
-from rollgen.servers import ResourceServer, TaskSourceError
-from rollgen.servers.prompts import with_instruction
-from rollgen.servers.taskfile import read_tasks, write_tasks
+from rollgen.servers import TaskSourceError
+from rollgen.servers.taskfile import TaskFileServer, read_tasks, write_tasks
 
 __all__ = ["MathServer", "cache_dir"]
 
-log = logging.getLogger("rollgen")
 DEFAULT_INSTRUCTION = "Put your final answer within \\boxed{}."
 MAX_DRAWS = 20  # a generator gets at most MAX_DRAWS * size (+ 10,000) draws to find size distinct questions
 STALL = 2000  # ...and stops after max(STALL, 2 * size) draws in a row without a new one
@@ -48,19 +45,14 @@ def _default_generator_config() -> dict[str, dict[str, Any]]:
     return {"basic_arithmetic": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}}
 
 
-class MathServer(ResourceServer):
+class MathServer(TaskFileServer):
     """Math word and arithmetic problems; no tools. Defaults mirror ``conf/server/math.yaml``."""
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
-
+    class Params(TaskFileServer.Params):
         generators: list[str] = Field(default_factory=lambda: ["basic_arithmetic"])
         generator_config: dict[str, dict[str, Any]] = Field(default_factory=_default_generator_config)
         size: int = Field(20, ge=1, description="tasks per generator")
         seed: int = 42
-        data_path: str | None = Field(None, description="a JSONL task file used instead of the generators")
-        system_prompt: str | None = None
-        prompt_template: str = Field("{question}", description="how a bare question becomes the user turn")
         instruction: str | None = Field(
             DEFAULT_INSTRUCTION, description="appended on a new line to prompts that carry no final-answer "
                                              "instruction of their own; null: none")
@@ -79,57 +71,25 @@ class MathServer(ResourceServer):
                 raise ValueError(f"generators are listed twice: {sorted({n for n in names if names.count(n) > 1})}")
             return names
 
-        @field_validator("prompt_template")
-        @classmethod
-        def _check_template(cls, template: str) -> str:
-            if "{question}" not in template:
-                raise ValueError("must contain '{question}', where the problem text goes")
-            return template
-
     params: Params
 
-    def tasks(self) -> Iterator[Task]:
-        p = self.params
-        source = Path(p.data_path) if p.data_path else self._generated()
-        skipped = self.bad_rows if self.on_bad_row == "skip" else None
-        tasks = (self._prompted(task) for task in read_tasks(source, skipped))
-        yield from (_unique(tasks, str(source)) if p.data_path and p.unique_prompts else tasks)
+    def own_tasks(self) -> Iterator[Task]:
+        """The generated tasks, from the task cache (generated on first use)."""
+        return read_tasks(self._generated())
 
     def check(self) -> None:
         """Before any work: a task file has a row (its lines are checked as they are read), or the generators
         and their options are reasoning-gym's (unless these params' tasks are cached). Raises ``ValueError``."""
-        if self.params.data_path:
-            path = Path(self.params.data_path)
-            if path.is_file() and not _has_nonblank_line(path):
-                raise ValueError(f"data_path: {path}: no tasks: the file is empty")
-        elif not self.cache_path().is_file():
+        super().check()
+        if not self.params.data_path and not self.cache_path().is_file():
             _check_generators(self.params)
 
     def fingerprint(self) -> dict[str, Any]:
         """The params plus the reasoning-gym version (generated tasks) or the file's hash (``data_path``)."""
         fp = super().fingerprint()
-        if self.params.data_path:
-            fp["data_sha256"] = _file_sha256(Path(self.params.data_path))
-        else:
+        if not self.params.data_path:
             fp["reasoning_gym"] = _reasoning_gym_version()
         return fp
-
-    def added_text(self) -> list[str]:
-        """The prompt template around ``{question}`` and the instruction."""
-        p = self.params
-        return [part for part in (*p.prompt_template.split("{question}"), p.instruction) if part and part.strip()]
-
-    def _prompted(self, task: Task) -> Task:
-        """Apply the template to a bare ``prompt`` and prepend the system prompt unless there is one."""
-        p = self.params
-        if task.messages:
-            messages = [dict(m) for m in task.messages]
-        else:
-            text = with_instruction(p.prompt_template.replace("{question}", task.prompt or ""), p.instruction)
-            messages = [{"role": "user", "content": text}]
-        if p.system_prompt and messages[0].get("role") != "system":
-            messages.insert(0, {"role": "system", "content": p.system_prompt})
-        return task.model_copy(update={"messages": messages, "prompt": None})
 
     def cache_path(self) -> Path:
         """Where the generated tasks of these params are cached."""
@@ -168,24 +128,6 @@ def _check_generators(p: MathServer.Params) -> None:
                 config.validate()
         except (TypeError, ValueError, AssertionError) as e:
             raise ValueError(f"generator_config.{name} {options}: {e}") from None
-
-
-def _unique(tasks: Iterator[Task], source: str) -> Iterator[Task]:
-    """``tasks`` without those whose user text repeats an earlier task's (normalised); says how many went."""
-    from rollgen.quality.text import prompt_key
-    from rollgen.quality.view import prompt_text
-
-    seen: set[bytes] = set()
-    repeats = 0
-    for task in tasks:
-        key = prompt_key(prompt_text(task.chat()))
-        if key in seen:
-            repeats += 1
-            continue
-        seen.add(key)
-        yield task
-    if repeats:
-        log.warning("%s: %d tasks skipped whose prompt repeats an earlier task's (server.unique_prompts)", source, repeats)
 
 
 def _generate(p: MathServer.Params) -> Iterator[Task]:
@@ -256,18 +198,3 @@ def _reasoning_gym_version() -> str:
         return metadata.version("reasoning-gym")
     except metadata.PackageNotFoundError:
         raise TaskSourceError("reasoning-gym is not installed; install it or set data_path to a task file") from None
-
-
-def _has_nonblank_line(path: Path) -> bool:
-    with path.open("rb") as f:
-        return any(line.strip() for line in f)
-
-
-def _file_sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None  # tasks() reports the missing file
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

@@ -1,217 +1,159 @@
-"""JSONL task files: read rollgen, NeMo Gym and plain question/answer rows as ``Task``s; write them back.
+"""The base of servers whose tasks are rows of a task file: a domain server adds only its prompt, tools and fields.
 
-Row shapes, told apart by their keys:
+``TaskFileServer`` reads ``data_path`` (JSON Lines, a JSON array or Parquet; rollgen, NeMo Gym or Hugging
+Face-style rows, with a ``fields`` mapping onto a dataset's own columns: ``rollgen.servers.taskrows``), or,
+without one, the server's own tasks (``own_tasks``: bundled or generated). It handles what every such server
+needs: bad rows (an error naming ``file:line``, or skipped and reported with ``on_bad_row=skip``), repeated
+prompts (``unique_prompts``), the user turn (``prompt_template``, then ``instruction`` where the prompt has no
+answer instruction of its own, then ``system_prompt``), a check before any work, and the fingerprint the
+rollout cache keys on (the file's hash; the run's ``limit`` is applied by the engine as tasks stream).
 
-* rollgen: the ``Task`` fields, ``messages`` or ``prompt`` plus ``tools``, ``answer``, ``metadata``;
-* NeMo Gym: ``responses_create_params.input`` (a string or ``{role, content}`` messages), optional
-  ``responses_create_params.tools`` / ``instructions``, the ground truth in ``expected_answer`` (or ``answer``);
-* plain: ``question`` (or ``problem``) and ``answer`` (or ``solution``).
+A domain server subclasses it::
 
-Keys a shape does not use go into ``metadata``. A row without ``id`` gets ``<file stem>-<line number>``.
+    class CodeServer(TaskFileServer):
+        class Params(TaskFileServer.Params):
+            instruction: str | None = "Answer with one ```python block."
+
+        def own_tasks(self) -> Iterator[Task]:      # tasks when no data_path is given
+            ...
+
+        def validate_task(self, task: Task) -> None:  # optional: a row this domain cannot use is a bad row
+            if not task.metadata.get("tests"):
+                raise ValueError("no 'tests'")
+
+        def prompted(self, task: Task) -> Task:     # optional: more than the template (options, tools)
+            return super().prompted(task)
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
+import hashlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rollgen.records import Task
-from rollgen.servers import TaskSourceError
+from rollgen.servers import ResourceServer, TaskSourceError
+from rollgen.servers.prompts import with_instruction
+from rollgen.servers.taskrows import TaskFileError, read_tasks, write_tasks
 
-__all__ = ["TaskFileError", "read_tasks", "write_tasks"]
+__all__ = ["TaskFileError", "TaskFileServer", "file_sha256", "read_tasks", "unique_prompts", "write_tasks"]
 
-
-class TaskFileError(TaskSourceError):
-    """A task file that cannot be read; the message starts with ``<path>:<line>: `` when a line is at fault."""
-
-
-MAX_LINE_BYTES = 16 * 2**20
+log = logging.getLogger("rollgen")
 
 
-def read_tasks(path: str | os.PathLike[str], skipped: list[str] | None = None) -> Iterator[Task]:
-    """Stream the tasks of a JSONL file, one line at a time (blank lines skipped).
+class TaskFileServer(ResourceServer):
+    """Tasks from ``data_path``, else the server's own (``own_tasks``); the user turn built from the params."""
 
-    Raises TaskFileError at once when the file is missing, and while iterating at the first bad line,
-    unless ``skipped`` is a list: then each bad line's message is appended to it and the line skipped.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise TaskFileError(f"{p}: no such task file" if not p.exists() else f"{p}: not a file")
-    return _read(p, skipped)
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
 
+        data_path: str | None = Field(None, description="a task file (JSONL, JSON array or Parquet) used instead "
+                                                        "of the server's own tasks")
+        fields: dict[str, str] | None = Field(
+            None, description="rollgen row key -> the file's column (e.g. {question: instruction, answer: output})")
+        system_prompt: str | None = None
+        prompt_template: str = Field("{question}", description="how a bare question becomes the user turn")
+        instruction: str | None = Field(
+            None, description="appended on a new line to prompts that carry no answer instruction of their own")
+        unique_prompts: bool | None = Field(
+            None, description="skip tasks whose normalised prompt repeats an earlier task's; null: off for "
+                              "data_path (a server's own tasks decide for themselves)")
 
-def _read(p: Path, skipped: list[str] | None) -> Iterator[Task]:
-    first_line: dict[str, int] = {}  # id -> line, to catch duplicate ids
-    with p.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                if len(raw) > MAX_LINE_BYTES:
-                    raise ValueError(f"line is {len(raw) / 2**20:.1f} MiB, over the {MAX_LINE_BYTES >> 20} MiB limit")
-                line = raw.decode("utf-8")
-                if lineno == 1:
-                    line = line.removeprefix("\ufeff")
-                if not line.strip():
-                    continue
-                task = _task_from_row(_json(line), default_id=f"{p.stem}-{lineno}")
-                if task.id in first_line:
-                    raise ValueError(f"duplicate id {task.id!r} (first on line {first_line[task.id]})")
-            except UnicodeDecodeError as e:
-                error = f"{p}:{lineno}: not UTF-8 (bad byte 0x{raw[e.start]:02x} at column {e.start + 1})"
-            except ValueError as e:
-                error = f"{p}:{lineno}: {e}"
-            else:
-                error = None
-            if error is not None:
-                if skipped is None:
-                    raise TaskFileError(error)
-                skipped.append(error)
-                continue
-            first_line[task.id] = lineno
-            yield task
+        @field_validator("prompt_template")
+        @classmethod
+        def _check_template(cls, template: str) -> str:
+            if "{question}" not in template:
+                raise ValueError("must contain '{question}', where the problem text goes")
+            return template
 
+    params: Params
 
-def write_tasks(path: str | os.PathLike[str], tasks: Iterable[Task]) -> int:
-    """Write ``tasks`` as rollgen rows, atomically (temp file + rename); return how many were written."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for task in tasks:
-                f.write(task.model_dump_json(exclude_none=True) + "\n")
-                n += 1
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return n
+    def tasks(self) -> Iterator[Task]:
+        p = self.params
+        if p.data_path:
+            skipped = self.bad_rows if self.on_bad_row == "skip" else None
+            tasks = (self.prompted(t) for t in read_tasks(p.data_path, skipped, p.fields, self.validate_task))
+            yield from (unique_prompts(tasks, p.data_path) if p.unique_prompts else tasks)
+        else:
+            yield from (self.prompted(t) for t in self.own_tasks())
 
+    def own_tasks(self) -> Iterator[Task]:
+        """The server's own tasks (bundled or generated), as bare ``prompt`` or ``messages``; used without
+        ``data_path``. The default has none."""
+        raise TaskSourceError(f"{type(self).__name__} has no tasks of its own: set server.data_path to a task file")
 
-def _json(line: str) -> Any:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"invalid JSON: {e.msg} at column {e.colno}") from None
+    def validate_task(self, task: Task) -> None:
+        """Raise ValueError when a task read from ``data_path`` lacks what this domain needs (a bad row: an
+        error naming ``file:line``, or skipped with ``on_bad_row=skip``). The default accepts every task."""
 
+    def prompted(self, task: Task) -> Task:
+        """Apply the template and instruction to a bare ``prompt``; prepend the system prompt unless there is one.
+        Tasks given as chat ``messages`` are sent as they are."""
+        p = self.params
+        if task.messages:
+            messages = [dict(m) for m in task.messages]
+        else:
+            text = with_instruction(p.prompt_template.replace("{question}", task.prompt or ""), p.instruction)
+            messages = [{"role": "user", "content": text}]
+        if p.system_prompt and messages[0].get("role") != "system":
+            messages.insert(0, {"role": "system", "content": p.system_prompt})
+        return task.model_copy(update={"messages": messages, "prompt": None})
 
-def _type(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number"
-    )
+    def added_text(self) -> list[str]:
+        """The prompt template around ``{question}`` and the instruction."""
+        p = self.params
+        return [part for part in (*p.prompt_template.split("{question}"), p.instruction) if part and part.strip()]
 
+    def check(self) -> None:
+        """Before any work: a task file has a row (its rows are checked as they are read). Raises ``ValueError``."""
+        if self.params.data_path:
+            path = Path(self.params.data_path)
+            if path.is_file() and not _has_content(path):
+                raise ValueError(f"data_path: {path}: no tasks: the file is empty")
 
-def _task_from_row(row: Any, default_id: str) -> Task:
-    if not isinstance(row, dict):
-        raise ValueError(f"expected a JSON object, got {_type(row)}")
-    row = dict(row)
-    task_id = row.pop("id", None)
-    if task_id is None:
-        task_id = default_id
-    elif isinstance(task_id, bool) or not isinstance(task_id, (str, int)) or task_id == "":
-        raise ValueError(f"'id' must be a non-empty string or an integer, got {_type(task_id)}")
-    if "responses_create_params" in row:
-        fields = _nemo_gym(row)
-    elif "messages" in row or "prompt" in row:
-        fields = _rollgen(row)
-    elif "question" in row or "problem" in row:
-        fields = _plain(row)
-    else:
-        raise ValueError(
-            "no task input: expected 'messages' or 'prompt' (rollgen), 'responses_create_params.input' "
-            f"(NeMo Gym) or 'question' / 'problem'; the keys are {sorted(row)}"
-        )
-    try:
-        return Task(id=str(task_id), **fields)
-    except ValidationError as e:
-        raise ValueError("; ".join(_error(err) for err in e.errors())) from None
+    def fingerprint(self) -> dict[str, Any]:
+        """The params (``fields`` left out when unset) plus the task file's hash with ``data_path``."""
+        fp = super().fingerprint()
+        if not fp.get("fields"):
+            fp.pop("fields", None)
+        if self.params.data_path:
+            fp["data_sha256"] = file_sha256(Path(self.params.data_path))
+        return fp
 
 
-def _error(err: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"'{loc}': {msg}" if loc else msg
+def unique_prompts(tasks: Iterator[Task], source: str) -> Iterator[Task]:
+    """``tasks`` without those whose user text repeats an earlier task's (normalised); says how many went."""
+    from rollgen.quality.text import prompt_key
+    from rollgen.quality.view import prompt_text
+
+    seen: set[bytes] = set()
+    repeats = 0
+    for task in tasks:
+        key = prompt_key(prompt_text(task.chat()))
+        if key in seen:
+            repeats += 1
+            continue
+        seen.add(key)
+        yield task
+    if repeats:
+        log.warning("%s: %d tasks skipped whose prompt repeats an earlier task's (server.unique_prompts)", source, repeats)
 
 
-def _with_metadata(fields: dict[str, Any], rest: dict[str, Any]) -> dict[str, Any]:
-    """Merge the row's unused keys into ``metadata`` (an explicit ``metadata`` wins on clashes)."""
-    metadata = rest.pop("metadata", {})
-    if not isinstance(metadata, dict):
-        raise ValueError(f"'metadata' must be an object, got {_type(metadata)}")
-    return {**fields, "metadata": {**rest, **metadata}}
+def _has_content(path: Path) -> bool:
+    with path.open("rb") as f:
+        return any(line.strip() for line in f)
 
 
-def _rollgen(row: dict[str, Any]) -> dict[str, Any]:
-    fields = {k: row.pop(k) for k in ("messages", "prompt", "tools", "answer") if k in row}
-    if "messages" in fields:
-        _check_messages(fields["messages"], "messages")
-    return _with_metadata(fields, row)
-
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    key = "question" if "question" in row else "problem"
-    question = row.pop(key)
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError(f"'{key}' must be a non-empty string, got {_type(question)}")
-    answer = row.pop("answer") if "answer" in row else row.pop("solution", None)
-    return _with_metadata({"prompt": question, "answer": answer}, row)
-
-
-def _nemo_gym(row: dict[str, Any]) -> dict[str, Any]:
-    params = row.pop("responses_create_params")
-    if not isinstance(params, dict):
-        raise ValueError(f"'responses_create_params' must be an object, got {_type(params)}")
-    params = dict(params)
-    given = params.pop("input", None)
-    if isinstance(given, str) and given.strip():
-        messages = [{"role": "user", "content": given}]
-    elif isinstance(given, list) and given:
-        _check_messages(given, "responses_create_params.input")
-        messages = [{"role": m["role"], "content": _text(m.get("content"), i)} for i, m in enumerate(given)]
-    else:
-        raise ValueError(
-            "'responses_create_params.input' must be a non-empty string or list of {role, content} messages, "
-            f"got {_type(given)}"
-        )
-    instructions = params.pop("instructions", None)
-    if isinstance(instructions, str) and instructions:
-        messages.insert(0, {"role": "system", "content": instructions})
-    fields: dict[str, Any] = {"messages": messages}
-    if (tools := params.pop("tools", None)) is not None:
-        if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
-            raise ValueError("'responses_create_params.tools' must be a list of objects")
-        fields["tools"] = [_chat_tool(t) for t in tools]
-    fields["answer"] = row.pop("expected_answer") if "expected_answer" in row else row.pop("answer", None)
-    if params:  # sampling settings of the row; rollgen's sampler config decides, but keep them
-        row["responses_create_params"] = params
-    return _with_metadata(fields, row)
-
-
-def _check_messages(messages: Any, key: str) -> None:
-    if not isinstance(messages, list):
-        raise ValueError(f"'{key}' must be a list of messages, got {_type(messages)}")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise ValueError(f"'{key}[{i}]' must be an object with a string 'role'")
-
-
-def _text(content: Any, i: int) -> str:
-    """Message content as text: a string, or Responses-API parts (``input_text``) joined."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in content):
-        return "".join(p["text"] for p in content)
-    raise ValueError(f"'responses_create_params.input[{i}].content' must be a string or a list of text parts")
-
-
-def _chat_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    """A Responses-API function tool (flat ``name``) as a chat-completions one (nested ``function``)."""
-    if "function" in tool or "name" not in tool:
-        return tool
-    return {"type": "function", "function": {k: v for k, v in tool.items() if k != "type"}}
+def file_sha256(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes; None when it does not exist (``tasks()`` reports that)."""
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

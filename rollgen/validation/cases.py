@@ -29,9 +29,7 @@ from decimal import Decimal, localcontext
 from fractions import Fraction
 
 from rollgen.records import Task
-from rollgen.verifiers.extract import task_question
-from rollgen.verifiers.quantities import restates_question
-from rollgen.verifiers.numbers import parse_number
+from rollgen.verifiers.extract import parse_number, restates_question, task_question
 from rollgen.validation.parts_cases import PART_RENDERINGS, QUESTION_PERTURBATIONS, part_renderings, question_perturbations
 
 __all__ = ["PERTURBATIONS", "RENDERINGS", "Case", "equivalent", "perturbations", "render_number", "renderings"]

@@ -10,7 +10,6 @@ false-negative rates per kind, up to ``validate.examples`` failures per kind, gu
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -23,8 +22,7 @@ from rollgen.config import RunConfig
 from rollgen.verifiers.guards import Guarded, check
 from rollgen.records import Rollout, Task
 from rollgen.verifiers import verify
-from rollgen.verifiers.extract import task_question
-from rollgen.verifiers.final import extract_answer
+from rollgen.verifiers.extract import extract_answer, gold_answers, task_question
 from rollgen.verifiers.source import scorer_is_built, source_score, source_scorer
 from rollgen.validation.cases import (
     PERTURBATIONS,
@@ -60,14 +58,8 @@ class Scored:
 
 
 def _gold(task: Task) -> str | None:
-    a = task.answer
-    if a is None:
-        return None
-    if isinstance(a, (list, tuple)):  # several acceptable answers: the first
-        return _gold(task.model_copy(update={"answer": a[0]})) if a else None
-    if isinstance(a, dict):
-        return json.dumps(a, ensure_ascii=False)
-    return a if isinstance(a, str) else str(a)
+    """The gold answer the cases are made from: the first acceptable one; None without one."""
+    return next(iter(gold_answers(task.answer)), None) if task.answer is not None else None
 
 
 def _other(golds: Sequence[str | None], i: int) -> str | None:

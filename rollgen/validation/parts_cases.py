@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import re
 
-from rollgen.verifiers.numbers import parse_number_list
-from rollgen.verifiers.quantities import restatement
+from rollgen.verifiers.extract import parse_number_list, restatement
 
 __all__ = ["PART_RENDERINGS", "QUESTION_PERTURBATIONS", "part_renderings", "question_perturbations"]
 

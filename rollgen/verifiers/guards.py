@@ -27,10 +27,20 @@ from typing import Any
 from rollgen.config import GuardsConfig
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier, verifier_name, verify
-from rollgen.verifiers.extract import answer_region, boxes, final_answer, is_empty_answer, task_question
-from rollgen.verifiers.final import RETRACTION, FinalAnswer, find_final
-from rollgen.verifiers.values import count_parts, reduce_math
-from rollgen.verifiers.numbers import parse_number_list
+from rollgen.verifiers.extract import (
+    RETRACTION,
+    FinalAnswer,
+    answer_region,
+    boxes,
+    count_parts,
+    final_answer,
+    find_final,
+    gold_answers,
+    is_empty_answer,
+    parse_number_list,
+    reduce_math,
+    task_question,
+)
 
 __all__ = ["GUARDS", "Guarded", "check", "guard_verdict"]
 
@@ -46,13 +56,6 @@ _OTHER_ALTERNATIVE = re.compile(r"(?<![\\\w])[A-Za-z]{2,}\s+or\b(?!\s+[a-z](?:_\
 _SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
 _SPACE = re.compile(r"\s+")
 _HEDGE_TAIL = 200  # characters after the final statement read for second thoughts ("... or maybe 8")
-
-
-def _gold_texts(task: Task) -> list[str]:
-    answer = task.answer
-    if answer is None:
-        return []
-    return [str(a) for a in answer] if isinstance(answer, (list, tuple)) else [str(answer)]
 
 
 def _prompt_text(task: Task) -> str:
@@ -144,8 +147,10 @@ def check(cfg: GuardsConfig, task: Task, rollout: Rollout) -> list[tuple[str, st
         ratio = len(zlib.compress(raw, 6)) / len(raw)
         if ratio < cfg.min_compression_ratio:
             trips.append(("repetition", f"compresses to {ratio:.3f} of its size (a loop)"))
-    if cfg.hedging and (reason := _hedge(text, region, _gold_texts(task), task_question(task))):
-        trips.append(("hedging", reason))
+    if cfg.hedging:
+        golds = gold_answers(task.answer) if task.answer is not None else []
+        if reason := _hedge(text, region, golds, task_question(task)):
+            trips.append(("hedging", reason))
     return trips
 
 

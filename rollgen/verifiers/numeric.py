@@ -11,9 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rollgen.config import Regex
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
-from rollgen.verifiers.extract import Extract, final_answer, gold_answers
-from rollgen.verifiers.math import extract_answer, parse_number
-from rollgen.verifiers.text import normalize_text
+from rollgen.verifiers.extract import Extract, extract_answer, final_answer, gold_answers, normalize_text, parse_number
 
 __all__ = ["NumericTolerance", "PartsMatch"]
 
@@ -100,7 +98,7 @@ class PartsMatch(Verifier):
 
     def verify(self, task: Task, rollout: Rollout) -> Verdict:
         answer = task.answer
-        gold = [str(x) for x in answer] if isinstance(answer, (list, tuple)) else self._split(gold_answers(answer)[0])
+        gold = gold_answers(answer) if isinstance(answer, (list, tuple)) else self._split(gold_answers(answer)[0])
         extracted, rule = final_answer(rollout.completion, self.params.extract)
         parts = self._split(extracted) if extracted else []
         if self.params.ordered:

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rollgen.records import Task
-from rollgen.verifiers.numbers import SCIENTIFIC as _SCIENTIFIC
-from rollgen.verifiers.numbers import parse_number, plain_answer
+from rollgen.verifiers.extract import SCIENTIFIC as _SCIENTIFIC
+from rollgen.verifiers.extract import gold_text, parse_number, plain_answer
 
 __all__ = ["scorer_is_built", "source_score", "source_scorer"]
 
@@ -99,8 +99,7 @@ def source_scorer(task: Task) -> Callable[[str], float] | None:
     if scorer is None:
         return None
     meta = task.metadata
-    entry = {"question": meta.get("question", ""), "answer": task.answer if isinstance(task.answer, str)
-             else str(task.answer), "metadata": meta}
+    entry = {"question": meta.get("question", ""), "answer": gold_text(task.answer), "metadata": meta}
     return lambda answer: float(scorer(answer, entry))
 
 

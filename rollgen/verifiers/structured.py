@@ -23,8 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
 from rollgen.validation.cases import Case
-from rollgen.verifiers.extract import answer_region
-from rollgen.verifiers.text import normalize_text
+from rollgen.verifiers.extract import answer_region, normalize_text
 
 __all__ = ["JsonSchemaVerifier", "extract_json"]
 

@@ -9,7 +9,6 @@ compare (a cascade escalates on it).
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,31 +23,11 @@ from rollgen.verifiers.extract import (
     final_answer,
     gold_answers,
     last_boxed,
-    strip_wrappers,
+    normalize_text,
+    parse_number,
 )
-from rollgen.verifiers.numbers import parse_number
 
-__all__ = ["ExactMatch", "FormatCheck", "MultipleChoice", "NormalizedMatch", "RegexMatch", "normalize_text"]
-
-_PUNCT = re.compile(r"[-+](?=\d)|(?<=\d)[./](?=\d)|([^\w\s])")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
-_SPACES = re.compile(r"\s+")
-
-
-def normalize_text(s: str, *, lowercase: bool = True, articles: bool = True) -> str:
-    """SQuAD-style normalisation that keeps numbers intact: NFKC, wrappers and punctuation dropped
-    (but not a number's sign, decimal point or fraction bar), ``1,000`` → ``1000``, lowercase,
-    articles removed, whitespace collapsed."""
-    s = strip_wrappers(unicodedata.normalize("NFKC", s).replace("\u2212", "-"))
-    s = _THOUSANDS.sub("", s)
-    if lowercase:
-        s = s.lower()
-    s = _PUNCT.sub(lambda m: " " if m.group(1) else m.group(0), s)
-    if articles and (without := _ARTICLES.sub(" ", s)).strip():  # "A" alone is a letter, not an article
-        s = without
-    return _SPACES.sub(" ", s).strip()
-
+__all__ = ["ExactMatch", "FormatCheck", "MultipleChoice", "NormalizedMatch", "RegexMatch"]
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -15,7 +15,7 @@ intermediate result); a self-check line ("Check: 15 + 8 = 23") never does. A sho
 (``short``). Anything else states no answer (``none``): a long text whose last number happens to equal the
 gold is not rewarded.
 
-A statement's value is read by ``rollgen.verifiers.values``: the right side of ``=`` when the left is a name or
+A statement's value is read by ``values``: the right side of ``=`` when the left is a name or
 arithmetic (``x = 5``, ``3 + 4 = 7``; not an equation like ``x^2 + y^2 = 1``), the value after "is"/"has", a
 list of values ("1, 2, and 3", "x = 2 or x = -3") kept together.
 """
@@ -26,9 +26,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rollgen.verifiers.extract import Found, answer_region, answer_statements, boxes
-from rollgen.verifiers.numbers import parse_number_list
-from rollgen.verifiers.values import (
+from rollgen.verifiers.extract.region import Found, answer_region, answer_statements, boxes
+from rollgen.verifiers.extract.numbers import parse_number_list
+from rollgen.verifiers.extract.values import (
     MATH_SPAN,
     count_parts,
     is_math,

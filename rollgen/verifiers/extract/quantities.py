@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from rollgen.verifiers.numbers import parse_number
-from rollgen.verifiers.values import reduce_math, top_level_split
+from rollgen.verifiers.extract.numbers import parse_number
+from rollgen.verifiers.extract.values import reduce_math, top_level_split
 
 __all__ = ["canon", "question_quantities", "restatement", "restates_question"]
 

@@ -1,10 +1,10 @@
-"""Where the answer is in a completion: the extraction primitives every verifier and guard shares.
+"""Where the answer is in a completion: the region after the reasoning, boxes, answer statements, the last line.
 
 After the last ``</think>`` (``answer_region``), before a leaked chat-template tail (``<|im_start|>user``);
 ``\\boxed{}`` / ``\\fbox{}`` groups (``braced``, ``boxes``, ``last_boxed``, ``all_boxed``); "answer is X" /
 "Answer: X" / a "Final Answer" heading (``answer_is``, ``answer_statements``); the last line; or a regex
 group. Each scan starts from the end and is bounded, so a 100k-character completion takes microseconds.
-``rollgen.verifiers.final`` builds the math verifier's final-answer rules on these.
+``final`` builds the math verifier's final-answer rules on these.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from rollgen.records import Task
 
 __all__ = ["Extract", "Found", "all_boxed", "answer_is", "answer_region", "answer_statements", "boxes", "braced",
-           "final_answer", "gold_answers", "is_empty_answer", "last_boxed", "last_line", "strip_wrappers",
+           "final_answer", "is_empty_answer", "last_boxed", "last_line", "strip_wrappers",
            "task_question"]
 
 Extract = Literal["auto", "boxed", "answer_is", "last_line", "full"]
@@ -192,14 +192,6 @@ def task_question(task: Task) -> str:
         if m.get("role") == "user" and isinstance(m.get("content"), str):
             return m["content"]
     return task.prompt or ""
-
-
-def gold_answers(answer: object) -> list[str]:
-    """A task's acceptable answers as strings: a list means any of them. Raises when there is none."""
-    if answer is None:
-        raise ValueError("the task has no ground-truth 'answer'")
-    items = answer if isinstance(answer, (list, tuple)) else [answer]
-    return [x if isinstance(x, str) else str(x) for x in items]
 
 
 def is_empty_answer(text: str) -> bool:

@@ -7,7 +7,7 @@ commas, fractions, mixed numbers, scientific notation, percentages), bare LaTeX 
 ",", "and", "or", ``\\quad`` (with ``x =`` names) are one multi-part value ("x = 2 or x = -3"). Of several,
 the sentence's answer is the result of ``=``; else the one followed by what the question asks about; else the
 last after "is"/"has"/"a total of"; else a value the sentence starts with ("15 students take the bus");
-else the last. ``rollgen.verifiers.final`` finds the sentence.
+else the last. ``final`` finds the sentence.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from rollgen.verifiers.numbers import tex_thousands
+from rollgen.verifiers.extract.numbers import tex_thousands
 
 __all__ = ["MATH_SPAN", "asked_stems", "count_parts", "is_math", "is_named_value", "is_prose", "option_letter", "question_stems",
            "reduce_math", "stems", "top_level_split", "value_of", "without_commands"]

@@ -1,0 +1,73 @@
+"""The quality filters by name (``quality.chain``), and the two kinds a filter is.
+
+* ``RowFilter``: judges one rollout at a time in pass 1 (``check(view) -> Reason | None``);
+* ``GroupFilter``: decides after pass 1 on the rows still alive at its turn (``decide(cand, rows)``); one
+  that needs to see rows in pass 1 (dedup hashes them) says so with ``observes = True`` and ``observe(view)``.
+
+A filter module registers each class under its chain name (``@FILTERS.register("status")``);
+``make(name, cfg, inputs)`` builds it from ``quality.filters.<name>`` (``from_config`` when a filter needs
+more than its own parameters). An unknown name is an error naming the registered ones.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rollgen.config import QualityConfig
+from rollgen.quality.view import Reason, Rows, RowView
+from rollgen.registry import Registry
+
+__all__ = ["FILTERS", "Filter", "GroupFilter", "Inputs", "RowFilter", "make"]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What some filters need beyond their parameters: the run's task metadata and gold-answer keys."""
+
+    task_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answers: dict[str, int] | None = None
+
+
+class Filter:
+    """A filter built from its parameters (``quality.filters.<name>``)."""
+
+    @classmethod
+    def from_config(cls, params: Any, cfg: QualityConfig, inputs: Inputs) -> Filter:
+        return cls(params)  # type: ignore[call-arg]
+
+
+class RowFilter(Filter):
+    """Judges each row in pass 1, in chain order, until one drops it."""
+
+    def check(self, v: RowView) -> Reason | None:
+        raise NotImplementedError
+
+
+class GroupFilter(Filter):
+    """Decides on groups of rows after pass 1; ``notes`` count what it saw but did not drop."""
+
+    observes: ClassVar[bool] = False  # True: ``observe`` sees every row that reaches it in pass 1
+
+    def __init__(self) -> None:
+        self.notes: Counter[str] = Counter()
+
+    def observe(self, v: RowView) -> None:
+        """Pass 1: look at a row still alive at this filter's place in the chain (``observes`` filters)."""
+
+    def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
+        raise NotImplementedError
+
+
+FILTERS: Registry[type[Filter]] = Registry("quality filter")
+
+
+def make(name: str, cfg: QualityConfig, inputs: Inputs) -> Filter:
+    """The filter ``name`` of ``quality.chain``, built from ``cfg.filters.<name>``."""
+    cls = FILTERS[name]
+    if not issubclass(cls, (RowFilter, GroupFilter)):
+        raise TypeError(f"quality filter {name!r} ({cls.__qualname__}) is neither a RowFilter nor a GroupFilter")
+    return cls.from_config(getattr(cfg.filters, name), cfg, inputs)
