@@ -71,7 +71,8 @@ def test_a_word_that_is_not_a_command_is_named(tmp_path: Path, word: str, line: 
 def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     p = rollgen("--help", cwd=tmp_path)
     assert p.returncode == 0
-    for line in ["sampler: dpo, ppo, sft", "policy: local, openai", "server: code, math", "guards: code, default, off", "format: dpo, kto, rl, sft"]:
+    for line in ["sampler: dpo, ppo, sft", "policy: local, openai", "server: code, instruction_following, math, reasoning_gym",
+                 "guards: code, default, off, prose, reasoning_gym", "format: dpo, kto, rl, sft"]:
         assert line in p.stdout, p.stdout
 
 
