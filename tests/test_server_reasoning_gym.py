@@ -3,6 +3,7 @@ own ``score_answer`` against its own entry; gold-checked by ``rollgen validate``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
@@ -17,12 +18,18 @@ from rollgen.records import Rollout, Task
 from rollgen.rundir import read_jsonl
 from rollgen.servers.reasoning_gym import ReasoningGymServer, shares
 from rollgen.servers.taskfile import TaskFileError, TaskFileServer
+from rollgen.runtime import Runtime
 from rollgen.validation.gold import run_gold_validation
 from rollgen.verifiers.gymscore import EVAL_SCORERS, SYMPY_SCORERS, ReasoningGymScore
 from tests.conftest import serve_in_thread
 from tests.fakes import FakeOpenAI
 
 VERIFIER = ReasoningGymScore(ReasoningGymScore.Params())
+
+
+async def _gold(cfg: rollgen.config.RunConfig, tasks: list[Task]) -> dict:
+    async with Runtime(cache_dir=cfg.cache_dir) as rt:
+        return await run_gold_validation(cfg, tasks, rt)
 
 
 def _tasks(*overrides: str) -> list[Task]:
@@ -125,9 +132,9 @@ def test_reasoning_gym_rows_from_a_file_and_bad_rows(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = rollgen.compose(["server=reasoning_gym", f"server.data_path={path}"], output_dir="x")
     server = build(cfg.server)
-    server.on_bad_row = "skip"
-    tasks = list(server.tasks())
-    assert len(tasks) == 2 and server.bad_rows == [
+    skipped: list[str] = []  # on_bad_row=skip: the run passes a list for the skipped rows
+    tasks = list(server.tasks(skipped))
+    assert len(tasks) == 2 and skipped == [
         f"{path}:3: task 'rg-3': metadata.source_dataset 'no_such_gen' is not a reasoning-gym generator "
         "(its scorer is the verifier)"]
     for task, entry in zip(tasks, entries):
@@ -192,7 +199,7 @@ def test_every_generator_that_builds_in_seconds_scores_its_own_answers_1() -> No
                 tasks = list(build(cfg.server).tasks())
             finally:
                 signal.alarm(0)
-            report = run_gold_validation(cfg, tasks)
+            report = asyncio.run(_gold(cfg, tasks))
             checked.append(name)
             if all(t.answer is None for t in tasks):
                 no_gold.append(name)
