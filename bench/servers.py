@@ -35,7 +35,7 @@ def _code(task: Any) -> tuple[str, str]:
 
 
 def _mcqa(task: Any) -> tuple[str, str]:
-    gold = task.metadata["gold_letter"]
+    gold = str(task.answer)
     other = next(letter for letter in "ABCDEFGHIJ" if letter != gold)
     return f"The answer is ({gold}).", f"The answer is ({other})."
 
