@@ -22,17 +22,23 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
 import shutil
+import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rollgen.errors import UserError
 from rollgen.rundir import atomic_file
 
 __all__ = ["FINAL_STATUSES", "Prior", "cache_root", "collection_lock", "file_hash", "find_sources", "own_sources",
            "register", "restore", "set_aside_other_hash"]
+
+log = logging.getLogger("rollgen")
 
 FINAL_STATUSES = frozenset({"ok", "truncated", "verifier_error"})
 _LOCK_POLL_S = 0.1
@@ -50,19 +56,42 @@ def _index(cache: Path, config_hash: str) -> Path:
 @asynccontextmanager
 async def collection_lock(cache: Path, config_hash: str) -> AsyncIterator[None]:
     """Held while collecting: a second run with the same hash waits (cancellably), then reuses instead of
-    re-collecting."""
+    re-collecting.
+
+    The lock is an exclusive ``flock`` on ``<cache>/rollouts/<hash>.lock``, a file opened for writing (so NFS
+    clients take it on the server: see docs/scale.md), never removed. Its holder writes ``pid N on HOST``
+    into it (and empties it when done); a run that has to wait logs that once, and how long it waited.
+    """
     path = cache / "rollouts" / f"{config_hash}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
+    with open(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666), "r+b") as f:
+        waited_since = None
         while True:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if waited_since is None:
+                    waited_since = time.monotonic()
+                    f.seek(0)
+                    holder = f.read(200).decode("utf-8", "replace").strip() or "another process"
+                    log.info("waiting for %s, which is collecting the same rollouts (hash %s, lock %s); this run "
+                             "reuses them when it is done", holder, config_hash, path)
                 await asyncio.sleep(_LOCK_POLL_S)
+            except OSError as e:  # ENOLCK, ENOSYS: a file system without (cluster-wide) locks
+                raise UserError(f"cache_dir: cannot lock {path} ({e.strerror or e}); put cache_dir on a file system "
+                                "that supports flock (docs/scale.md)") from None
         try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+            f.flush()
+            if waited_since is not None:
+                log.info("collection lock for hash %s taken after %.1f s", config_hash, time.monotonic() - waited_since)
             yield
         finally:
+            f.seek(0)
+            f.truncate()
             fcntl.flock(f, fcntl.LOCK_UN)
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -21,10 +22,10 @@ from typing import IO, Any
 
 from rollgen.errors import UserError
 
-__all__ = ["JsonlWriter", "RunDir", "RunDirBusy", "RunDirLock", "atomic_file", "cannot_create", "read_jsonl",
-           "write_json", "write_jsonl"]
+__all__ = ["JsonlWriter", "RunDir", "RunDirBusy", "RunDirLock", "RunDirUnlockable", "atomic_file", "cannot_create",
+           "read_jsonl", "write_json", "write_jsonl"]
 
-LOCK_NAME = ".rollgen.lock"  # holds the pid of the process that has the run dir; removed when it lets go
+LOCK_NAME = ".rollgen.lock"  # "PID HOST" of the process that has the run dir; removed when it lets go
 
 
 class RunDir:
@@ -94,12 +95,23 @@ class RunDirBusy(UserError):
     """Another process holds the run dir."""
 
 
+class RunDirUnlockable(RunDirBusy):
+    """The run dir cannot be locked: no write access, or a file system without locks. A ``RunDirBusy``, so
+    whatever handles a busy run dir (a clear one-line error, exit 2) handles this too."""
+
+
 class RunDirLock:
-    """A run dir belongs to one process at a time: an exclusive ``flock`` on the directory itself.
+    """A run dir belongs to one process at a time: an exclusive ``flock`` on ``.rollgen.lock`` inside it.
 
     ``acquire`` never waits: when another process holds the directory it raises ``RunDirBusy`` naming that
-    process (its pid is in ``.rollgen.lock`` while it holds the lock). The kernel drops the lock when its
-    holder dies, even by ``kill -9``; a stale ``.rollgen.lock`` left then is simply overwritten.
+    process (it writes its pid and host name into ``.rollgen.lock`` once it holds the lock). The kernel drops the lock when
+    its holder dies, even by ``kill -9``; a stale ``.rollgen.lock`` left then is simply taken over.
+
+    The lock is on a regular file opened for writing, not on the directory: NFS clients lock through the
+    server (Linux sends ``flock`` as a whole-file POSIX lock: NLM on NFSv3, the protocol's own locks on
+    NFSv4), and an NFSv4 client refuses to lock a directory (``ENOLCK``: it holds no open state for one) or,
+    exclusively, a file opened read-only (``EBADF``). The holder removes the file before it unlocks, so a
+    process that locked the removed file sees that the path no longer names it and locks the new one.
     """
 
     def __init__(self, root: str | os.PathLike[str]):
@@ -117,28 +129,36 @@ class RunDirLock:
         """Lock ``root`` (which must exist); raise ``RunDirBusy`` if another process has it."""
         if self._fd is not None:
             return
+        path = self.root / LOCK_NAME
         while True:
-            fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as e:
+                raise RunDirUnlockable(f"output_dir: cannot write to {self.root} ({e.strerror or e})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 raise RunDirBusy(f"{self.root} is in use by another rollgen process ({self._holder()}); wait for "
                                  "it to finish, or give this run its own directory (hydra.run.dir=...)") from None
+            except OSError as e:  # ENOLCK, ENOSYS: a file system without (cluster-wide) locks
+                os.close(fd)
+                raise RunDirUnlockable(f"output_dir: cannot lock {path} ({e.strerror or e}); use a file system that supports "
+                                "flock (docs/scale.md)") from None
             except BaseException:
                 os.close(fd)
                 raise
             try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.root))
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
             except FileNotFoundError:
                 same = False
             if same:
                 break
-            os.close(fd)  # the directory was removed and made again while we locked it: lock the new one
+            os.close(fd)  # its holder removed the file (or the run dir) as we locked it: lock the new one
         self._fd = fd
         try:
-            with atomic_file(self.root / LOCK_NAME) as f:
-                f.write(f"{os.getpid()}\n")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         except BaseException:
             self.release()
             raise
@@ -146,21 +166,27 @@ class RunDirLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        (self.root / LOCK_NAME).unlink(missing_ok=True)
+        path = self.root / LOCK_NAME
+        try:  # before unlocking (see acquire), and only the file this lock holds
+            if os.path.samestat(os.fstat(self._fd), os.stat(path)):
+                path.unlink()
+        except FileNotFoundError:
+            pass
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
 
     def _holder(self) -> str:
-        """``pid N`` of the holder; it writes its pid just after locking, so wait a moment for it."""
+        """``pid N`` of the holder (``pid N on HOST`` when it runs on another machine, as on shared storage); it
+        writes them just after locking, so wait a moment for them."""
         deadline = time.monotonic() + 2.0
         while True:
             try:
-                pid = (self.root / LOCK_NAME).read_text(encoding="utf-8").strip()
+                pid, _, host = (self.root / LOCK_NAME).read_text(encoding="utf-8").strip().partition(" ")
             except OSError:
-                pid = ""
+                pid = host = ""
             if pid.isdigit():
-                return f"pid {pid}"
+                return f"pid {pid}" + (f" on {host}" if host and host != socket.gethostname() else "")
             if time.monotonic() > deadline:
                 return "pid unknown"
             time.sleep(0.01)

@@ -43,6 +43,11 @@ NOT_RUN = {
     "pytest": "the test suite itself, this file included",
     "MODEL_PATH=Qwen/Qwen2.5-0.5B-Instruct NGPUS=8 bash outputs/<date>/<time>/export/verl/train.sh":
         "trains a model on 8 GPUs; tests/test_integration_verl.py runs train.sh with the launcher stubbed",
+    "python -m rollgen -m hydra/launcher=submitit_slurm hydra.launcher.partition=cpu hydra.launcher.timeout_min=240 "
+    "hydra.launcher.cpus_per_task=8 hydra.launcher.array_parallelism=16 cache_dir=/shared/rollgen-cache "
+    "policy=openai policy.base_url=http://vllm-node:8000/v1 sampler.responses_create_params.temperature=0.2,0.5,0.7":
+        "submits a SLURM job array; tests/test_launchers.py runs it with stand-ins for srun and sbatch and checks "
+        "the sbatch script",
 }
 
 QUICKSTART = "python -m rollgen server=math sampler=dpo"

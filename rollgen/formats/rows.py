@@ -13,7 +13,6 @@ conversational forms (frameworks.md B.1).
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections import Counter
