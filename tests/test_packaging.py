@@ -27,7 +27,9 @@ def test_wheel_contains_conf(wheel: Path) -> None:
     for group in ["server/math.yaml", "sampler/dpo.yaml", "policy/local.yaml", "config.yaml"]:
         assert f"rollgen/conf/{group}" in names
     assert not any(n.startswith("tests/") for n in names)
-    for data in ["HumanEval.jsonl.gz", "HumanEval.LICENSE", "code_tasks.jsonl", "mcqa_questions.jsonl"]:  # the servers' bundled tasks
+    bundled = ["HumanEval.jsonl.gz", "HumanEval.LICENSE", "code_tasks.jsonl", "mcqa_questions.jsonl",
+               "structured_tasks.jsonl"]  # the servers' own tasks
+    for data in bundled:
         assert f"rollgen/servers/data/{data}" in names
 
 

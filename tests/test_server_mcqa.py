@@ -63,7 +63,7 @@ def test_the_bundled_questions() -> None:
     assert tasks[0].answer == "A" and tasks[0].metadata["options"][0] == "Mitochondrion"
     physics = list(_server("server.subjects=[physics]").tasks())
     assert len(physics) == 5 and {t.metadata["subject"] for t in physics} == {"physics"}
-    with pytest.raises(ValueError, match=r"subjects: no bundled questions on 'alchemy'; the subjects are art, "):
+    with pytest.raises(ValueError, match=r"subjects: no bundled tasks with subject 'alchemy'; the subjects are art, "):
         _server("server.subjects=[alchemy]").check()
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import Field
 
 from rollgen.records import Task
-from rollgen.servers.taskfile import TaskFileServer, file_sha256, read_tasks
+from rollgen.servers.taskfile import TaskFileServer, bundled_tasks, check_selection, file_sha256
 from rollgen.verifiers.choice import gold_index
 from rollgen.verifiers.extract import choice_order
 
@@ -86,19 +86,13 @@ class McqaServer(TaskFileServer):
     params: Params
 
     def own_tasks(self) -> Iterator[Task]:
-        wanted = set(self.params.subjects) if self.params.subjects is not None else None
-        for task in read_tasks(MCQA_QUESTIONS, check=self.validate_task):
-            if wanted is None or task.metadata.get("subject") in wanted:
-                yield task
+        yield from bundled_tasks(MCQA_QUESTIONS, self.validate_task, "subject", self.params.subjects)
 
     def check(self) -> None:
-        """Before any work: the task file has a row; named subjects exist in the bundled set."""
+        """Before any work: the task file has a row; the subjects named exist in the bundled set."""
         super().check()
-        if self.params.subjects is not None and not self.params.data_path:
-            known = {t.metadata.get("subject") for t in read_tasks(MCQA_QUESTIONS)}
-            if unknown := sorted(set(self.params.subjects) - known):
-                raise ValueError(f"subjects: no bundled questions on {', '.join(map(repr, unknown))}; the "
-                                 f"subjects are {', '.join(sorted(known))}")
+        if not self.params.data_path:
+            check_selection(MCQA_QUESTIONS, "subject", self.params.subjects, "subjects")
 
     def validate_task(self, task: Task) -> None:
         """A task needs a gold answer and 2 to 10 non-empty options (or chat messages with a gold answer)."""
