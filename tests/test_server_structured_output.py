@@ -17,7 +17,7 @@ from rollgen.build import build, build_verifier
 from rollgen.commands.validate import main as validate
 from rollgen.records import Rollout, Task
 from rollgen.rundir import read_jsonl
-from rollgen.servers.structured import StructuredServer
+from rollgen.servers.structured_output import StructuredServer
 from rollgen.servers.taskfile import TaskFileError
 from rollgen.verifiers import verify
 from tests.conftest import serve_in_thread
