@@ -18,7 +18,6 @@ With ``data_path``, any task file whose rows carry ``tests`` (a top-level ``test
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +26,6 @@ from pydantic import Field
 
 from rollgen.records import Task
 from rollgen.servers.humaneval import HUMANEVAL, humaneval_tasks
-from rollgen.servers.prompts import answer_instruction
 from rollgen.servers.taskfile import TaskFileServer, file_sha256, read_tasks
 
 __all__ = ["CODE_TASKS", "CodeServer"]
@@ -35,7 +33,6 @@ __all__ = ["CODE_TASKS", "CodeServer"]
 DEFAULT_INSTRUCTION = "Write your answer in Python, in one ```python code block."
 CODE_TASKS = Path(__file__).resolve().parent / "data" / "code_tasks.jsonl"
 CodeSet = Literal["rollgen", "humaneval"]
-_FENCED = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 
 
 class CodeServer(TaskFileServer):
@@ -55,17 +52,6 @@ class CodeServer(TaskFileServer):
                 yield from read_tasks(CODE_TASKS, check=self.validate_task)
             else:
                 yield from humaneval_tasks()
-
-    def prompted(self, task: Task) -> Task:
-        """As ``TaskFileServer.prompted``, but an instruction-like line inside the prompt's code (a docstring's
-        "Return only positive numbers") does not stop the server's instruction being appended."""
-        p = self.params
-        if task.messages or not p.instruction:
-            return super().prompted(task)
-        text = p.prompt_template.replace("{question}", task.prompt or "")
-        if answer_instruction(_FENCED.sub(" ", text)) is None:
-            text = f"{text.rstrip()}\n{p.instruction}"
-        return super().prompted(task.model_copy(update={"messages": [{"role": "user", "content": text}], "prompt": None}))
 
     def validate_task(self, task: Task) -> None:
         """A task needs a non-empty list of tests: assert strings, or ``{input, output}`` cases."""
