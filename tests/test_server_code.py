@@ -78,6 +78,13 @@ def test_every_reference_solution_passes_in_the_sandbox_and_a_stub_fails() -> No
     assert failed == [] and rewards[len(tasks):] == [0.0] * len(tasks)
 
 
+def test_a_fence_the_model_never_closed_still_holds_its_code() -> None:
+    """SmolLM2 (policy=local) ends replies as "```python\ndef add(a, b):\n    return a + b" with no closing fence."""
+    add = next(t for t in _tasks("server.sets=[rollgen]") if t.id == "code-add")
+    assert _scores([add, add], ["```python\ndef add(a, b):\n    return a + b",
+                                "```python\nadd = max\n```\nOr better:\n```python\ndef add(a, b):\n    return a + b\n"]) == [1.0, 1.0]
+
+
 def test_deliberately_wrong_solutions_score_below_1() -> None:
     by_id = {t.id: t for t in _tasks()}
     wrong = {  # plausible mistakes: each passes some tests, or none
