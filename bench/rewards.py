@@ -49,21 +49,20 @@ def plain_math_verify(entry: dict[str, Any]) -> float:
 async def rollgen_rewards(entries: list[dict[str, Any]], guarded: bool) -> list[float]:
     """rollgen's math verifier on each entry; with ``guarded``, behind the default guards (a trip scores 0)."""
     from rollgen.config import GuardsConfig
+    from rollgen.runtime import Runtime
     from rollgen.verifiers.guards import check
     from rollgen.verifiers.math import MathVerifier
 
-    verifier = MathVerifier(MathVerifier.Params())
     guards = GuardsConfig()
     out = []
-    try:
+    async with Runtime() as rt:
+        verifier = await rt.attach(MathVerifier(MathVerifier.Params()))
         for entry in entries:
             task, rollout = task_and_rollout(entry)
             if guarded and check(guards, task, rollout):
                 out.append(0.0)
                 continue
             out.append((await verifier.verify(task, rollout)).reward)
-    finally:
-        await verifier.close()
     return out
 
 

@@ -20,6 +20,7 @@ import resource
 import time
 
 from rollgen.records import Rollout, Task
+from rollgen.runtime import Runtime
 from rollgen.verifiers.code import CodeTests
 
 SOLUTION = ("```python\ndef add(a, b):\n    return a + b\n\n"
@@ -40,16 +41,17 @@ def cpu_s() -> tuple[float, float]:
 
 async def measure(workload: str, n: int, concurrency: int | None, extra: dict) -> dict:
     tests, per_verification = WORKLOADS[workload]
-    verifier = CodeTests(CodeTests.Params.model_validate({"max_concurrency": concurrency, **extra}))
     task = Task(id="t", prompt="add", metadata={"tests": tests})
     rollout = Rollout(id="t#0", task_id="t", repeat=0, messages=[], completion=SOLUTION, status="ok")
-    await verifier.verify(task, rollout)  # warm-up: interpreter pages, namespace setup paths
-    c0, t0 = cpu_s(), time.perf_counter()
-    if concurrency == 1:
-        verdicts = [await verifier.verify(task, rollout) for _ in range(n)]
-    else:
-        verdicts = await asyncio.gather(*(verifier.verify(task, rollout) for _ in range(n)))
-    wall, (own, kids) = time.perf_counter() - t0, (b - a for a, b in zip(c0, cpu_s()))
+    async with Runtime() as rt:
+        verifier = await rt.attach(CodeTests(CodeTests.Params.model_validate({"max_concurrency": concurrency, **extra})))
+        await verifier.verify(task, rollout)  # warm-up: interpreter pages, namespace setup paths
+        c0, t0 = cpu_s(), time.perf_counter()
+        if concurrency == 1:
+            verdicts = [await verifier.verify(task, rollout) for _ in range(n)]
+        else:
+            verdicts = await asyncio.gather(*(verifier.verify(task, rollout) for _ in range(n)))
+        wall, (own, kids) = time.perf_counter() - t0, (b - a for a, b in zip(c0, cpu_s()))
     assert all(v.reward == 1.0 for v in verdicts), verdicts[0].details
     executions = n * per_verification
     return {"workload": workload, "concurrency": concurrency or os.cpu_count(), "verifications": n,

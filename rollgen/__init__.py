@@ -1,12 +1,13 @@
 """rollgen: verified rollouts → SFT / DPO / RL datasets for LLM post-training.
 
-``rollgen.compose`` and ``rollgen.run`` (the Python API, ``rollgen.api``) and ``rollgen.__version__`` load on
-first use, so importing one module of the package (``rollgen.config``, a verifier) imports nothing else.
+``rollgen.compose``, ``rollgen.run`` / ``rollgen.arun`` and ``rollgen.Runtime`` (the Python API,
+``rollgen.api``) and ``rollgen.__version__`` load on first use, so importing one module of the package
+(``rollgen.config``, a verifier) imports nothing else.
 """
 
 from typing import Any
 
-__all__ = ["__version__", "compose", "run"]
+__all__ = ["Runtime", "__version__", "arun", "compose", "run"]
 
 
 def __getattr__(name: str) -> Any:

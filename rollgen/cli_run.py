@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from rollgen import redact
 from rollgen.config import RunConfig
 from rollgen.rundir import RunDirBusy, RunDirLock
-from rollgen.stop import Stop
+from rollgen.stop import Interrupted, Stop
 
 __all__ = ["RunDirWatch", "discard_sweep_stubs", "execute", "install_signals", "resume", "resume_target"]
 
@@ -142,7 +142,7 @@ def execute(cfg: RunConfig, on_start: Any = None) -> dict[str, Any]:
         _cleanup(started, root)
         _say("error: endpoint: ", str(e))
         sys.exit(3)
-    except KeyboardInterrupt:
+    except (Interrupted, KeyboardInterrupt):
         _cleanup(started, root)
         _say("", "interrupted before the run started; nothing was written")
         sys.exit(130)
@@ -172,7 +172,7 @@ def write_hydra_files(root: Path, task_cfg: DictConfig) -> None:
     """What Hydra writes to ``<run dir>/.hydra/`` (``hydra.output_subdir``), written once the run starts."""
     from hydra.core.hydra_config import HydraConfig
 
-    from rollgen.rundir import atomic_file
+    from rollgen.jsonl import atomic_file
 
     hydra_cfg = HydraConfig.instance().cfg
     files = {"config.yaml": task_cfg, "hydra.yaml": hydra_cfg,

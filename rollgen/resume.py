@@ -31,22 +31,19 @@ from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from rollgen.errors import UserError
-from rollgen.rundir import atomic_file
+from rollgen.jsonl import atomic_file
+from rollgen.logs import logging_off_the_loop
 
-__all__ = ["FINAL_STATUSES", "Prior", "cache_root", "collection_lock", "file_hash", "find_sources", "own_sources",
+__all__ = ["FINAL_STATUSES", "Prior", "collection_lock", "file_hash", "find_sources", "own_sources",
            "register", "restore", "set_aside_other_hash"]
 
 log = logging.getLogger("rollgen")
 
 FINAL_STATUSES = frozenset({"ok", "truncated", "verifier_error"})
 _LOCK_POLL_S = 0.1
-
-
-def cache_root(configured: str | None) -> Path:
-    """``cache_dir`` from the config, else ``$ROLLGEN_CACHE_DIR``, else ``~/.cache/rollgen``."""
-    return Path(configured or os.environ.get("ROLLGEN_CACHE_DIR") or Path.home() / ".cache" / "rollgen").expanduser()
 
 
 def _index(cache: Path, config_hash: str) -> Path:
@@ -63,36 +60,62 @@ async def collection_lock(cache: Path, config_hash: str) -> AsyncIterator[None]:
     into it (and empties it when done); a run that has to wait logs that once, and how long it waited.
     """
     path = cache / "rollouts" / f"{config_hash}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666), "r+b") as f:
-        waited_since = None
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
+    f = await asyncio.to_thread(_open_lock_file, path)  # every step on the file in a thread: NFS may be slow
+    try:
+        async with logging_off_the_loop():
+            waited_since = None
+            while not await asyncio.to_thread(_try_lock, f, path):
                 if waited_since is None:
                     waited_since = time.monotonic()
-                    f.seek(0)
-                    holder = f.read(200).decode("utf-8", "replace").strip() or "another process"
+                    holder = await asyncio.to_thread(_holder, f)
                     log.info("waiting for %s, which is collecting the same rollouts (hash %s, lock %s); this run "
                              "reuses them when it is done", holder, config_hash, path)
                 await asyncio.sleep(_LOCK_POLL_S)
-            except OSError as e:  # ENOLCK, ENOSYS: a file system without (cluster-wide) locks
-                raise UserError(f"cache_dir: cannot lock {path} ({e.strerror or e}); put cache_dir on a file system "
-                                "that supports flock (docs/scale.md)") from None
-        try:
-            f.seek(0)
-            f.truncate()
-            f.write(f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-            f.flush()
-            if waited_since is not None:
-                log.info("collection lock for hash %s taken after %.1f s", config_hash, time.monotonic() - waited_since)
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
-            fcntl.flock(f, fcntl.LOCK_UN)
+            try:
+                await asyncio.to_thread(_write_holder, f, f"pid {os.getpid()} on {socket.gethostname()}\n")
+                if waited_since is not None:
+                    log.info("collection lock for hash %s taken after %.1f s", config_hash,
+                             time.monotonic() - waited_since)
+                yield
+            finally:
+                await asyncio.to_thread(_unlock, f)
+    finally:
+        await asyncio.to_thread(f.close)
+
+
+def _open_lock_file(path: Path) -> BinaryIO:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666), "r+b")
+
+
+def _try_lock(f: BinaryIO, path: Path) -> bool:
+    """Take the lock if it is free (True), else False. A file system without locks is a ``UserError``."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as e:  # ENOLCK, ENOSYS: a file system without (cluster-wide) locks
+        raise UserError(f"cache_dir: cannot lock {path} ({e.strerror or e}); put cache_dir on a file system "
+                        "that supports flock (docs/scale.md)") from None
+
+
+def _holder(f: BinaryIO) -> str:
+    f.seek(0)
+    return f.read(200).decode("utf-8", "replace").strip() or "another process"
+
+
+def _write_holder(f: BinaryIO, text: str) -> None:
+    f.seek(0)
+    f.truncate()
+    f.write(text.encode())
+    f.flush()
+
+
+def _unlock(f: BinaryIO) -> None:
+    f.seek(0)
+    f.truncate()
+    fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def file_hash(path: Path) -> str | None:

@@ -1,6 +1,6 @@
 """The two steps around a run's start: its tasks validated into a temp file, then its run dir opened.
 
-``staged_tasks`` reads the task source before anything else happens: a bad row (or, for a verifier that
+``stage_tasks`` reads the task source before anything else happens: a bad row (or, for a verifier that
 compares with a gold answer, a task without one) stops the run, or is skipped with ``on_bad_row=skip``,
 before any request and before the run dir is touched. ``open_run`` is the start: it creates and locks the
 run dir and only then writes to it (``run_config.json``, ``tasks.jsonl``), sets aside rollouts of another
@@ -16,20 +16,19 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from rollgen import redact
-from rollgen.version import __version__
 from rollgen.errors import UserError
+from rollgen.jsonl import atomic_file, write_json, write_jsonl
 from rollgen.records import Task
-from rollgen.resume import Prior, cache_root, find_sources, own_sources, register, restore, set_aside_other_hash
-from rollgen.rundir import atomic_file, write_json, write_jsonl
+from rollgen.resume import Prior, find_sources, own_sources, register, restore, set_aside_other_hash
+from rollgen.rundir import saved_config
+from rollgen.servers import TaskSourceError
 from rollgen.verifiers import verifier_name
 
-__all__ = ["open_run", "staged_tasks"]
+__all__ = ["open_run", "stage_tasks"]
 
 log = logging.getLogger("rollgen")
 
@@ -46,39 +45,37 @@ def _answered(tasks: Iterable[Task], run: Any) -> Iterator[Task]:
                        f"({verifier_name(run.verifier)}) compares the completion with one")
             if run.cfg.on_bad_row != "skip":
                 raise UserError(f"{problem}; add the answers, or leave such tasks out with on_bad_row=skip")
-            run.server.bad_rows.append(problem)
+            run.bad_rows.append(problem)
             continue
         yield task
 
 
-@contextmanager
-def staged_tasks(run: Any) -> Iterator[tuple[Path, int]]:
-    """Read every task into a temp file under the cache dir (removed on exit unless ``open_run`` took it)."""
-    from rollgen.servers import TaskSourceError
-
-    cfg, server = run.cfg, run.server
-    server.on_bad_row = cfg.on_bad_row
-    tmp_dir = cache_root(cfg.cache_dir) / "tmp"
+def stage_tasks(run: Any, tmp_dir: Path) -> tuple[Path, int]:
+    """Read every task into a new temp file in ``tmp_dir``: ``(path, count)``. The caller removes the file
+    unless ``open_run`` took it. Bad rows raise ``UserError``, or, with ``on_bad_row=skip``, go to
+    ``run.bad_rows``. Blocking: call it in a thread."""
+    cfg, server, bad_rows = run.cfg, run.server, run.bad_rows
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="tasks.", suffix=".jsonl")
     os.close(fd)
     path = Path(name)
     try:
+        tasks = server.tasks(bad_rows) if cfg.on_bad_row == "skip" else server.tasks()
         try:
-            n = write_jsonl(path, islice(_answered(server.tasks(), run), cfg.limit))
+            n = write_jsonl(path, islice(_answered(tasks, run), cfg.limit))
         except TaskSourceError as e:
             raise UserError(str(e)) from None
         if n == 0:
             source = getattr(server.params, "data_path", None)
             raise UserError(f"{source + ': ' if source else ''}no tasks to collect" + (
-                f" ({len(server.bad_rows)} bad rows skipped; first: {server.bad_rows[0]})" if server.bad_rows
+                f" ({len(bad_rows)} bad rows skipped; first: {bad_rows[0]})" if bad_rows
                 else ": the task file is empty" if source else ": the task source is empty"))
-        if server.bad_rows:
-            log.warning("skipped %d bad task rows (on_bad_row=skip); first: %s", len(server.bad_rows),
-                        server.bad_rows[0])
-        yield path, n
-    finally:
+    except BaseException:
         path.unlink(missing_ok=True)
+        raise
+    if bad_rows:
+        log.warning("skipped %d bad task rows (on_bad_row=skip); first: %s", len(bad_rows), bad_rows[0])
+    return path, n
 
 
 def _move(src: Path, dest: Path) -> None:
@@ -99,8 +96,9 @@ def _config_of(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def open_run(run: Any, staged: Path, config_hash: str, n_tasks: int) -> None:
-    """Create and lock the run dir, then write the run's files into it and restore what can be reused.
+def open_run(run: Any, staged: Path, config_hash: str, n_tasks: int, cache: Path) -> None:
+    """Create and lock the run dir, then write the run's files into it and restore what can be reused (from
+    runs registered in ``cache``, the cache dir).
 
     Sets ``run.started`` (the run dir is this run's now) and ``run.prior``. Blocking: call it in a thread.
     """
@@ -115,9 +113,8 @@ def open_run(run: Any, staged: Path, config_hash: str, n_tasks: int) -> None:
         run.on_start(rd.root)
     old = _config_of(rd.config)
     ours = cfg.model_dump(mode="json", by_alias=True)
-    write_json(rd.config, redact.redact_obj({"rollgen_version": __version__, **ours}))
+    write_json(rd.config, saved_config(cfg))
     _move(staged, rd.tasks)
-    cache = cache_root(cfg.cache_dir)
     set_aside = set_aside_other_hash(rd.root, config_hash)
     if set_aside:
         log.warning("%s held rollouts of another collection (the sampling, model, endpoint or tasks changed): "

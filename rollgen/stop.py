@@ -1,18 +1,36 @@
 """Stopping a run from outside it: what the CLI's signal handlers call (library code installs no handlers).
 
 While rollouts are collected, ``request()`` cancels the collection cleanly (in-flight requests are
-dropped, every written rollout kept, the report says ``interrupted``). Outside collection it returns
-False and the caller interrupts the current stage itself (the CLI raises ``KeyboardInterrupt``, which the
-engine turns into an ``interrupted`` report). ``flush()`` is for a hard exit on a second signal: it
-writes what the run has buffered.
+dropped, every written rollout kept, the report says ``interrupted``). While a blocking stage runs in a
+worker thread (staging the tasks, quality, format, export: ``Stop.interruptible``), it raises
+``KeyboardInterrupt`` in that thread, as Ctrl-C would in the main thread, and the engine turns it into an
+``interrupted`` report (or, before the run started, into ``Interrupted``). Otherwise it returns False and
+the caller interrupts the current stage itself. ``flush()`` is for a hard exit on a second signal: it writes
+what the run has buffered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import threading
 from collections.abc import Callable
+from typing import Any, TypeVar
 
-__all__ = ["Stop"]
+from rollgen.errors import RollgenError
+
+__all__ = ["Interrupted", "Stop"]
+
+T = TypeVar("T")
+
+
+class Interrupted(RollgenError):
+    """The run was stopped before it started (nothing was written to its run dir)."""
+
+
+def _raise_in_thread(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in thread ``thread_id`` at its next Python instruction (None: cancel one not yet raised)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
 
 
 class Stop:
@@ -20,6 +38,8 @@ class Stop:
         self.reason: str | None = None  # set by the first request
         self._task: asyncio.Task[object] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
+        self._lock = threading.Lock()
         self._flushers: list[Callable[[], None]] = []
 
     @property
@@ -36,10 +56,26 @@ class Stop:
     def on_flush(self, fn: Callable[[], None]) -> None:
         self._flushers.append(fn)
 
+    def interruptible(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in this (worker) thread, which a request interrupts with ``KeyboardInterrupt``."""
+        me = threading.get_ident()
+        with self._lock:
+            self._thread = me
+        try:
+            return fn(*args)
+        finally:
+            with self._lock:
+                self._thread = None
+                _raise_in_thread(me, None)  # a request that came as fn returned is not raised later
+
     def request(self, reason: str) -> bool:
-        """Ask the run to stop; True when a running collection is being cancelled, False otherwise."""
+        """Ask the run to stop; True when a running collection or stage is being interrupted, False otherwise."""
         if self.reason is None:
             self.reason = reason
+        with self._lock:
+            if self._thread is not None:
+                _raise_in_thread(self._thread, KeyboardInterrupt)
+                return True
         task, loop = self._task, self._loop
         if task is None or loop is None or task.done() or loop.is_closed():
             return False

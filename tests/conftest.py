@@ -4,16 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import traceback
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any, ClassVar
 
+import blockbuster
+import blockbuster.blockbuster
 import pytest
 
+from rollgen.records import Rollout, Task, Verdict
+from rollgen.runtime import Runtime
 from tests.fakes import FakeOpenAI, RunningFake
+
+
+@asynccontextmanager
+async def started(*components: Any, **runtime: Any) -> AsyncIterator[Runtime]:
+    """``components`` started on a fresh ``Runtime(**runtime)``, closed with it at the end of the block."""
+    async with Runtime(**runtime) as rt:
+        for component in components:
+            await rt.attach(component)
+        yield rt
+
+
+def verify_once(verifier: Any, task: Task, rollout: Rollout) -> Verdict:
+    """``verifier.verify(task, rollout)`` in an event loop of its own, the verifier started on a runtime."""
+    async def go() -> Verdict:
+        async with started(verifier):
+            return await verifier.verify(task, rollout)
+
+    return asyncio.run(go())
 
 
 @contextmanager
@@ -72,3 +97,28 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "cache"
     monkeypatch.setenv("ROLLGEN_CACHE_DIR", str(d))
     return d
+
+
+class _Blocked(blockbuster.BlockingError):
+    """blockbuster's error, also noted: a verifier's catch-all may turn it into a row, the test still fails."""
+
+    seen: ClassVar[list[str]] = []
+
+    def __init__(self, func: str) -> None:
+        super().__init__(func)
+        frames = [f for f in traceback.extract_stack()[:-1] if f"{os.sep}rollgen{os.sep}" in f.filename]
+        where = f" from {frames[-1].filename}:{frames[-1].lineno} ({frames[-1].name})" if frames else ""
+        self.seen.append(f"{func}{where}")
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test when rollgen's code blocks a running event loop: file I/O, ``time.sleep``, a waiting lock,
+    a blocking socket or pipe (blockbuster, in every thread that runs a loop: the run's, a reward scorer's).
+    Only calls with rollgen's code on the stack count; the fakes' servers and the tests' own code do not."""
+    monkeypatch.setattr(blockbuster.blockbuster, "BlockingError", _Blocked)
+    _Blocked.seen = []
+    with blockbuster.blockbuster_ctx(["rollgen"]):
+        yield
+    if _Blocked.seen:
+        pytest.fail("blocking calls on the event loop: " + "; ".join(dict.fromkeys(_Blocked.seen)), pytrace=False)

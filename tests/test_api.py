@@ -30,4 +30,5 @@ def test_rerun_config_needs_a_run_dir(tmp_path: Path) -> None:
 
 
 def test_public_surface() -> None:
-    assert set(rollgen.__all__) == {"__version__", "compose", "run"}
+    assert set(rollgen.__all__) == {"Runtime", "__version__", "arun", "compose", "run"}
+    assert all(getattr(rollgen, name) is not None for name in rollgen.__all__)

@@ -29,7 +29,7 @@ def rollgen(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120
     (["sampler.num_repeats=0"], "sampler.num_repeats: "),
     (["sampler.tempreature=0.3"], "sampler.tempreature: unknown key; did you mean "
                                   "sampler.responses_create_params.temperature?"),
-    (["server=nope"], "server=nope: no such option; available: code, math"),  # the options, not Hydra's search path
+    (["server=nope"], "server=nope: no such option; available: code, instruction_following, math, reasoning_gym"),  # the options, not Hydra's search path
     (["sampler.num_repeats=[1,2"], "sampler.num_repeats: cannot parse 'sampler.num_repeats=[1,2'"),
     (["verifier=judge", "verifier.score_pattern=x"], "verifier.score_pattern: unknown key; it is a valid key the "
                                                      "YAML does not list: add it with a leading +, "
@@ -71,7 +71,8 @@ def test_a_word_that_is_not_a_command_is_named(tmp_path: Path, word: str, line: 
 def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     p = rollgen("--help", cwd=tmp_path)
     assert p.returncode == 0
-    for line in ["sampler: dpo, ppo, sft", "policy: local, openai", "server: code, math", "guards: code, default, off", "format: dpo, kto, rl, sft"]:
+    for line in ["sampler: dpo, ppo, sft", "policy: local, openai", "server: code, instruction_following, math, reasoning_gym",
+                 "guards: code, default, off, prose, reasoning_gym", "format: dpo, kto, rl, sft"]:
         assert line in p.stdout, p.stdout
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from rollgen.engine import EndpointUnreachable
 from rollgen.policy import Endpoint
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.rundir import JsonlWriter, read_jsonl
+from rollgen.runtime import Runtime
 from rollgen.verifiers import Verifier
 from tests.conftest import serve_in_thread, write_arith_tasks
 from tests.fakes import FakeOpenAI
@@ -186,13 +188,18 @@ def test_rollouts_stream_to_disk_as_they_complete(tmp_path: Path) -> None:
         def tools(self) -> list:
             return []
 
+    async def work() -> AsyncIterator[tuple[Task, int]]:
+        for t in tasks:
+            yield t, 0
+
     with serve_in_thread(FakeOpenAI()) as url:
         async def run() -> None:
-            writer = JsonlWriter(path)
+            writer = await asyncio.to_thread(JsonlWriter, path)
             try:
-                await collect(((t, 0) for t in tasks), server=NoTools(), verifier=probe,  # type: ignore[arg-type]
-                              endpoint=Endpoint(url, "m"), sampler=SamplerConfig(num_samples_in_parallel=1),
-                              writer=writer, config_hash="h", progress=False)
+                async with Runtime(connections=1) as rt:
+                    await collect(work(), runtime=rt, server=NoTools(), verifier=probe,  # type: ignore[arg-type]
+                                  endpoint=Endpoint(url, "m"), sampler=SamplerConfig(num_samples_in_parallel=1),
+                                  writer=writer, config_hash="h", progress=False)
             finally:
                 await asyncio.to_thread(writer.close)
         asyncio.run(run())

@@ -43,6 +43,7 @@ def test_code_that_leaves_a_process_holding_its_pipes_does_not_make_exit_noise(t
     script.write_text(textwrap.dedent('''
         import asyncio
         from rollgen.records import Rollout, Task
+        from rollgen.runtime import Runtime
         from rollgen.verifiers.code import CodeTests
 
         CODE = """```python
@@ -56,11 +57,11 @@ def test_code_that_leaves_a_process_holding_its_pipes_does_not_make_exit_noise(t
         ```"""
 
         async def main():
-            v = CodeTests(CodeTests.Params(timeout_s=1))
             task = Task(id="t", prompt="q", metadata={"tests": ["assert add(1, 2) == 3"]})
             r = Rollout(id="t#0", task_id="t", repeat=0, messages=[], completion=CODE, status="ok")
-            print("REWARD", (await v.verify(task, r)).reward)
-            await v.close()
+            async with Runtime() as rt:
+                v = await rt.attach(CodeTests(CodeTests.Params(timeout_s=1)))
+                print("REWARD", (await v.verify(task, r)).reward)
 
         asyncio.run(main())
     '''))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from fractions import Fraction
@@ -14,7 +15,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from rollgen.records import Rollout, Task
+from rollgen.records import Rollout, Task, Verdict
+from rollgen.runtime import Runtime
 from rollgen.servers.math import MathServer
 from rollgen.servers.taskfile import TaskFileError, read_tasks, write_tasks
 from rollgen.verifiers.math import MathVerifier, MathVerifyTimeout, extract_answer, parse_number, score_text
@@ -82,14 +84,12 @@ def test_gold_answer_in_any_form_scores_1_and_wrong_answers_0(generated: list[Ta
 
 def test_verifier_scores_generated_tasks_without_starting_workers(generated: list[Task]) -> None:
     async def run() -> list[float]:
-        v = MathVerifier(MathVerifier.Params())
-        try:
+        async with Runtime() as rt:
+            v = await rt.attach(MathVerifier(MathVerifier.Params()))
             rewards = [(await v.verify(t, rollout(f"\\boxed{{{t.answer}}}"))).reward for t in generated]
             rewards += [(await v.verify(t, rollout("no idea"))).reward for t in generated]
-            assert v._pool is None  # numbers never need math-verify
+            assert not v.pool.started  # numbers never need math-verify
             return rewards
-        finally:
-            await v.close()
 
     rewards = asyncio.run(run())
     assert rewards == [1.0] * len(generated) + [0.0] * len(generated)
@@ -201,20 +201,18 @@ def test_parse_number_rejects_non_numbers_and_huge_inputs() -> None:
 
 def test_symbolic_answers_go_through_math_verify_in_a_worker() -> None:
     async def run() -> list[tuple[float, str]]:
-        v = MathVerifier(MathVerifier.Params(timeout_s=30, workers=1))
         task = Task(id="t", prompt="q", answer="\\sqrt{2}/2")
-        try:
+        async with Runtime() as rt:
+            v = await rt.attach(MathVerifier(MathVerifier.Params(timeout_s=30, workers=1)))
             out = []
             texts = ["\\boxed{\\frac{\\sqrt{2}}{2}}", "\\boxed{\\sqrt{3}}", "The answer is $\\frac{1}{\\sqrt{2}}$."]
             for text in texts:
                 verdict = await v.verify(task, rollout(text))
                 assert verdict.verifier == "math"
                 out.append((verdict.reward, verdict.details["method"]))
-            pids = [p.pid for p in v._pool._processes.values()]
+            pids = v.pool.pids()
             assert pids and os.getpid() not in pids
-        finally:
-            await v.close()
-        assert not any(Path(f"/proc/{pid}").exists() for pid in pids), "worker left running after close()"
+        assert not any(Path(f"/proc/{pid}").exists() for pid in pids), "worker left running after the runtime closed"
         return out
 
     assert asyncio.run(run()) == [(1.0, "math_verify"), (0.0, "math_verify"), (1.0, "math_verify")]
@@ -229,17 +227,15 @@ def test_score_text_uses_math_verify_in_process() -> None:
 
 def test_worker_timeout_raises_and_the_worker_survives() -> None:
     async def run() -> None:
-        v = MathVerifier(MathVerifier.Params(timeout_s=0.0001, workers=1))
         task = Task(id="t", prompt="q", answer="\\frac{\\sqrt{2}}{2} + \\sqrt{3}")
-        try:
+        async with Runtime() as rt:
+            v = await rt.attach(MathVerifier(MathVerifier.Params(timeout_s=0.0001, workers=1)))
             with pytest.raises(MathVerifyTimeout):
                 await v.verify(task, rollout("\\boxed{\\sqrt{5} + \\frac{1}{\\sqrt{2}}}"))
-            pool = v._pool
+            pids = v.pool.pids()
             with pytest.raises(TimeoutError):
                 await v.verify(task, rollout("\\boxed{\\sqrt{7}}"))
-            assert v._pool is pool  # a soft timeout keeps the worker
-        finally:
-            await v.close()
+            assert pids and v.pool.pids() == pids  # a soft timeout keeps the worker
 
     asyncio.run(run())
 
@@ -248,50 +244,43 @@ def test_a_hung_worker_is_killed_and_replaced(monkeypatch: pytest.MonkeyPatch) -
     import rollgen.verifiers.math as math_verifier
 
     async def run() -> None:
-        v = MathVerifier(MathVerifier.Params(timeout_s=30, workers=1))
         task = Task(id="t", prompt="q", answer="\\sqrt{2}/2")
-        try:
+        async with Runtime() as rt:
+            v = await rt.attach(MathVerifier(MathVerifier.Params(timeout_s=30, workers=1)))
             assert (await v.verify(task, rollout("\\boxed{\\sqrt{2}/2}"))).reward == 1.0  # start the pool
-            pool, pids = v._pool, [p.pid for p in v._pool._processes.values()]
+            pids = v.pool.pids()
             # The worker's own 30 s alarm cannot fire first: the event loop's backstop (1 ms here) gives up.
             monkeypatch.setattr(math_verifier, "_HARD_GRACE_S", 0.001 - 30)
             with pytest.raises(TimeoutError, match="hung"):
                 await v.verify(task, rollout("\\boxed{\\sqrt{3} + \\frac{\\pi}{7}}"))
-            assert v._pool is None and not any(Path(f"/proc/{pid}").exists() for pid in pids)
+            assert not v.pool.started and not any(Path(f"/proc/{pid}").exists() for pid in pids)
             monkeypatch.setattr(math_verifier, "_HARD_GRACE_S", 5.0)
             assert (await v.verify(task, rollout("\\boxed{\\sqrt{3}}"))).reward == 0.0
-            assert v._pool is not pool
-        finally:
-            await v.close()
+            assert v.pool.pids() and not set(v.pool.pids()) & set(pids)  # a fresh pool
 
     asyncio.run(run())
 
 
 def test_worker_crash_raises_then_a_fresh_pool_is_used() -> None:
     async def run() -> None:
-        v = MathVerifier(MathVerifier.Params(timeout_s=30, workers=1))
         task = Task(id="t", prompt="q", answer="\\sqrt{2}")
-        try:
+        async with Runtime() as rt:
+            v = await rt.attach(MathVerifier(MathVerifier.Params(timeout_s=30, workers=1)))
             assert (await v.verify(task, rollout("\\boxed{\\sqrt{2}}"))).reward == 1.0
-            for p in v._pool._processes.values():
-                p.kill()
-                p.join()
+            for pid in v.pool.pids():
+                os.kill(pid, signal.SIGKILL)
             with pytest.raises(RuntimeError, match="worker died"):
                 await v.verify(task, rollout("\\boxed{\\sqrt{2}}"))
             assert (await v.verify(task, rollout("\\boxed{\\sqrt{2}}"))).reward == 1.0
-        finally:
-            await v.close()
 
     asyncio.run(run())
 
 
 def test_missing_or_unparseable_gold_raises() -> None:
     async def run(answer: object) -> None:
-        v = MathVerifier(MathVerifier.Params())
-        try:
+        async with Runtime() as rt:
+            v = await rt.attach(MathVerifier(MathVerifier.Params()))
             await v.verify(Task(id="t", prompt="q", answer=answer), rollout("\\boxed{\\sqrt{2}}"))
-        finally:
-            await v.close()
 
     with pytest.raises(ValueError, match="no ground-truth"):
         asyncio.run(run(None))
@@ -459,7 +448,16 @@ def test_write_tasks_round_trips(tmp_path: Path) -> None:
 
 
 def _verify(v: MathVerifier, task: Task, text: str) -> tuple[float, dict]:
-    verdict = asyncio.run(v.verify(task, rollout(text)))
+    """``v``'s verdict, on a runtime of its own; ``v.math_verify_used`` says whether math-verify ran."""
+    async def go() -> Verdict:
+        async with Runtime() as rt:
+            await rt.attach(v)
+            try:
+                return await v.verify(task, rollout(text))
+            finally:
+                v.math_verify_used = getattr(v, "math_verify_used", False) or v.pool.started
+
+    verdict = asyncio.run(go())
     return verdict.reward, verdict.details
 
 
@@ -485,7 +483,7 @@ def test_lowest_terms_is_part_of_a_fraction_tasks_answer(fractions: list[Task]) 
         for text in (f"\\boxed{{{m['numerator']}/{m['denominator']}}}", f"\\boxed{{\\frac{{{2 * num}}}{{{2 * den}}}}}"):
             reward, details = _verify(v, t, text)
             assert (reward, details["method"]) == (0.0, "source") and details["source_score"] < 1, text
-    assert v._pool is None  # the source's scorer decided; math-verify never started
+    assert v.math_verify_used is False  # the source's scorer decided; math-verify never started
     # Without the source's scorer, value equality accepts the unreduced multiple (not the question's own).
     plain = MathVerifier(MathVerifier.Params(source_scorer=False))
     t = fractions[0]

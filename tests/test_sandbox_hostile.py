@@ -24,6 +24,7 @@ import pytest
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers.code import CodeTests
 from rollgen.verifiers.sandbox import JAIL
+from tests.conftest import started
 
 TIMEOUT_S = 4.0
 SLACK_S = 20.0  # interpreter start-up and teardown on two busy cores
@@ -36,10 +37,17 @@ def verifier(**params: Any) -> CodeTests:
         {"timeout_s": TIMEOUT_S, "test_timeout_s": 2, "max_processes": 16, "memory_mb": 512, **params}))
 
 
-async def averify(code: str, tests: Any = None, v: CodeTests | None = None) -> Verdict:
+async def averify(code: str, tests: Any = None, v: CodeTests | None = None, *, started_by_caller: bool = False
+                  ) -> Verdict:
+    """``code`` scored by ``v`` (a fresh verifier when None), started on a runtime of its own unless the caller
+    started it."""
     task = Task(id="t", prompt="write add", metadata={"tests": ADD if tests is None else tests})
     rollout = Rollout(id="t#0", task_id="t", repeat=0, messages=[], completion=f"```python\n{code}\n```", status="ok")
-    return await (v or verifier()).verify(task, rollout)
+    v = v or verifier()
+    if started_by_caller:
+        return await v.verify(task, rollout)
+    async with started(v):
+        return await v.verify(task, rollout)
 
 
 def verify(code: str, tests: Any = None, **params: Any) -> tuple[Verdict, float]:
@@ -183,7 +191,9 @@ def test_killing_the_parent_or_everything_reaches_nothing_outside() -> None:
 
     async def both() -> tuple[Verdict, Verdict]:
         v = verifier()
-        return await asyncio.gather(averify(code, v=v), averify(HONEST, v=v))
+        async with started(v):
+            return await asyncio.gather(averify(code, v=v, started_by_caller=True),
+                                        averify(HONEST, v=v, started_by_caller=True))
 
     hostile, honest = asyncio.run(both())
     assert hostile.reward == 0.0 and honest.reward == 1.0  # the sibling sandbox and this process survived

@@ -18,7 +18,7 @@ from rollgen.records import Rollout, Task
 from rollgen.rundir import read_jsonl
 from rollgen.servers.code import CodeServer
 from rollgen.servers.taskfile import TaskFileError, TaskFileServer
-from tests.conftest import serve_in_thread
+from tests.conftest import serve_in_thread, started
 from tests.fakes import FakeOpenAI
 
 RIGHT = "Here is my solution.\n\n```python\ndef add(a, b):\n    return a + b\n```"
@@ -39,10 +39,8 @@ def _scores(tasks: list[Task], completions: list[str]) -> list[float]:
         return (await verifier.verify(task, rollout)).reward
 
     async def main() -> list[float]:
-        try:
+        async with started(verifier):
             return list(await asyncio.gather(*(score(t, c) for t, c in zip(tasks, completions))))
-        finally:
-            await verifier.close()
 
     return asyncio.run(main())
 
@@ -106,11 +104,11 @@ def test_a_user_task_file_and_its_bad_rows(tmp_path: Path) -> None:
             {"id": "cube", "question": "Write `cube(x)`."}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = rollgen.compose(["server=code", f"server.data_path={path}", "server.fields={tests: test_list}"], output_dir="x")
+    skipped: list[str] = []
     server = build(cfg.server)
-    server.on_bad_row = "skip"
-    tasks = list(server.tasks())
+    tasks = list(server.tasks(skipped))
     assert [t.id for t in tasks] == ["sq"] and tasks[0].metadata["tests"] == ["assert square(3) == 9"]
-    assert server.bad_rows == [f"{path}:2: no column 'test_list' (server.fields maps to it); the keys are ['id', 'question']"]
+    assert skipped == [f"{path}:2: no column 'test_list' (server.fields maps to it); the keys are ['id', 'question']"]
     with pytest.raises(TaskFileError, match=r"mine\.jsonl:1: task 'sq' has no tests"):
         _tasks(f"server.data_path={path}")
     assert "sets" not in server.fingerprint() and build(rollgen.compose(

@@ -116,9 +116,9 @@ def test_bad_rows_name_file_and_line(tmp_path: Path) -> None:
             {"question": "gold?", "options": ["x", "y"], "answer": "Z"}, {"question": "one", "options": ["x"], "answer": 0}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     server = _server(f"server.data_path={path}")
-    server.on_bad_row = "skip"
-    assert [t.id for t in server.tasks()] == ["bad-1"]
-    assert server.bad_rows == [
+    skipped: list[str] = []
+    assert [t.id for t in server.tasks(skipped)] == ["bad-1"]
+    assert skipped == [
         f"{path}:2: no options: give 'options' (or 'choices') as a list, or columns A, B, C, ... (server.fields maps "
         "your column names)",
         f"{path}:3: the gold answer 'Z' is not a choice letter, index or listed option",

@@ -116,16 +116,16 @@ def test_bad_rows_name_file_and_line(tmp_path: Path) -> None:
             {"question": "scalar gold", "answer": "42"}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     server = _file_server(path)
-    server.on_bad_row = "skip"
-    assert [t.id for t in server.tasks()] == ["bad-1"]
-    assert [b.split(": ", 1)[1] for b in server.bad_rows] == [
+    skipped: list[str] = []
+    assert [t.id for t in server.tasks(skipped)] == ["bad-1"]
+    assert [b.split(": ", 1)[1] for b in skipped] == [
         "task 'bad-2': schema_type 'yaml': only JSON output is checked here",
         "'schema' is a string that is not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
         "'schema' is not a valid JSON Schema: 'bogus' is not valid under any of the given schemas",
         "task 'bad-5' has nothing to check the JSON against: give 'schema' (a JSON Schema) or 'answer' (the expected "
         "object), or both",
         "'answer' must be a JSON object or array"]
-    assert server.bad_rows[0].startswith(f"{path}:2: ")
+    assert skipped[0].startswith(f"{path}:2: ")
     with pytest.raises(TaskFileError, match=r"bad\.jsonl:2: task 'bad-2': schema_type 'yaml'"):
         list(_file_server(path).tasks())
 

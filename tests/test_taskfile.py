@@ -86,10 +86,9 @@ def test_bad_rows_stop_the_run_or_are_skipped_and_reported(tmp_path: Path) -> No
     path.write_text('{"prompt": "ok?", "answer": "yes"}\n{"prompt": \n{"answer": "no input"}\n', encoding="utf-8")
     with pytest.raises(TaskFileError, match=r"bad\.jsonl:2: invalid JSON"):
         list(_server(data_path=str(path)).tasks())
-    server = _server(data_path=str(path))
-    server.on_bad_row = "skip"
-    assert [t.id for t in server.tasks()] == ["bad-1"]
-    assert [row.split(": ", 1)[0] for row in server.bad_rows] == [f"{path}:2", f"{path}:3"]
+    skipped: list[str] = []
+    assert [t.id for t in _server(data_path=str(path)).tasks(skipped)] == ["bad-1"]
+    assert [row.split(": ", 1)[0] for row in skipped] == [f"{path}:2", f"{path}:3"]
     broken = tmp_path / "broken.json"
     broken.write_text('[{"prompt": "a"},\n {"prompt": ]', encoding="utf-8")
     with pytest.raises(TaskFileError, match=r"broken\.json:2: invalid JSON"):

@@ -3,6 +3,7 @@ caught; guards are shown catching their cases; run mode gives the reward distrib
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import rollgen
 from rollgen.build import build
 from rollgen.commands.validate import main
 from rollgen.records import Rollout, Task, Verdict
-from rollgen.verifiers import Verifier
+from rollgen.runtime import Runtime
 from rollgen.validation.cases import (
     PERTURBATIONS,
     RENDERINGS,
@@ -21,8 +22,9 @@ from rollgen.validation.cases import (
     render_number,
     renderings,
 )
-from rollgen.validation.runcheck import cohen_kappa
 from rollgen.validation.gold import run_gold_validation
+from rollgen.validation.runcheck import cohen_kappa
+from rollgen.verifiers import Verifier
 from tests.conftest import serve_in_thread, write_arith_tasks
 from tests.fakes import FakeOpenAI
 
@@ -280,7 +282,12 @@ def test_math_verifier_on_1000_reasoning_gym_tasks(cache_dir: Path) -> None:
                            "server.generator_config={}"], output_dir="x")
     tasks = list(build(cfg.server).tasks())
     assert len(tasks) == 1000
-    r = run_gold_validation(cfg, tasks)
+
+    async def validate() -> dict:
+        async with Runtime() as rt:
+            return await run_gold_validation(cfg, tasks, rt)
+
+    r = asyncio.run(validate())
     assert r["false_positive_rate"] == 0.0, r["problems"]
     assert r["false_negative_rate"] <= 0.01, r["problems"]
     assert r["passed"], r["problems"]

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers.code import CodeTests, extract_code
 from rollgen.verifiers.sandbox import SandboxError
+from tests.conftest import started, verify_once
 
 ADD_TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4", "assert add(0, 0) == 0"]
 
@@ -24,7 +25,7 @@ def run(completion: str, tests: Any = ADD_TESTS, **params: Any) -> Verdict:
     v = CodeTests(CodeTests.Params.model_validate({"timeout_s": 10, "test_timeout_s": 2, **params}))
     task = Task(id="t", prompt="write add", metadata={"tests": tests})
     r = Rollout(id="t#0", task_id="t", repeat=0, messages=[], completion=completion, status="ok")
-    return asyncio.run(v.verify(task, r))
+    return verify_once(v, task, r)
 
 
 def fenced(code: str) -> str:
@@ -153,7 +154,8 @@ def test_concurrency_is_bounded() -> None:
         task = Task(id="t", prompt="q", metadata={"tests": ["import time; time.sleep(0.4)"]})
         r = Rollout(id="t#0", task_id="t", repeat=0, messages=[], completion=fenced("x = 1"), status="ok")
         t0 = time.perf_counter()
-        out = await asyncio.gather(*(v.verify(task, r) for _ in range(4)))
+        async with started(v):
+            out = await asyncio.gather(*(v.verify(task, r) for _ in range(4)))
         assert all(o.reward == 1.0 for o in out)
         return time.perf_counter() - t0
 

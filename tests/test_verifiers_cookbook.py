@@ -19,6 +19,7 @@ from rollgen.verifiers.shaping import Penalized
 from rollgen.verifiers.structured import JsonSchemaVerifier
 from rollgen.verifiers.extract import normalize_text
 from rollgen.verifiers.text import ExactMatch, FormatCheck, MultipleChoice, NormalizedMatch, RegexMatch
+from tests.conftest import started
 
 
 def rollout(completion: str, finish_reason: str = "stop") -> Rollout:
@@ -28,7 +29,11 @@ def rollout(completion: str, finish_reason: str = "stop") -> Rollout:
 
 def score(verifier: Any, answer: Any, completion: str, **task: Any) -> Verdict:
     t = Task(id="t", prompt="q", answer=answer, **task)
-    return asyncio.run(verify(verifier, t, rollout(completion)))
+    async def go() -> Verdict:
+        async with started(verifier):
+            return await verify(verifier, t, rollout(completion))
+
+    return asyncio.run(go())
 
 
 def build(cls: type, **params: Any) -> Any:

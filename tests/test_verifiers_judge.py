@@ -20,7 +20,7 @@ from rollgen.rundir import read_jsonl
 from rollgen.verifiers import verify
 from rollgen.verifiers.combine import Cascade
 from rollgen.verifiers.judge import JudgeError, LLMJudge
-from tests.conftest import serve_in_thread, write_arith_tasks
+from tests.conftest import serve_in_thread, started, write_arith_tasks
 from tests.fakes import FakeOpenAI, solve
 
 
@@ -63,10 +63,8 @@ def judge(url: str, **params: Any) -> LLMJudge:
 
 def run_all(v: Any, pairs: list[tuple[Task, str]]) -> list[Verdict]:
     async def main() -> list[Verdict]:
-        try:
+        async with started(v):
             return list(await asyncio.gather(*(verify(v, t, rollout(c)) for t, c in pairs)))
-        finally:
-            await v.close()
 
     return asyncio.run(main())
 

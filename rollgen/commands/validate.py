@@ -27,6 +27,7 @@ from typing import Any
 from rollgen.build import build, build_verifier
 from rollgen.config import RunConfig
 from rollgen.errors import ConfigError
+from rollgen.runtime import Runtime
 
 __all__ = ["main"]
 
@@ -69,21 +70,27 @@ def main(argv: list[str]) -> int:
 
 def _gold(overrides: list[str], config_dir: str | None, out_arg: str | None) -> int:
     from rollgen.composer import compose
-    from rollgen.servers.prompts import prompt_checks
-    from rollgen.validation.gold import run_gold_validation, write_gold_report
 
     cfg = compose(overrides, config_dir=config_dir, output_dir=".")
     out = Path(out_arg or cfg.validation.output_dir or time.strftime("outputs/validate/%Y-%m-%d/%H-%M-%S"))
-    server = build(cfg.server)
-    try:
-        tasks = list(islice(server.tasks(), cfg.limit))
-    except (ValueError, OSError) as e:
-        print(f"rollgen: cannot read the tasks: {e}", file=sys.stderr)
-        return 2
-    if not tasks:
-        print("rollgen: the server has no tasks", file=sys.stderr)
-        return 2
-    report = run_gold_validation(cfg, tasks)
+    return asyncio.run(_agold(cfg, out))
+
+
+async def _agold(cfg: RunConfig, out: Path) -> int:
+    from rollgen.servers.prompts import prompt_checks
+    from rollgen.validation.gold import run_gold_validation, write_gold_report
+
+    async with Runtime(cache_dir=cfg.cache_dir, connections=cfg.validation.concurrency, seed=cfg.seed) as rt:
+        server = await rt.attach(build(cfg.server))
+        try:
+            tasks = await asyncio.to_thread(lambda: list(islice(server.tasks(), cfg.limit)))
+        except (ValueError, OSError) as e:
+            print(f"rollgen: cannot read the tasks: {e}", file=sys.stderr)
+            return 2
+        if not tasks:
+            print("rollgen: the server has no tasks", file=sys.stderr)
+            return 2
+        report = await run_gold_validation(cfg, tasks, rt)
     if report["cases"] == 0:
         print(f"rollgen: none of the {len(tasks)} tasks has a gold answer (task.answer) to validate against, and "
               f"the verifier brings no validation_cases", file=sys.stderr)
@@ -91,7 +98,7 @@ def _gold(overrides: list[str], config_dir: str | None, out_arg: str | None) -> 
     report["server"] = cfg.server.model_dump(mode="json", by_alias=True)
     report["prompts"] = prompt_checks(tasks, server.added_text())
     report["warnings"] = _prompt_warnings(report["prompts"])
-    write_gold_report(report, out)
+    await asyncio.to_thread(write_gold_report, report, out)
     verdict = "PASS" if report["passed"] else "FAIL"
     print(f"rollgen validate: {verdict}: {report['tasks']} tasks, {report['cases']} cases in {report['elapsed_s']} s; "
           f"false-positive rate {report['false_positive_rate']}, false-negative rate {report['false_negative_rate']}")
@@ -121,20 +128,19 @@ def _prompt_warnings(p: dict[str, Any]) -> list[str]:
 async def _rescored(run_dir: Path, cfg: RunConfig, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from rollgen.verifiers.reverify import load_tasks, rescore
 
-    tasks = load_tasks(run_dir)
-    verifier = build_verifier(cfg.verifier, cfg.guards)
-    try:
+    tasks = await asyncio.to_thread(load_tasks, run_dir)
+    async with Runtime(cache_dir=cfg.cache_dir, connections=cfg.validation.concurrency, seed=cfg.seed) as rt:
+        verifier = await rt.attach(build_verifier(cfg.verifier, cfg.guards))
         return [new.model_dump(mode="json") async for _, new in
                 rescore(rows, tasks, verifier, cfg.validation.concurrency)]
-    finally:
-        await verifier.close()
 
 
 def _run(run_dir: Path, overrides: list[str], against: list[str] | None, config_dir: str | None,
          out_arg: str | None) -> int:
-    from rollgen.rundir import RunDir, read_jsonl, write_json
-    from rollgen.verifiers.reverify import rerun_config
+    from rollgen.jsonl import read_jsonl, write_json
+    from rollgen.rundir import RunDir
     from rollgen.validation.runcheck import agreement, reward_stats
+    from rollgen.verifiers.reverify import rerun_config
 
     cfg = rerun_config(run_dir, overrides, config_dir)
     cfg_b = rerun_config(run_dir, against, config_dir) if against else None

@@ -31,6 +31,7 @@ from typing import Any
 from rollgen.build import build_verifier
 from rollgen.config import RunConfig
 from rollgen.errors import ConfigError
+from rollgen.metrics import passed
 
 __all__ = ["main"]
 
@@ -99,7 +100,7 @@ class _Diff:
             return round(sum(xs) / len(xs), 6) if xs else None
 
         def pass_rate(xs: list[float]) -> float | None:
-            return round(sum(x >= 1.0 for x in xs) / len(xs), 6) if xs else None
+            return round(sum(passed(x) for x in xs) / len(xs), 6) if xs else None
 
         return {"rollouts": self.n, "rescored": self.rescored, "changed": self.changed,
                 "unchanged": self.rescored - self.changed, "not_rescored": self.n - self.rescored,
@@ -111,33 +112,35 @@ class _Diff:
 
 
 async def _reverify(run_dir: Path, cfg: RunConfig, examples: int) -> dict[str, Any]:
-    from rollgen.rundir import JsonlWriter, RunDir, read_jsonl
+    from rollgen.jsonl import JsonlWriter, aread_jsonl
+    from rollgen.rundir import RunDir
+    from rollgen.runtime import Runtime
     from rollgen.verifiers.reverify import load_tasks, rescore, scorable
 
     rd = RunDir(run_dir)
     tasks = await asyncio.to_thread(load_tasks, run_dir)
     out_path, diff_path = run_dir / REVERIFIED, run_dir / "reverify_diff.jsonl"
-    for p in (out_path, diff_path):
-        p.unlink(missing_ok=True)
-    verifier = build_verifier(cfg.verifier, cfg.guards)
+    out = await asyncio.to_thread(JsonlWriter, out_path, "w")
+    diffs = await asyncio.to_thread(JsonlWriter, diff_path, "w")
     diff = _Diff(examples)
-    out, diffs = JsonlWriter(out_path), JsonlWriter(diff_path)
     try:
-        async for old, new in rescore(read_jsonl(rd.rollouts), tasks, verifier, cfg.validation.concurrency):
-            new_row = new.model_dump(mode="json")
-            out.write(json.dumps(new_row, ensure_ascii=False) + "\n")
-            changed = diff.add(old, new_row, scorable(old))
-            if changed is not None:
-                diffs.write(json.dumps(changed, ensure_ascii=False) + "\n")
+        async with Runtime(cache_dir=cfg.cache_dir, connections=cfg.validation.concurrency, seed=cfg.seed) as rt:
+            verifier = await rt.attach(build_verifier(cfg.verifier, cfg.guards))
+            async for old, new in rescore(aread_jsonl(rd.rollouts), tasks, verifier, cfg.validation.concurrency):
+                new_row = new.model_dump(mode="json")
+                out.write(json.dumps(new_row, ensure_ascii=False) + "\n")
+                changed = diff.add(old, new_row, scorable(old))
+                if changed is not None:
+                    diffs.write(json.dumps(changed, ensure_ascii=False) + "\n")
     finally:
-        await verifier.close()
         await asyncio.to_thread(out.close)
         await asyncio.to_thread(diffs.close)
     return diff.summary()
 
 
 def _replace(run_dir: Path, cfg: RunConfig) -> None:
-    from rollgen.rundir import RunDir, write_json
+    from rollgen.jsonl import write_json
+    from rollgen.rundir import RunDir
 
     rd = RunDir(run_dir)
     original = run_dir / "rollouts.original.jsonl"
@@ -200,7 +203,8 @@ def main(argv: list[str]) -> int:
 
 
 def _finish(run_dir: Path, cfg: RunConfig, ns: argparse.Namespace, summary: dict[str, Any], t0: float) -> int:
-    from rollgen.rundir import RunDir, write_json
+    from rollgen.jsonl import write_json
+    from rollgen.rundir import RunDir
 
     summary = {"run_dir": str(run_dir), "overrides": ns.overrides,
                "verifier": cfg.verifier.model_dump(mode="json", by_alias=True),

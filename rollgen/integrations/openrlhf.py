@@ -33,16 +33,27 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from rollgen.integrations import Integration
-from rollgen.integrations.common import BATCH_FUNCTIONS, Export, micro_and_global_batch, write_jsonl
-from rollgen.integrations.reward import CONFIG_NAME, RewardScorer, verifier_label, write_reward_config
+from rollgen.errors import UserError
+from rollgen.integrations import RewardIntegration, RunReward
+from rollgen.integrations.common import BATCH_FUNCTIONS, Export, micro_and_global_batch
+from rollgen.integrations.reward import (
+    CONFIG_NAME,
+    AsyncRewardScorer,
+    Item,
+    RewardScorer,
+    Scored,
+    verifier_label,
+    write_reward_config,
+)
+from rollgen.jsonl import write_jsonl
+from rollgen.runtime import Runtime
 
 __all__ = ["OpenRLHFIntegration", "make_app", "make_reward_func", "response_of"]
 
@@ -81,27 +92,37 @@ def response_of(query: str, prompt: str) -> str:
     return _TRAILING_SPECIAL.sub("", text).strip()
 
 
-def _batch(scorer: RewardScorer, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any]
-           ) -> dict[str, Any]:
+def _items(queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any]) -> list[Item]:
     if not len(queries) == len(prompts) == len(labels):
         raise ValueError(f"query, prompts and labels differ in length ({len(queries)}, {len(prompts)}, {len(labels)})")
-    items = [(response_of(q, p), label, p, "stop") for q, p, label in zip(queries, prompts, labels, strict=True)]
-    results = scorer.score_many(items)
+    return [(response_of(q, p), label, p, "stop") for q, p, label in zip(queries, prompts, labels, strict=True)]
+
+
+def _result(results: list[Scored]) -> dict[str, Any]:
     rewards = [float(r or 0.0) for r, _ in results]
     errors = [float("verifier_error" in d) for _, d in results]
     return {"rewards": rewards, "scores": rewards, "extra_logs": {"rollgen_verifier_error": errors}}
 
 
+def _batch(scorer: RewardScorer, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any]
+           ) -> dict[str, Any]:
+    return _result(scorer.score_many(_items(queries, prompts, labels)))
+
+
 def make_reward_func(config: str | os.PathLike[str] | None = None) -> Any:
     """OpenRLHF's ``reward_func(queries, prompts, labels, **kwargs) -> {"rewards", "scores", "extra_logs"}``
-    for the verifier and guards in ``config`` (None = rollgen's defaults for server=math). A completion the
-    verifier cannot verify scores 0.0, with ``extra_logs.rollgen_verifier_error`` 1.0."""
+    for the verifier and guards in ``config`` (an export's ``reward_config.json``; without one the first call raises
+    ``UserError``). A completion the verifier cannot verify scores 0.0, with ``extra_logs.rollgen_verifier_error``
+    1.0."""
     scorer: list[RewardScorer] = []
 
     def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any], **kwargs: Any
                     ) -> dict[str, Any]:
         if not scorer:
-            scorer.append(RewardScorer.from_file(config) if config else RewardScorer.from_server("math"))
+            if config is None:
+                raise UserError("rollgen's reward_func has no reward_config.json: load the export's own reward_func.py, "
+                                "or call make_reward_func(<reward_config.json>)")
+            scorer.append(RewardScorer.from_file(config))
         return _batch(scorer[0], queries, prompts, labels)
 
     return reward_func
@@ -109,9 +130,16 @@ def make_reward_func(config: str | os.PathLike[str] | None = None) -> Any:
 
 def make_app(scorer: RewardScorer, token: str) -> web.Application:
     """``POST /get_reward`` (OpenRLHF's remote reward protocol) and ``GET /health``; every request but the
-    health check needs ``token``."""
+    health check needs ``token``. The app scores in its own event loop: an ``AsyncRewardScorer`` with
+    ``scorer``'s verifier and guards, started on a runtime for the app's lifetime."""
     if not token:
         raise ValueError("a token is required")
+    ascorer = AsyncRewardScorer(scorer.spec["verifier"], scorer.spec["guards"])
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        async with Runtime() as runtime:
+            await runtime.attach(ascorer)
+            yield
 
     async def get_reward(request: web.Request) -> web.Response:
         given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -125,26 +153,32 @@ def make_app(scorer: RewardScorer, token: str) -> web.Application:
         except (ValueError, KeyError, TypeError) as e:
             return web.json_response({"error": f"bad request: {e}"}, status=400)
         try:
-            result = await asyncio.to_thread(_batch, scorer, queries, prompts, labels)
+            items = _items(queries, prompts, labels)
         except ValueError as e:
             return web.json_response({"error": str(e)}, status=400)
-        return web.json_response(result)
+        return web.json_response(_result(await ascorer.score_many(items)))
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.cleanup_ctx.append(lifetime)
     app.router.add_post("/get_reward", get_reward)
     app.router.add_get("/health", health)
     return app
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rollgen.integrations.openrlhf``: serve the reward until Ctrl-C."""
+    """``python -m rollgen.integrations.openrlhf``: serve the reward until Ctrl-C or SIGTERM.
+
+    A command-line entry point, like ``rollgen.cli``: it owns the event loop (``asyncio.run``) and the signal
+    handlers (``_serve``); ``make_app`` is the library part.
+    """
     ap = argparse.ArgumentParser(prog="python -m rollgen.integrations.openrlhf",
                                  description="Serve rollgen's reward with OpenRLHF's remote reward protocol.")
-    ap.add_argument("--config", help="an export's reward_config.json (default: rollgen's defaults for --server)")
-    ap.add_argument("--server", default="math", help="rollgen server config when no --config is given")
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", help="an export's reward_config.json: the reward of the run the data came from")
+    which.add_argument("--server", help="or rollgen's defaults for this server option (e.g. math)")
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     ap.add_argument("--port", type=int, default=5000)
     args = ap.parse_args(argv)
@@ -181,7 +215,7 @@ async def _serve(app: web.Application, host: str, port: int, shown_token: str) -
         await runner.cleanup()
 
 
-class OpenRLHFIntegration(Integration):
+class OpenRLHFIntegration(RewardIntegration):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -193,14 +227,14 @@ class OpenRLHFIntegration(Integration):
 
     params: Params
 
-    def export(self, dataset_dir: Path, out_dir: Path, fmt: str) -> dict[str, Any]:
+    def export(self, dataset_dir: Path, out_dir: Path, fmt: str, reward: RunReward | None = None) -> dict[str, Any]:
         ex = Export(out_dir, "openrlhf", fmt, MATCHED)
         if fmt == "kto":
             ex.manifest["notes"].append("OpenRLHF 0.11 has no KTO trainer: nothing written. Use format=dpo.")
             return ex.finish()
         p = self.params
         multiturn = False
-        label = verifier_label(write_reward_config(out_dir, dataset_dir)) if fmt == "rl" else ""
+        label = verifier_label(write_reward_config(out_dir, dataset_dir, reward)) if fmt == "rl" else ""
 
         def convert(row: dict[str, Any], split: str, i: int) -> dict[str, Any] | None:
             nonlocal multiturn

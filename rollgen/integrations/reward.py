@@ -2,9 +2,13 @@
 
 Training rewards equal curation rewards because this is the same code: the run's ``verifier`` and ``guards``
 sections (``run_config.json``) are built into the same ``Guarded`` verifier the engine used, and each
-completion is scored with ``rollgen.verifiers.verify`` on a ``Task``/``Rollout`` pair, as in collection.
-The verifier is async (math-verify runs in a worker process), so a ``RewardScorer`` owns one event loop
-in a daemon thread and trainers call it synchronously from any thread.
+completion is scored on a ``Task``/``Rollout`` pair by the rollout unit's verify step (``rollgen.unit.score``),
+as in collection: a verifier that raises gives no reward (``verifier_error``), a rollgen bug raises.
+
+``AsyncRewardScorer`` is the scorer, async (an aiohttp reward server awaits it in its own loop); it is a
+component started on a ``Runtime`` (``async with AsyncRewardScorer.from_run(run_dir) as scorer:`` makes one).
+``RewardScorer`` is the synchronous shim trainers call (TRL, VeRL, OpenRLHF call a plain function): it runs
+an ``AsyncRewardScorer`` on its own event loop in a daemon thread, callable from any thread.
 
 ``reward_config.json`` (written beside each export) holds ``verifier`` and ``guards`` as the run had them;
 ``RewardScorer.from_file`` rebuilds the scorer from it on a training node that has rollgen installed.
@@ -19,14 +23,21 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from rollgen.build import build_verifier, component_params
 from rollgen.config import Component, GuardsConfig
+from rollgen.errors import UserError
+from rollgen.integrations import RunReward
 from rollgen.records import Rollout, Task
-from rollgen.verifiers import verify
+from rollgen.runtime import Runtime, close_component, start_component
+from rollgen.unit import score
 
-__all__ = ["CONFIG_NAME", "RewardScorer", "completion_text", "prompt_text", "verifier_label", "write_reward_config"]
+__all__ = ["CONFIG_NAME", "AsyncRewardScorer", "RewardScorer", "completion_text", "prompt_text", "verifier_label",
+           "write_reward_config"]
+
+Item = tuple[str, Any, Any, str | None]  # (completion, ground_truth, prompt, finish_reason)
+Scored = tuple[float | None, dict[str, Any]]  # (reward, details); reward None: could not verify
 
 CONFIG_NAME = "reward_config.json"
 
@@ -66,22 +77,22 @@ def _run_config_sections(run_dir: Path) -> dict[str, Any]:
     return {"verifier": saved["verifier"], "guards": saved.get("guards", {})}
 
 
-def write_reward_config(out_dir: Path, dataset_dir: Path) -> dict[str, Any]:
+def write_reward_config(out_dir: Path, dataset_dir: Path, reward: RunReward | None = None) -> dict[str, Any]:
     """Write ``reward_config.json``: the verifier and guards of the run that made ``dataset_dir``.
 
-    A dataset outside a run directory (no ``run_config.json`` beside it) gets rollgen's defaults for the
-    ``math`` server (``verifier=math``, ``guards=default``), and the file says so in ``source``.
+    ``reward`` is that run's (the export stage hands it over); without it they are read from the
+    ``run_config.json`` beside the dataset. A dataset with neither has no known reward: ``UserError``.
     """
     from rollgen.version import __version__
 
     run_dir = dataset_dir.resolve().parent
-    if (run_dir / "run_config.json").is_file():
+    if reward is not None:
+        sections, source = {"verifier": reward.verifier, "guards": reward.guards}, reward.source
+    elif (run_dir / "run_config.json").is_file():
         sections, source = _run_config_sections(run_dir), str(run_dir / "run_config.json")
     else:
-        cfg = _compose_default("math", [])
-        sections = {"verifier": cfg.verifier.model_dump(mode="json", by_alias=True),
-                    "guards": cfg.guards.model_dump(mode="json")}
-        source = "rollgen defaults (server=math): no run_config.json beside the dataset"
+        raise UserError(f"{dataset_dir}: the reward is unknown (no run_config.json beside the dataset names the run's "
+                        "verifier and guards); export it from its run dir (`rollgen curate RUN_DIR integration=...`)")
     body = {"rollgen_version": __version__, "source": source, **sections}
     (out_dir / CONFIG_NAME).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     return body
@@ -93,8 +104,8 @@ def _compose_default(server: str, overrides: Sequence[str]) -> Any:
     return compose([f"server={server}", *overrides], output_dir=os.devnull)
 
 
-class RewardScorer:
-    """Scores completions against ground truth with a verifier behind guards, synchronously."""
+class _Spec:
+    """A verifier and its guards, checked; the constructors every scorer shares."""
 
     def __init__(self, verifier: Component | dict[str, Any], guards: GuardsConfig | dict[str, Any]):
         comp = verifier if isinstance(verifier, Component) else Component.model_validate(verifier)
@@ -103,66 +114,106 @@ class RewardScorer:
         self.spec = {"verifier": comp.model_dump(mode="json", by_alias=True),
                      "guards": self._guards.model_dump(mode="json")}
         self._component = comp
-        self._verifier: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
-
-    # ------------------------------------------------------------ constructors
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> RewardScorer:
+    def from_file(cls, path: str | os.PathLike[str]) -> Any:
         """From a ``reward_config.json`` written by an export."""
         body = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls(body["verifier"], body.get("guards", {}))
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike[str]) -> RewardScorer:
+    def from_run(cls, run_dir: str | os.PathLike[str]) -> Any:
         """The verifier and guards a finished run curated with."""
         sections = _run_config_sections(Path(run_dir))
         return cls(sections["verifier"], sections["guards"])
 
     @classmethod
-    def from_server(cls, server: str = "math", overrides: Sequence[str] = ()) -> RewardScorer:
+    def from_server(cls, server: str, overrides: Sequence[str] = ()) -> Any:
         """rollgen's config for ``server=<server>`` plus Hydra ``overrides`` (e.g. ``verifier=numeric``)."""
         cfg = _compose_default(server, overrides)
         return cls(cfg.verifier, cfg.guards)
 
-    # ------------------------------------------------------------ scoring
+
+class AsyncRewardScorer(_Spec):
+    """Scores completions against ground truth with a verifier behind guards, in the running event loop.
+
+    Start it on a runtime (``await runtime.attach(scorer)``), or use it as ``async with scorer:`` (a runtime
+    of its own for that block).
+    """
+
+    def __init__(self, verifier: Component | dict[str, Any], guards: GuardsConfig | dict[str, Any]):
+        super().__init__(verifier, guards)
+        self._verifier: Any = None
+        self._own: Runtime | None = None
+
+    async def start(self, runtime: Runtime) -> None:
+        verifier = build_verifier(self._component, self._guards)
+        await start_component(verifier, runtime)
+        self._verifier = verifier
+
+    async def close(self) -> None:
+        verifier, self._verifier = self._verifier, None
+        if verifier is not None:
+            await close_component(verifier)
+
+    async def __aenter__(self) -> Self:
+        self._own = await Runtime().open()
+        await self._own.attach(self)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        own, self._own = self._own, None
+        if own is not None:
+            await own.close()
+
+    async def score(self, completion: str, ground_truth: Any, prompt: Any = None,
+                    finish_reason: str | None = "stop") -> Scored:
+        """One completion: ``(reward, details)``; reward None when the verifier could not verify (details
+        then hold ``verifier_error``)."""
+        if self._verifier is None:
+            raise RuntimeError("AsyncRewardScorer is not started: `async with scorer:` or "
+                               "`await runtime.attach(scorer)`")
+        text = prompt_text(prompt)
+        task = Task(id="reward", messages=[{"role": "user", "content": text}], answer=ground_truth)
+        rollout = Rollout(id="reward#0", task_id=task.id, repeat=0,
+                          messages=[*task.chat(), {"role": "assistant", "content": completion}],
+                          completion=completion, status="ok", finish_reason=finish_reason)
+        await score(self._verifier, task, rollout)
+        if rollout.status == "verifier_error":
+            return None, {"verifier_error": rollout.error}
+        return rollout.reward, {**rollout.reward_details, "verifier": rollout.verifier}
+
+    async def score_many(self, items: Sequence[Item]) -> list[Scored]:
+        """Score ``(completion, ground_truth, prompt, finish_reason)`` items concurrently, in order."""
+        return list(await asyncio.gather(*(self.score(*item) for item in items)))
+
+
+class RewardScorer(_Spec):
+    """The synchronous shim: an ``AsyncRewardScorer`` on an event loop of its own, in a daemon thread."""
+
+    def __init__(self, verifier: Component | dict[str, Any], guards: GuardsConfig | dict[str, Any]):
+        super().__init__(verifier, guards)
+        self._scorer: AsyncRewardScorer | None = None
+        self._runtime: Runtime | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
 
     def score(self, completion: str, ground_truth: Any, prompt: Any = None,
-              finish_reason: str | None = "stop") -> tuple[float | None, dict[str, Any]]:
+              finish_reason: str | None = "stop") -> Scored:
         """One completion: ``(reward, details)``; reward None when the verifier could not verify."""
         return self.score_many([(completion, ground_truth, prompt, finish_reason)])[0]
 
-    def score_many(self, items: Sequence[tuple[str, Any, Any, str | None]]
-                   ) -> list[tuple[float | None, dict[str, Any]]]:
+    def score_many(self, items: Sequence[Item]) -> list[Scored]:
         """Score ``(completion, ground_truth, prompt, finish_reason)`` items concurrently, in order."""
         if not items:
             return []
-        loop = self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(self._score_all(items), loop)
-        return future.result()
+        return asyncio.run_coroutine_threadsafe(self._score_many(items), self._ensure_loop()).result()
 
-    async def _score_all(self, items: Sequence[tuple[str, Any, Any, str | None]]
-                         ) -> list[tuple[float | None, dict[str, Any]]]:
-        if self._verifier is None:
-            self._verifier = build_verifier(self._component, self._guards)
-        return list(await asyncio.gather(*(self._score_one(i, *item) for i, item in enumerate(items))))
-
-    async def _score_one(self, i: int, completion: str, ground_truth: Any, prompt: Any,
-                         finish_reason: str | None) -> tuple[float | None, dict[str, Any]]:
-        text = prompt_text(prompt)
-        task = Task(id=f"reward-{i}", messages=[{"role": "user", "content": text}], answer=ground_truth)
-        rollout = Rollout(id=f"reward-{i}#0", task_id=task.id, repeat=0,
-                          messages=[*task.chat(), {"role": "assistant", "content": completion}],
-                          completion=completion, status="ok", finish_reason=finish_reason)
-        try:
-            verdict = await verify(self._verifier, task, rollout)
-        except Exception as e:  # a crashed verifier is "could not verify", as in collection (verifier_error)
-            return None, {"verifier_error": f"{type(e).__name__}: {e}"}
-        return verdict.reward, {**verdict.details, "verifier": verdict.verifier}
-
-    # ------------------------------------------------------------ the loop thread
+    async def _score_many(self, items: Sequence[Item]) -> list[Scored]:
+        if self._scorer is None:  # in the loop thread: the runtime and the verifier live in this loop
+            self._runtime = await Runtime().open()
+            self._scorer = await self._runtime.attach(AsyncRewardScorer(self.spec["verifier"], self.spec["guards"]))
+        return await self._scorer.score_many(items)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -179,9 +230,9 @@ class RewardScorer:
             loop, self._loop = self._loop, None
         if loop is None:
             return
-        verifier, self._verifier = self._verifier, None
-        if verifier is not None:
-            asyncio.run_coroutine_threadsafe(verifier.close(), loop).result(30)
+        runtime, self._runtime, self._scorer = self._runtime, None, None
+        if runtime is not None:
+            asyncio.run_coroutine_threadsafe(runtime.close(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
 
     # Trainers may pickle reward functions (process pools, Ray): ship the spec, rebuild on first use.

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from rollgen.runtime import Runtime
 
 __all__ = ["Endpoint", "Policy"]
 
@@ -33,9 +36,18 @@ class Policy(ABC):
     """A model to sample from. ``serve()`` yields an ``Endpoint`` for the duration of a run."""
 
     Params: ClassVar[type[BaseModel]]
+    runtime: Runtime | None = None  # set by start()
 
     def __init__(self, params: BaseModel):
         self.params = params
+
+    async def start(self, runtime: Runtime) -> None:
+        """Called once before ``serve()``, in the run's event loop: keep what the policy needs from ``runtime``."""
+        self.runtime = runtime
+
+    async def close(self) -> None:
+        """Called once at the end of the run."""
+        self.runtime = None
 
     @abstractmethod
     def serve(self) -> contextlib.AbstractAsyncContextManager[Endpoint]:

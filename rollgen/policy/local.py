@@ -30,6 +30,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.policy import Endpoint, Policy
+from rollgen.runtime import Runtime
 
 __all__ = ["LocalPolicy", "default_model_path"]
 
@@ -37,6 +38,7 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (ggml's gguf.h: GGUF_MAGIC)
 STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
 _POLL_S = 0.1
+_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 INSTALL_HINT = (
     "install the local extra: pip install -e '.[local]' (llama-cpp-python compiles from source, which "
@@ -188,24 +190,32 @@ class LocalPolicy(Policy):
             "--interrupt_requests", "false",
         ]
 
+    def _prepare(self) -> tuple[Path, int, Path]:
+        """The model file, a free port and the log file (made): file system work, for a thread."""
+        model_file = self.model_file()
+        _require_server_packages()
+        log_path = self.log_path or Path(tempfile.mkdtemp(prefix="rollgen-llama-server-")) / "server.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.touch()
+        return model_file, _free_port(self.params.host), log_path
+
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[Endpoint]:
         p = self.params
-        model_file = self.model_file()
-        _require_server_packages()
-        port = _free_port(p.host)
+        model_file, port, log_path = await asyncio.to_thread(self._prepare)
         token = secrets.token_urlsafe(32)
-        log_path = self.log_path or Path(tempfile.mkdtemp(prefix="rollgen-llama-server-")) / "server.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k.upper() not in _SERVER_ENV}
         env["API_KEY"] = token
 
-        with open(log_path, "ab") as log:
+        log = await asyncio.to_thread(open, log_path, "ab")
+        try:
             proc = await asyncio.create_subprocess_exec(
                 *self.server_argv(model_file, port),
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
                 env=env, start_new_session=True,
             )
+        finally:
+            log.close()
         self.process = proc
         fallback = atexit.register(_kill_group, proc.pid, signal.SIGKILL)
         try:
@@ -230,22 +240,22 @@ class LocalPolicy(Policy):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + p.startup_timeout_s
         headers = {"Authorization": f"Bearer {token}"}
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        async with contextlib.AsyncExitStack() as stack:
+            # The run's runtime (started policy), or one of its own for a policy served on its own.
+            runtime = self.runtime or await stack.enter_async_context(Runtime(connections=1))
             while True:
                 if proc.returncode is not None:
-                    raise RuntimeError(
-                        f"llama_cpp.server exited with code {proc.returncode} before it was ready "
-                        f"(log: {log_path}):\n{_log_tail(log_path)}"
-                    )
+                    tail = await asyncio.to_thread(_log_tail, log_path)
+                    raise RuntimeError(f"llama_cpp.server exited with code {proc.returncode} before it was ready "
+                                       f"(log: {log_path}):\n{tail}")
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(f"{base_url}/models", headers=headers) as r:
+                    async with runtime.session.get(f"{base_url}/models", headers=headers, timeout=_PROBE_TIMEOUT) as r:
                         if r.status == 200:
                             return
                 if loop.time() > deadline:
-                    raise TimeoutError(
-                        f"llama_cpp.server not ready after {p.startup_timeout_s:g}s "
-                        f"(startup_timeout_s; log: {log_path}):\n{_log_tail(log_path)}"
-                    )
+                    tail = await asyncio.to_thread(_log_tail, log_path)
+                    raise TimeoutError(f"llama_cpp.server not ready after {p.startup_timeout_s:g}s "
+                                       f"(startup_timeout_s; log: {log_path}):\n{tail}")
                 await asyncio.sleep(_POLL_S)
 
     @staticmethod

@@ -26,12 +26,12 @@ class ResourceServer(ABC):
 
     def __init__(self, params: BaseModel):
         self.params = params
-        self.on_bad_row = "error"  # or "skip": the engine sets it from the run's `on_bad_row`
-        self.bad_rows: list[str] = []  # "file:line: reason" of each skipped row
 
     @abstractmethod
-    def tasks(self) -> Iterator[Task]:
-        """Stream the tasks, in a deterministic order."""
+    def tasks(self, skipped: list[str] | None = None) -> Iterator[Task]:
+        """Stream the tasks, in a deterministic order. A bad row raises ``TaskSourceError``, or, when the run
+        skips bad rows (``on_bad_row=skip``: ``skipped`` is a list), is left out and noted in ``skipped``
+        (``"file:line: reason"``)."""
 
     def for_repeat(self, task: Task, repeat: int) -> Task:
         """The task as its ``repeat``-th attempt is given it: the task itself, unless the server varies a task

@@ -73,10 +73,9 @@ class TaskFileServer(ResourceServer):
 
     params: Params
 
-    def tasks(self) -> Iterator[Task]:
+    def tasks(self, skipped: list[str] | None = None) -> Iterator[Task]:
         p = self.params
         if p.data_path:
-            skipped = self.bad_rows if self.on_bad_row == "skip" else None
             tasks = (self.prompted(t) for t in read_tasks(p.data_path, skipped, p.fields, self.validate_task))
             yield from (unique_prompts(tasks, p.data_path) if p.unique_prompts else tasks)
         else:

@@ -19,8 +19,8 @@ from typing import Any
 
 from rollgen.build import build_verifier
 from rollgen.config import RunConfig
-from rollgen.verifiers.guards import Guarded, check
 from rollgen.records import Rollout, Task
+from rollgen.runtime import Runtime
 from rollgen.verifiers import verify
 from rollgen.verifiers.extract import extract_answer, gold_answers, task_question
 from rollgen.verifiers.source import scorer_is_built, source_score, source_scorer
@@ -32,6 +32,7 @@ from rollgen.validation.cases import (
     perturbations,
     renderings,
 )
+from rollgen.verifiers.guards import Guarded, check
 
 __all__ = ["run_gold_validation", "write_gold_report"]
 
@@ -141,22 +142,14 @@ async def _score_all(cfg: RunConfig, tasks: list[Task], verifier: Any,
     return results
 
 
-def run_gold_validation(cfg: RunConfig, tasks: list[Task]) -> dict[str, Any]:
-    """Score every case of ``tasks`` and return the report (see ``write_gold_report``)."""
+async def run_gold_validation(cfg: RunConfig, tasks: list[Task], runtime: Runtime) -> dict[str, Any]:
+    """Score every case of ``tasks`` with the verifier, started on ``runtime``; return the report (see
+    ``write_gold_report``)."""
     t0 = time.perf_counter()
     built = build_verifier(cfg.verifier, cfg.guards)
-    verifier = built.inner if isinstance(built, Guarded) else built
+    verifier = await runtime.attach(built.inner if isinstance(built, Guarded) else built)
     skipped: Counter[str] = Counter()
-
-    async def main() -> list[Scored]:
-        try:
-            return await _score_all(cfg, tasks, verifier, skipped)
-        finally:
-            close = getattr(verifier, "close", None)
-            if close is not None:
-                await close()
-
-    scored = asyncio.run(main())
+    scored = await _score_all(cfg, tasks, verifier, skipped)
     report = summarize(cfg, scored)
     report["tasks"] = len(tasks)
     report["tasks_without_gold"] = sum(_gold(t) is None for t in tasks)
@@ -243,7 +236,7 @@ def _md_code(text: str) -> str:
 
 def write_gold_report(report: dict[str, Any], out: Path) -> None:
     """``report.json`` and ``report.md`` in ``out``."""
-    from rollgen.rundir import write_json
+    from rollgen.jsonl import write_json
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "report.json", report)

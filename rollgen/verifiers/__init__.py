@@ -8,6 +8,11 @@ rollout gets status ``verifier_error``, never a silent 0.
 A verifier that cannot decide (nothing to parse) says so with ``details["decided"] = False`` or
 ``details["extracted"] = None``; compositions (``rollgen.verifiers.combine.Cascade``) and ``rollgen
 validate`` read that through ``undecided``.
+
+Lifecycle: ``await verifier.start(runtime)`` before the first ``verify`` (a ``rollgen.runtime.Runtime`` does it
+in ``attach``), ``await verifier.close()`` at the end. A verifier that needs a shared resource (an HTTP session,
+worker processes, a limit on sandboxes) takes it from ``self.runtime``; one that wraps or combines others
+lists them in ``parts()`` and they are started and closed with it.
 """
 
 from __future__ import annotations
@@ -15,13 +20,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
 from rollgen.records import Rollout, Task, Verdict
 
-__all__ = ["Verifier", "as_verdict", "undecided", "verifier_name", "verify"]
+if TYPE_CHECKING:
+    from rollgen.runtime import Runtime
+
+__all__ = ["BadVerdict", "Verifier", "as_verdict", "undecided", "verifier_name", "verify"]
+
+
+class BadVerdict(ValueError):
+    """A verifier returned something that is not a reward in [0, 1]: the rollout becomes ``verifier_error``."""
 
 
 class Verifier(ABC):
@@ -31,6 +43,8 @@ class Verifier(ABC):
     needs_answer: bool = False
     """True when ``verify`` compares with ``task.answer``: a task without one is then a bad row before any
     request (``on_bad_row``), not a run of ``verifier_error`` rollouts."""
+
+    _runtime: Runtime | None = None
 
     def __init__(self, params: BaseModel):
         self.params = params
@@ -43,8 +57,37 @@ class Verifier(ABC):
     def verify(self, task: Task, rollout: Rollout) -> Verdict:
         """Score ``rollout.completion`` against ``task``."""
 
+    def parts(self) -> list[Any]:
+        """The verifiers this one wraps or combines: started and closed with it."""
+        return []
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime this verifier was started on (its HTTP session, worker pools, limits)."""
+        if self._runtime is None:
+            raise self.not_started()
+        return self._runtime
+
+    def not_started(self) -> RuntimeError:
+        """The error for a verifier used before ``start`` (or after ``close``)."""
+        return RuntimeError(f"verifier {self.name} is not started: `async with rollgen.Runtime() as rt: "
+                            "await rt.attach(verifier)` before verifying (a run does this itself)")
+
+    async def start(self, runtime: Runtime) -> None:
+        """Called once before the first ``verify``, in the event loop that verifies; starts the parts too."""
+        from rollgen.runtime import start_component
+
+        self._runtime = runtime
+        for part in self.parts():
+            await start_component(part, runtime)
+
     async def close(self) -> None:
-        """Release workers; called once at the end of a run."""
+        """Called once at the end (the runtime's resources are its own to release); closes the parts too."""
+        from rollgen.runtime import close_component
+
+        self._runtime = None
+        for part in self.parts():
+            await close_component(part)
 
 
 def verifier_name(verifier: Any) -> str:
@@ -67,10 +110,10 @@ def _reward(value: Any, name: str) -> float:
     if isinstance(value, bool):
         return float(value)
     if not isinstance(value, (int, float)):
-        raise TypeError(f"verifier {name} returned {type(value).__name__}; return a Verdict, a float or (float, dict)")
+        raise BadVerdict(f"verifier {name} returned {type(value).__name__}; return a Verdict, a float or (float, dict)")
     reward = float(value)
     if not 0.0 <= reward <= 1.0:  # also false for NaN
-        raise ValueError(f"verifier {name} returned reward {reward!r}, outside [0, 1]")
+        raise BadVerdict(f"verifier {name} returned reward {reward!r}, outside [0, 1]")
     return reward
 
 

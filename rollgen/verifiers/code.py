@@ -79,15 +79,12 @@ class CodeTests(Verifier):
         max_processes: int = Field(32, ge=1, le=4096, description="processes and threads at once (RLIMIT_NPROC)")
         max_output_kb: int = Field(1024, ge=1, description="stdout and stderr each; more kills the run")
         isolation: Isolation = Field("namespaces", description="namespaces | rlimits: weaker, without namespaces")
-        max_concurrency: int | None = Field(None, ge=1, description="sandboxes at once; null = CPU count")
+        max_concurrency: int | None = Field(None, ge=1, description="sandboxes at once, shared by the run's code "
+                                               "verifiers (the first one's number); null = CPU count")
         python: str | None = Field(None, description="interpreter for the code (Python 3.9+); null = rollgen's own")
 
     params: Params
     name = "code"
-
-    def __init__(self, params: Params):
-        super().__init__(params)
-        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     def validation_cases(self, task: Task, other: Task | None) -> list[Case] | None:
         """Cases for ``rollgen validate`` from a reference solution (``task.metadata["solution"]``, else a
@@ -127,10 +124,8 @@ class CodeTests(Verifier):
                       max_processes=p.max_processes, max_output_bytes=p.max_output_kb << 10, isolation=p.isolation)
 
     def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        if self._slots is None or self._slots[0] is not loop:
-            self._slots = (loop, asyncio.Semaphore(self.params.max_concurrency or os.cpu_count() or 1))
-        return self._slots[1]
+        """The runtime's limit on sandboxes at once, shared by every code verifier of the run."""
+        return self.runtime.limit("sandbox", self.params.max_concurrency or os.cpu_count() or 1)
 
     async def verify(self, task: Task, rollout: Rollout) -> Verdict:
         tests = task.metadata.get(self.params.tests_key)

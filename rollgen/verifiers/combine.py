@@ -33,20 +33,17 @@ def _criterion(verdict: Verdict, **extra: Any) -> dict[str, Any]:
 class _Composite(Verifier):
     def __init__(self, params: BaseModel):
         super().__init__(params)
-        self.parts = build_all(self._specs())
+        self.labelled = build_all(self._specs())  # (label, verifier) pairs
 
     def _specs(self) -> list[VerifierSpec]:
         return self.params.verifiers  # type: ignore[attr-defined]
 
     @property
     def needs_answer(self) -> bool:  # type: ignore[override]
-        return any(getattr(part, "needs_answer", False) for _, part in self.parts)
+        return any(getattr(part, "needs_answer", False) for _, part in self.labelled)
 
-    async def close(self) -> None:
-        for _, part in self.parts:
-            close = getattr(part, "close", None)
-            if close is not None:
-                await close()
+    def parts(self) -> list[Any]:
+        return [part for _, part in self.labelled]
 
 
 class Cascade(_Composite):
@@ -69,8 +66,8 @@ class Cascade(_Composite):
 
     async def verify(self, task: Task, rollout: Rollout) -> Verdict:
         criteria: dict[str, Any] = {}
-        last = len(self.parts) - 1
-        for i, (label, part) in enumerate(self.parts):
+        last = len(self.labelled) - 1
+        for i, (label, part) in enumerate(self.labelled):
             verdict = await verify(part, task, rollout)
             criteria[label] = _criterion(verdict, stage=i)
             go_on = undecided(verdict.details) or (
@@ -106,11 +103,11 @@ class WeightedSum(_Composite):
     name = "weighted"
 
     async def verify(self, task: Task, rollout: Rollout) -> Verdict:
-        weights = self.params.weights or [1.0] * len(self.parts)
+        weights = self.params.weights or [1.0] * len(self.labelled)
         total = sum(weights)
         criteria: dict[str, Any] = {}
         reward = 0.0
-        for i, ((label, part), w) in enumerate(zip(self.parts, weights)):
+        for i, ((label, part), w) in enumerate(zip(self.labelled, weights)):
             verdict = await verify(part, task, rollout)
             criteria[label] = _criterion(verdict, weight=w / total)
             if i == 0 and self.params.gate is not None and verdict.reward < self.params.gate:
@@ -137,7 +134,7 @@ class _Quantifier(_Composite):
         p = self.params
         criteria: dict[str, Any] = {}
         rewards: list[float] = []
-        for label, part in self.parts:
+        for label, part in self.labelled:
             verdict = await verify(part, task, rollout)
             passed = verdict.reward >= p.threshold
             criteria[label] = _criterion(verdict, passed=passed)
@@ -145,7 +142,7 @@ class _Quantifier(_Composite):
             if p.short_circuit and p.reward == "binary" and passed != self._all:  # AllOf: a failure decides; AnyOf: a pass does
                 break
         passes = [c["passed"] for c in criteria.values()]
-        ok = all(passes) and len(passes) == len(self.parts) if self._all else any(passes)
+        ok = all(passes) and len(passes) == len(self.labelled) if self._all else any(passes)
         if p.reward == "binary":
             reward = float(ok)
         else:

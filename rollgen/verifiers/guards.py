@@ -182,7 +182,5 @@ class Guarded(Verifier):
             return guard_verdict(trips)
         return await verify(self.inner, task, rollout)
 
-    async def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            await close()
+    def parts(self) -> list[Any]:
+        return [self.inner]  # started and closed with the guards

@@ -7,9 +7,9 @@ label set on a parseable last line (``VERDICT: CORRECT``), temperature 0.
 
 * Cache: each call is keyed by a hash of everything that decides the judge's output (endpoint model,
   sampling, system prompt, rendered prompt); ``cache: disk`` keeps them in
-  ``$ROLLGEN_CACHE_DIR/judge/`` so ``rollgen verify`` and ``validate`` re-runs cost nothing, and equal
+  ``<cache dir>/judge/`` (the run's ``cache_dir``) so ``rollgen verify`` and ``validate`` re-runs cost nothing, and equal
   calls in flight are made once.
-* Concurrency: at most ``max_concurrency`` calls at once.
+* Concurrency: at most ``max_concurrency`` calls at once, over the runtime's HTTP session.
 * Master-key defence: an answer with no letters or digits (``":"``, ``"."``) or only an opener is scored 0
   without calling the judge (``details["skipped"]``).
 * Failures: a call that fails after retries, or a reply the score pattern cannot parse, raises
@@ -24,9 +24,8 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import aiohttp
 from pydantic import Field, field_validator
 
 from rollgen.config import ResponsesCreateParams
@@ -35,6 +34,9 @@ from rollgen.policy.openai import EndpointParams
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.extract import answer_region, final_answer, is_empty_answer
+
+if TYPE_CHECKING:
+    from rollgen.runtime import Runtime
 
 __all__ = ["DEFAULT_TEMPLATE", "JudgeError", "LLMJudge", "parse_score"]
 
@@ -136,7 +138,7 @@ class LLMJudge(Verifier):
         super().__init__(params)
         self.needs_answer = "{reference}" in params.prompt_template
         self._pattern = re.compile(params.score_pattern)
-        self._state: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, PolicyClient, asyncio.Semaphore] | None = None
+        self._client: tuple[PolicyClient, asyncio.Semaphore] | None = None  # set by start()
         self._memory: dict[str, str] = {}
         self._inflight: dict[str, asyncio.Future[str]] = {}
         self.calls = 0  # judge requests actually sent (cache misses)
@@ -211,7 +213,9 @@ class LLMJudge(Verifier):
             del self._inflight[key]
 
     async def _call(self, prompt: str) -> str:
-        _, _, client, slots = self._client()
+        if self._client is None:
+            raise self.not_started()
+        client, slots = self._client
         messages = ([{"role": "system", "content": self.params.system_prompt}] if self.params.system_prompt else [])
         messages.append({"role": "user", "content": prompt})
         async with slots:
@@ -224,23 +228,21 @@ class LLMJudge(Verifier):
             raise JudgeError(f"judge returned an empty reply (finish_reason {completion.finish_reason})")
         return completion.text
 
-    def _client(self) -> tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession, PolicyClient, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        if self._state is None or self._state[0] is not loop:
-            p = self.params
-            endpoint = p.endpoint()
-            sampling = ResponsesCreateParams(temperature=p.temperature, max_output_tokens=p.max_output_tokens,
-                                             seed=p.seed)
-            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=p.max_concurrency))
-            self._state = (loop, session, PolicyClient(session, endpoint, sampling), asyncio.Semaphore(p.max_concurrency))
-        return self._state
+    async def start(self, runtime: Runtime) -> None:
+        """Call the judge over the runtime's session, ``max_concurrency`` calls at a time."""
+        await super().start(runtime)
+        p = self.params
+        sampling = ResponsesCreateParams(temperature=p.temperature, max_output_tokens=p.max_output_tokens, seed=p.seed)
+        self._client = (PolicyClient(runtime.session, p.endpoint(), sampling), asyncio.Semaphore(p.max_concurrency))
+
+    async def close(self) -> None:
+        self._client = None
+        await super().close()
 
     # ------------------------------------------------------------ disk cache
 
     def _path(self, key: str) -> Path:
-        from rollgen.servers.math import cache_dir
-
-        return cache_dir() / "judge" / key[:2] / f"{key}.json"
+        return self.runtime.cache_dir / "judge" / key[:2] / f"{key}.json"
 
     async def _disk_get(self, key: str) -> str | None:
         if self.params.cache != "disk":
@@ -267,9 +269,3 @@ class LLMJudge(Verifier):
             os.replace(tmp, path)
 
         await asyncio.to_thread(write)
-
-    async def close(self) -> None:
-        state, self._state = self._state, None
-        if state is not None and state[0] is asyncio.get_running_loop():
-            await state[1].close()
-

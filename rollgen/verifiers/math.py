@@ -16,9 +16,6 @@ An answer that equals the gold only because it restates the question's own quant
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pydantic import Field
@@ -36,7 +33,7 @@ from rollgen.verifiers.extract import (
 from rollgen.verifiers.mathscore import MathOptions, fast_score, math_verify_reward, score_text, unrestated
 from rollgen.verifiers.mathverify import MathVerifyTimeout, equal, init_worker, warm_up
 from rollgen.verifiers.source import scorer_is_built, source_score, source_scorer
-from rollgen.workers import process_context
+from rollgen.workers import WorkerPool
 
 # extract_answer, parse_number and restates_question are ``rollgen.verifiers.extract``'s; they stay importable
 # from here, where callers found them before.
@@ -45,8 +42,6 @@ __all__ = ["MathVerifier", "MathVerifyTimeout", "extract_answer", "parse_number"
 # Extra time the event loop grants a worker beyond ``timeout_s`` before it declares the worker hung and kills
 # it. The worker interrupts itself at ``timeout_s``; this backstop only fires for code that ignores signals.
 _HARD_GRACE_S = 5.0
-_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-_WARMUP_TIMEOUT_S = 120.0  # worker start-up (imports sympy and math-verify), not counted against timeout_s
 
 
 class MathVerifier(Verifier):
@@ -67,12 +62,6 @@ class MathVerifier(Verifier):
 
     params: Params
     needs_answer = True
-
-    def __init__(self, params: Params):
-        super().__init__(params)
-        self._pool: ProcessPoolExecutor | None = None
-        self._warm: list[Future] = []
-        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     @property
     def name(self) -> str:
@@ -112,70 +101,19 @@ class MathVerifier(Verifier):
         return score >= 1.0
 
     async def _math_verify(self, gold: str, pred: str) -> bool | None:
-        pool, warm = self._ensure_pool()
-        loop = asyncio.get_running_loop()
+        """math-verify in a worker of the runtime's pool; the worker interrupts itself at ``timeout_s``
+        (MathVerifyTimeout), the pool gives up on it ``_HARD_GRACE_S`` later (WorkerHung: a TimeoutError)."""
         timeout_s = self.params.timeout_s
-        try:
-            for f in warm:  # worker start-up does not count against timeout_s
-                if not f.done():
-                    await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(f)), _WARMUP_TIMEOUT_S)
-            # At most `workers` calls are inside the pool, so the deadline measures work, not queueing.
-            async with self._semaphore(loop):
-                call = loop.run_in_executor(pool, _equal_call, gold, pred, timeout_s, self.params.verify_options())
-                return await asyncio.wait_for(call, timeout_s + _HARD_GRACE_S)
-        except MathVerifyTimeout:
-            raise
-        except asyncio.TimeoutError:  # the worker ignored its alarm: kill it
-            self._discard(pool)
-            raise TimeoutError(f"math-verify worker hung past {timeout_s:g}s; restarted the pool") from None
-        except BrokenProcessPool as e:
-            self._discard(pool)
-            raise RuntimeError(f"math-verify worker died ({e or 'killed'}); restarted the pool") from None
+        return await self.pool.call(_equal_call, gold, pred, timeout_s, self.params.verify_options(),
+                                    deadline_s=timeout_s + _HARD_GRACE_S)
 
-    def _ensure_pool(self) -> tuple[ProcessPoolExecutor, list[Future]]:
-        """The worker pool, started on first need, and its warm-up futures."""
-        if self._pool is None:
-            workers = self.params.workers
-            self._pool = ProcessPoolExecutor(  # workers that do not re-run the caller's main script
-                max_workers=workers, mp_context=process_context(_START_METHOD), initializer=init_worker
-            )
-            self._warm = [self._pool.submit(warm_up) for _ in range(workers)]
-        return self._pool, self._warm
-
-    def _semaphore(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
-        if self._slots is None or self._slots[0] is not loop:
-            self._slots = (loop, asyncio.Semaphore(self.params.workers))
-        return self._slots[1]
-
-    def _discard(self, pool: ProcessPoolExecutor) -> None:
-        """Kill a hung or broken pool; the next call starts a fresh one."""
-        if self._pool is pool:
-            self._pool, self._warm = None, []
-        _stop(pool, kill=True)
-
-    async def close(self) -> None:
-        pool, self._pool, self._warm = self._pool, None, []
-        if pool is not None:
-            try:
-                await asyncio.to_thread(_stop, pool, kill=False)
-            except RuntimeError:  # at interpreter exit no thread starts (the pool's own exit hook ran): kill
-                _stop(pool, kill=True)
+    @property
+    def pool(self) -> WorkerPool:
+        """The runtime's math-verify worker pool (its processes start on the first symbolic check)."""
+        return self.runtime.pool("math-verify", self.params.workers, initializer=init_worker, warm_up=warm_up)
 
 
 def _equal_call(gold: str, pred: str, timeout_s: float, options: dict[str, Any]) -> bool | None:
     """``equal`` with its options as one dict (what the worker pool is sent)."""
     return equal(gold, pred, timeout_s, **options)
 
-
-def _stop(pool: ProcessPoolExecutor, *, kill: bool, join_s: float = 5.0) -> None:
-    """Shut a pool down and reap its processes (killing any still alive after ``join_s``, or at once)."""
-    processes = list((pool._processes or {}).values())  # noqa: SLF001 - the executor has no public handle
-    if kill:
-        for p in processes:
-            p.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in processes:
-        p.join(join_s)
-        if p.is_alive():
-            p.kill()
-            p.join()

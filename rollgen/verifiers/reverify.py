@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
 from rollgen.composer import GROUPS, rerun_config
 from rollgen.errors import ConfigError
 from rollgen.records import Rollout, Task
-from rollgen.rundir import RunDir, read_jsonl
-from rollgen.verifiers import verify
+from rollgen.jsonl import read_jsonl
+from rollgen.rundir import RunDir
+from rollgen.unit import score
 
 __all__ = ["GROUPS", "load_tasks", "rerun_config", "rescore", "scorable"]  # rerun_config: from rollgen.composer
 
@@ -46,21 +47,27 @@ async def _rescore_one(row: dict[str, Any], tasks: dict[str, Task], verifier: An
     if status == "verifier_error":  # what it was before the verifier failed
         status = "truncated" if old.finish_reason == "length" else "ok"
     new = old.model_copy(update={"status": status, "error": None if old.status == "verifier_error" else old.error})
-    try:
-        verdict = await verify(verifier, task, new)
-    except Exception as e:  # noqa: BLE001 - a crashed verifier is a status, never a silent 0
-        return new.model_copy(update={"status": "verifier_error", "error": f"{type(e).__name__}: {e}",
-                                      "reward": None, "reward_details": {}, "verifier": None})
-    return new.model_copy(update={"reward": verdict.reward, "reward_details": verdict.details,
-                                  "verifier": verdict.verifier})
+    return await score(verifier, task, new)  # the collection's verify step: a crash is verifier_error, a bug raises
 
 
-async def rescore(rows: Iterable[dict[str, Any]], tasks: dict[str, Task], verifier: Any,
-                  concurrency: int = 64) -> AsyncIterator[tuple[dict[str, Any], Rollout]]:
-    """``(old row, rescored Rollout)`` in file order, with at most ``concurrency`` verifications in flight."""
+async def _rows(rows: Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    if isinstance(rows, AsyncIterable):
+        async for row in rows:
+            yield row
+    else:
+        for row in rows:
+            yield row
+
+
+async def rescore(rows: Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]], tasks: dict[str, Task],
+                  verifier: Any, concurrency: int = 64) -> AsyncIterator[tuple[dict[str, Any], Rollout]]:
+    """``(old row, rescored Rollout)`` in file order, with at most ``concurrency`` verifications in flight.
+
+    ``rows``: rows in memory, or read from a file without blocking the loop (``jsonl.aread_jsonl``).
+    """
     pending: deque[tuple[dict[str, Any], asyncio.Task[Rollout]]] = deque()
     try:
-        for row in rows:
+        async for row in _rows(rows):
             pending.append((row, asyncio.create_task(_rescore_one(row, tasks, verifier))))
             if len(pending) >= concurrency:
                 old, task = pending.popleft()

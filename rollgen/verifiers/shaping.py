@@ -72,7 +72,5 @@ class Penalized(Verifier):
             details["decided"] = False
         return Verdict(reward=reward, details=details, verifier=f"{self.name}:{inner.verifier}")
 
-    async def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            await close()
+    def parts(self) -> list[Any]:
+        return [self.inner]
