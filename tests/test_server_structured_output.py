@@ -41,8 +41,10 @@ def _verifier() -> object:
 
 
 def _scores(pairs: list[tuple[Task, str]]) -> list[float]:
+    verifier = _verifier()
+
     async def main() -> list[float]:
-        return [(await verify(_verifier(), t, Rollout(id=f"{t.id}#0", task_id=t.id, repeat=0, messages=[],
+        return [(await verify(verifier, t, Rollout(id=f"{t.id}#0", task_id=t.id, repeat=0, messages=[],
                                                           completion=c, status="ok"))).reward for t, c in pairs]
     return asyncio.run(main())
 
