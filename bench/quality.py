@@ -159,7 +159,11 @@ def child(out: Path, chain: str | None, plots: bool, settings: list[str]) -> Non
                                         **_nested(settings)})
     t0 = time.perf_counter()
     result = curate(cfg, out / "rollouts.jsonl", out / "curated.jsonl", out / "rejected.jsonl",
-                    tasks=out / "tasks.jsonl", plots_dir=out / "plots")
+                    tasks=out / "tasks.jsonl")
+    if plots:  # the report stage draws them from the result
+        from rollgen.plots import write_plots
+
+        write_plots(result, out / "plots")
     wall = time.perf_counter() - t0
     print(format_funnel(result.funnel, result.total, str(out / "rejected.jsonl")), file=sys.stderr)
     print(json.dumps({"rollouts": result.total, "curated": result.curated, "wall_s": round(wall, 2),

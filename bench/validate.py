@@ -9,6 +9,7 @@ Prints one JSON line per measurement. Tasks are generated once into a temporary 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -21,6 +22,14 @@ GENERATORS = ["basic_arithmetic", "chain_sum", "gsm_symbolic", "fraction_simplif
               "simple_equations", "products", "leg_counting", "gcd", "lcm"]
 
 
+async def _gold(cfg, tasks):  # noqa: ANN001, ANN202 - rollgen is imported late (ROLLGEN_CACHE_DIR first)
+    from rollgen.runtime import Runtime
+    from rollgen.validation.gold import run_gold_validation
+
+    async with Runtime(cache_dir=cfg.cache_dir) as rt:
+        return await run_gold_validation(cfg, tasks, rt)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=100, help="tasks per generator")
@@ -31,7 +40,6 @@ def main() -> None:
         os.environ["ROLLGEN_CACHE_DIR"] = cache
         import rollgen
         from rollgen.build import build
-        from rollgen.validation.gold import run_gold_validation
 
         overrides = [f"server.generators=[{args.generators}]", f"server.size={args.size}", "server.generator_config={}"]
         cfg = rollgen.compose(overrides, output_dir=".")
@@ -42,7 +50,7 @@ def main() -> None:
             c = rollgen.compose(overrides + extra, output_dir=".")
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
-                r = run_gold_validation(c, tasks)
+                r = asyncio.run(_gold(c, tasks))
                 dt = time.perf_counter() - t0
                 print(json.dumps({"variant": name, "tasks": len(tasks), "cases": r["cases"], "seconds": round(dt, 2),
                                   "cases_per_s": round(r["cases"] / dt), "passed": r["passed"],

@@ -172,7 +172,7 @@ def write_hydra_files(root: Path, task_cfg: DictConfig) -> None:
     """What Hydra writes to ``<run dir>/.hydra/`` (``hydra.output_subdir``), written once the run starts."""
     from hydra.core.hydra_config import HydraConfig
 
-    from rollgen.rundir import atomic_file
+    from rollgen.jsonl import atomic_file
 
     hydra_cfg = HydraConfig.instance().cfg
     files = {"config.yaml": task_cfg, "hydra.yaml": hydra_cfg,

@@ -23,9 +23,9 @@ from rollgen.config import SamplerConfig
 from rollgen.errors import EndpointError
 from rollgen.limiter import AdaptiveLimit
 from rollgen.policy import Endpoint
+from rollgen.jsonl import JsonlWriter
 from rollgen.policy.client import PolicyClient
 from rollgen.records import Rollout, Task
-from rollgen.rundir import JsonlWriter
 from rollgen.runtime import Runtime
 from rollgen.servers import ResourceServer
 from rollgen.unit import RolloutUnit

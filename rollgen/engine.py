@@ -27,26 +27,20 @@ from rollgen.build import build, build_verifier
 from rollgen.collect import FAILED, CollectStats, EndpointDown, collect
 from rollgen.config import RunConfig
 from rollgen.errors import UserError
-from rollgen.explain import why_empty
+from rollgen.integrations import export_dataset
+from rollgen.jsonl import JsonlWriter, aread_jsonl
 from rollgen.logs import logging_off_the_loop
-from rollgen.metrics import pass_curves, repeat_groups
 from rollgen.policy.client import EndpointUnreachable, check_endpoint
 from rollgen.records import Task, rollout_id
-from rollgen.report import rollout_stats, write_report
+from rollgen.report import build_report, write_plots, write_report
+from rollgen.results import Calls, Collection, Concurrency, Resume
 from rollgen.resume import Prior, collection_lock
-from rollgen.rundir import (
-    JsonlWriter,
-    RunDir,
-    RunDirBusy,
-    RunDirLock,
-    aread_jsonl,
-    cannot_create,
-)
+from rollgen.rundir import RunDir, RunDirBusy, RunDirLock, cannot_create
 from rollgen.runtime import Runtime
+from rollgen.scan import scan_rollouts
 from rollgen.staging import open_run, stage_tasks
 from rollgen.stop import Interrupted, Stop
 from rollgen.verifiers.reverify import load_tasks, rescore
-from rollgen.version import __version__
 
 __all__ = ["EndpointUnreachable", "Interrupted", "UserError", "arun", "collection_hash", "run"]
 
@@ -228,71 +222,58 @@ def run(cfg: RunConfig, *, stop: Stop | None = None, on_start: Callable[[Path], 
 
 
 def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[str, Any]:
-    """The report of a run whose collection ended; quality → format → export when it completed."""
-    cfg, rd, prior, live, s = run_.cfg, run_.rd, run_.prior, run_.outcome, run_.stats
-    stats = rollout_stats(rd.rollouts)
-    failed = sum(n for status, n in stats["by_status"].items() if status in FAILED or status == "verifier_error")
-    if live["status"] == "complete" and stats["rollouts"] and failed == stats["rollouts"]:
-        live.update(status="aborted", reason=f"every rollout failed ({', '.join(f'{k} {v}' for k, v in stats['by_status'].items())})"
-                    + (f"; last error: {s.last_error}" if s.last_error else ""))
-    report: dict[str, Any] = {
-        "status": live["status"],
-        "rollgen_version": __version__,
-        "config_hash": config_hash,
-        "model": live["model"],
-        "format": cfg.format.kind,
-        "collection": stats,
-        "calls": {"model_calls": s.requests, "retries": s.retries, "reused_rollouts": prior.reused},
-        "resume": {"source": prior.source, "reused": prior.reused, "retried": prior.retried, "torn": prior.torn,
-                   "rescored": prior.reused if prior.rescore else 0, "kept_aside": prior.kept_aside,
-                   "set_aside": prior.set_aside},
-        "bad_rows": run_.bad_rows,
-        "funnel": [],
-        "kept": {"rollouts": stats["rollouts"], "curated": 0, "dataset_rows": 0},
-        "dataset": {},
-        "first_rollout_s": round(s.first_rollout_s, 3) if s.first_rollout_s is not None else None,
-        "peak_in_flight": s.peak_in_flight,
-        "concurrency": {"max": cfg.sampler.num_samples_in_parallel, "lowest": s.lowest_limit,
-                        "throttled_responses": s.throttled},
-        "collect_time_s": round(collect_s, 3),
-        "rollouts_per_s": round((stats["rollouts"] - prior.reused) / collect_s, 2) if collect_s > 0 else None,
-    }
-    if live["status"] == "complete":
+    """The stages after a collection that ended: quality → format → export when it completed, then the report."""
+    cfg, rd = run_.cfg, run_.rd
+    collection = _collection(run_, config_hash, collect_s)
+    status = reason = None
+    done: dict[str, Any] = {}
+    plots: list[str] | None = None
+    if collection.status == "complete":
         stage = ["quality"]
         try:
-            down = _downstream(cfg, rd, on_stage=lambda name: stage.append(name))
-            report["kept"].update(down.pop("kept"))
-            report.update(down)
-            report["empty"] = why_empty(report, cfg)  # 0 rows, or an export with no files: which stage, what to change
-            for line in report["empty"]:
-                log.warning("%s", line)
+            curation = quality.curate(cfg.quality, rd.rollouts, rd.curated, rd.rejected, tasks=rd.tasks)
+            log.info("%s", quality.format_funnel(curation.funnel, curation.total, str(rd.rejected)))
+            stage.append("format")
+            dataset = formats.make_dataset(cfg, rd, collection, run_.server.tools())
+            stage.append("export")
+            exports = export_dataset(cfg, rd, dataset)
+            done = {"curation": curation, "dataset": dataset, "exports": exports}
             stage.append("report")
-            report["pass_at_k"] = pass_curves(repeat_groups(rd.rollouts))
-            if cfg.quality.plots:
-                from rollgen.plots import write_pass_curves
-
-                report["plots"] = [*report.get("plots", []), *write_pass_curves(report["pass_at_k"], rd.root / "plots")]
+            collection.pass_at_k = collection.scan.curves.curves()
+            plots = write_plots(cfg, rd, curation, collection.pass_at_k)
         except KeyboardInterrupt:
-            report.update(status="interrupted", reason=f"stopped by a signal during {stage[-1]}, after collection")
-    else:
-        report["reason"] = live.get("reason", "stopped by a signal during collection")
-    report["wall_time_s"] = round(time.perf_counter() - t0, 3)
-    write_report(rd, report)
-    return report
+            status, reason = "interrupted", f"stopped by a signal during {stage[-1]}, after collection"
+    report = build_report(cfg, collection, **done, status=status, reason=reason, plots=plots,
+                          wall_time_s=round(time.perf_counter() - t0, 3))
+    for line in report.empty or []:
+        log.warning("%s", line)
+    return write_report(rd, report)
 
 
-def _downstream(cfg: RunConfig, rd: RunDir, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Quality → format → integration on the collected rollouts (no model calls)."""
-    stage = on_stage or (lambda name: None)
-    curation = quality.curate(cfg.quality, rd.rollouts, rd.curated, rd.rejected, tasks=rd.tasks,
-                              plots_dir=rd.root / "plots")
-    log.info("%s", quality.format_funnel(curation.funnel, curation.total, str(rd.rejected)))
-    stage("format")
-    built = formats.build_dataset(cfg.format, rd.curated, rd.dataset, cfg.seed)
-    dataset = built["splits"]
-    stage("export")
-    exported = {name: build(comp).export(rd.dataset, rd.export / name, cfg.format.kind)  # export/<name>/ each
-                for name, comp in cfg.integration.items()}
-    return {"funnel": curation.funnel, "quality": curation.metrics, "plots": curation.plots,
-            "contamination": curation.contamination, "dataset": dataset, "dataset_details": built, "export": exported,
-            "kept": {"curated": curation.curated, "dataset_rows": sum(dataset.values())}}
+def _collection(run_: _Run, config_hash: str, collect_s: float) -> Collection:
+    """The collect stage's result: the live counters, and one pass over rollouts.jsonl for the rest."""
+    cfg, prior, live, s = run_.cfg, run_.prior, run_.outcome, run_.stats
+    scan = scan_rollouts(run_.rd.rollouts, pass_threshold=formats.pass_threshold(cfg.format))
+    stats = scan.stats
+    status, reason = live["status"], live.get("reason")
+    failed = sum(n for st, n in stats.by_status.items() if st in FAILED or st == "verifier_error")
+    if status == "complete" and stats.rollouts and failed == stats.rollouts:
+        status = "aborted"
+        reason = (f"every rollout failed ({', '.join(f'{k} {v}' for k, v in stats.by_status.items())})"
+                  + (f"; last error: {s.last_error}" if s.last_error else ""))
+    elif status != "complete" and reason is None:
+        reason = "stopped by a signal during collection"
+    return Collection(
+        status=status, reason=reason, stats=stats, config_hash=config_hash, model=live["model"],
+        calls=Calls(model_calls=s.requests, retries=s.retries, reused_rollouts=prior.reused),
+        resume=Resume(source=prior.source, reused=prior.reused, retried=prior.retried, torn=prior.torn,
+                      rescored=prior.reused if prior.rescore else 0, kept_aside=prior.kept_aside,
+                      set_aside=prior.set_aside),
+        bad_rows=run_.bad_rows,
+        first_rollout_s=round(s.first_rollout_s, 3) if s.first_rollout_s is not None else None,
+        peak_in_flight=s.peak_in_flight,
+        concurrency=Concurrency(max=cfg.sampler.num_samples_in_parallel, lowest=s.lowest_limit,
+                                throttled_responses=s.throttled),
+        collect_time_s=round(collect_s, 3),
+        rollouts_per_s=round((stats.rollouts - prior.reused) / collect_s, 2) if collect_s > 0 else None,
+        scan=scan)

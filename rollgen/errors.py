@@ -5,7 +5,8 @@ RollgenError
 ├── ConfigError        a bad key or value, every problem at once (``key.path: message`` lines); exit 2
 ├── UserError          bad input: a task file, a run dir in use or unwritable; one line, exit 2
 │   ├── TaskSourceError    the tasks cannot be produced as configured (rollgen.servers)
-│   └── RunDirBusy         another process holds the run dir (rollgen.rundir)
+│   ├── RunDirBusy         another process holds the run dir (rollgen.rundir)
+│   └── JsonlError         a line of a JSONL file that is not JSON, as ``file:line: ...`` (rollgen.jsonl)
 └── EndpointError      the model endpoint: does not answer before the run (exit 3), or goes down during it
 ```
 

@@ -5,20 +5,43 @@ Trained on Code": with n samples of which c are correct, pass@k = 1 - C(n-c, k) 
 ``maj_at_k`` is the expected accuracy of a majority vote over k samples drawn without replacement,
 computed exactly by enumerating subsets when that is cheap and by the mean over the first
 ``n // k`` disjoint groups otherwise.
+
+What "pass" means is defined here once (``passed``): a rollout passes when its reward reaches the pass
+threshold (1.0, a fully correct answer; RL rows may set another with ``format.pass_threshold``), within float
+rounding. A rollout without a reward (its request failed, or the verifier could not verify it) never
+passes. The report's pass rates, pass@k and maj@k, the quality metrics' solved tasks, RL rows' ``n_passed``
+and the trainers' accuracy all use it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections import Counter, defaultdict
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["maj_at_k", "pass_at_k", "pass_curves", "repeat_groups", "run_metrics"]
+from rollgen.jsonl import read_jsonl
 
-PASS = 1.0 - 1e-9
+__all__ = ["PASS_THRESHOLD", "PassCurves", "maj_at_k", "pass_at_k", "pass_curves", "pass_floor", "passed",
+           "repeat_groups", "run_metrics"]
+
+PASS_THRESHOLD = 1.0  # the reward a rollout needs to pass
+PASS_TOLERANCE = 1e-9  # float rounding: a combined reward of 0.9999999999999999 passes
+
+
+def pass_floor(threshold: float = PASS_THRESHOLD) -> float:
+    """The lowest reward that passes ``threshold``; compare arrays with it (``rewards >= pass_floor()``)."""
+    return threshold - PASS_TOLERANCE
+
+
+def passed(reward: float | None, threshold: float = PASS_THRESHOLD) -> bool:
+    """Whether a rollout with ``reward`` passes: its reward reaches ``threshold``, within float rounding. No
+    reward (a failed request, an answer the verifier could not verify) never passes."""
+    return reward is not None and reward >= threshold - PASS_TOLERANCE
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -30,7 +53,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def maj_at_k(answers: list[tuple[str | None, bool]], k: int, max_subsets: int = 2000) -> float:
+def maj_at_k(answers: Sequence[tuple[Any, bool]], k: int, max_subsets: int = 2000) -> float:
     """Expected correctness of the most common answer among k of the samples (ties: the first seen).
 
     ``answers`` holds (extracted answer, is correct) per sample; a None answer never wins a vote.
@@ -52,33 +75,62 @@ def maj_at_k(answers: list[tuple[str | None, bool]], k: int, max_subsets: int = 
     return total / count
 
 
-def pass_curves(groups: dict[str, list[tuple[str | None, bool]]]) -> dict[str, dict[int, float]]:
-    """Mean pass@k and maj@k over tasks, for k = 1 .. the smallest number of samples per task."""
-    if not groups:
+def pass_curves(groups: Mapping[str, Sequence[tuple[Any, bool]]]) -> dict[str, dict[int, float]]:
+    """Mean pass@k and maj@k over tasks, for k = 1 .. the smallest number of samples per task.
+
+    ``groups``: per task, (extracted answer, passed) of each verified rollout."""
+    return _curves(min((len(v) for v in groups.values()), default=0), groups.values(), len(groups))
+
+
+def _curves(kmax: int, groups: Iterable[Sequence[tuple[Any, bool]]], n_groups: int) -> dict[str, dict[int, float]]:
+    """The curves of ``pass_curves`` from one pass over the groups (each decoded once)."""
+    if not n_groups:
         return {"pass@k": {}, "maj@k": {}}
-    kmax = min(len(v) for v in groups.values())
-    curves: dict[str, dict[int, float]] = {"pass@k": {}, "maj@k": {}}
-    for k in range(1, kmax + 1):
-        curves["pass@k"][k] = sum(pass_at_k(len(v), sum(ok for _, ok in v), k) for v in groups.values()) / len(groups)
-        curves["maj@k"][k] = sum(maj_at_k(v, k) for v in groups.values()) / len(groups)
-    return curves
+    ks = range(1, kmax + 1)
+    pass_sum, maj_sum = dict.fromkeys(ks, 0.0), dict.fromkeys(ks, 0.0)
+    for v in groups:
+        c = sum(ok for _, ok in v)
+        for k in ks:
+            pass_sum[k] += pass_at_k(len(v), c, k)
+            maj_sum[k] += maj_at_k(v, k)
+    return {"pass@k": {k: pass_sum[k] / n_groups for k in ks}, "maj@k": {k: maj_sum[k] / n_groups for k in ks}}
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+class PassCurves:
+    """pass@k and maj@k gathered one verified rollout at a time, in 8 bytes each (its answer's hash and whether
+    it passed), so a million rollouts need no more than a few MB."""
+
+    _MASK = (1 << 61) - 1
+
+    def __init__(self) -> None:
+        self.groups: dict[str, array[int]] = {}
+
+    def add(self, task_id: str, answer: Any, ok: bool) -> None:
+        """One verified rollout of ``task_id``: its extracted answer (None: none) and whether it ``passed``."""
+        codes = self.groups.get(task_id)
+        if codes is None:
+            codes = self.groups[task_id] = array("q")
+        codes.append(self._code(answer) << 1 | bool(ok))
+
+    @classmethod
+    def _code(cls, answer: Any) -> int:
+        if answer is None:
+            return 0
+        key = answer if isinstance(answer, str) else ("json", json.dumps(answer, sort_keys=True, default=str))
+        return (hash(key) & cls._MASK) + 1  # equal answers, equal codes (maj@k only compares answers)
+
+    def curves(self) -> dict[str, dict[int, float]]:
+        decoded = ([(c >> 1 or None, bool(c & 1)) for c in codes] for codes in self.groups.values())
+        return _curves(min((len(v) for v in self.groups.values()), default=0), decoded, len(self.groups))
 
 
 def repeat_groups(rollouts: str | Path) -> dict[str, list[tuple[str | None, bool]]]:
     """Per task, (extracted answer, passed) of each verified rollout, streamed from a rollouts file."""
-    groups: dict[str, list[tuple[str | None, bool]]] = defaultdict(list)
-    with open(rollouts, encoding="utf-8") as f:
-        for line in f:
-            r = json.loads(line)
-            if r.get("reward") is not None:
-                groups[r["task_id"]].append(((r.get("reward_details") or {}).get("extracted"), r["reward"] >= PASS))
+    groups: dict[str, list[tuple[str | None, bool]]] = {}
+    for r in read_jsonl(rollouts):
+        if r.get("reward") is not None:
+            groups.setdefault(r["task_id"], []).append(((r.get("reward_details") or {}).get("extracted"),
+                                                        passed(r["reward"])))
     return groups
 
 
@@ -94,12 +146,12 @@ def run_metrics(run_dir: str | Path) -> dict[str, Any]:
     if "calls" in report:  # requests this run sent; reused rollouts cost none, retries are counted apart
         calls, retries = report["calls"]["model_calls"], report["calls"]["retries"]
     else:  # a report from before rollgen counted requests: every turn of every rollout
-        with open(run_dir / "rollouts.jsonl", encoding="utf-8") as f:
-            calls, retries = sum(json.loads(line).get("turns", 0) for line in f), None
+        calls, retries = sum(r.get("turns", 0) for r in read_jsonl(run_dir / "rollouts.jsonl")), None
     curves = {k: {int(n): v for n, v in c.items()} for k, c in report.get("pass_at_k", {}).items()} or \
         pass_curves(repeat_groups(run_dir / "rollouts.jsonl"))
-    rows = [row for split in ("train", "validation", "test") for row in _jsonl(run_dir / "dataset" / f"{split}.jsonl")]
-    margins = [row["margin"] for row in rows if isinstance(row.get("margin"), (int, float))]
+    splits = [run_dir / "dataset" / f"{split}.jsonl" for split in ("train", "validation", "test")]
+    margins = [row["margin"] for split in splits if split.is_file() for row in read_jsonl(split)
+               if isinstance(row.get("margin"), (int, float))]
     distinct = ((report.get("quality") or {}).get("distinct") or {}).get("distinct_2") or {}
     dataset_rows = report["kept"].get("dataset_rows") or 0
     return {

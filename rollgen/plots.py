@@ -1,9 +1,10 @@
 """Quality plots as PNG files (matplotlib's Agg canvas, no display, imported only when plots are drawn).
 
-``write_plots`` draws the reward histogram, per-task pass rates (and mean reward per difficulty /
-domain / source when tasks carry them), the completion length distribution, lexical diversity with the
-duplicate rate, and the funnel; it returns the paths relative to the run dir, which report.md links.
-``write_pass_curves`` draws pass@k and maj@k of a run (a sweep's plots are in ``rollgen.sweep_plots``).
+The report stage draws every plot of a run from the typed stage results (``rollgen.results``):
+``write_plots`` draws, from a ``Curation``, the reward histogram, per-task pass rates (and mean reward per
+difficulty / domain / source when tasks carry them), the completion length distribution, lexical diversity
+with the duplicate rate, and the funnel; ``write_pass_curves`` draws pass@k and maj@k of a run. Both return
+the paths relative to the run dir, which report.md links (a sweep's plots are in ``rollgen.sweep_plots``).
 The ``*_figure`` functions build the figures without writing them.
 """
 
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from rollgen.quality.metrics import Metrics
+    from rollgen.results import Curation
 
 __all__ = ["QUALITY_PLOTS", "agg_figure", "pass_curves_figure", "pass_rate_figure", "write_pass_curves", "write_plots"]
 
@@ -43,16 +44,23 @@ def _save(fig: Any, path: Path, out: list[str]) -> None:
     out.append(f"{path.parent.name}/{path.name}")
 
 
-def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> list[str]:
+def _hist(ax: Any, edges: Any, counts: list[int], **kw: Any) -> None:
+    """A histogram whose counts are known (one bar per bin, as ``ax.hist`` of the values draws it)."""
+    edges = np.asarray(edges, dtype=np.float64)
+    ax.hist(edges[:-1], bins=edges, weights=np.asarray(counts, dtype=np.float64), **kw)
+
+
+def write_plots(curation: Curation, plots_dir: Path) -> list[str]:
+    """The quality plots of ``curation`` (``QUALITY_PLOTS``) as PNGs in ``plots_dir``."""
     plots_dir.mkdir(parents=True, exist_ok=True)
     out: list[str] = []
-    reward, kept = m.rows.reward, m.kept
-    bins = np.linspace(0, 1, 11)
+    m, funnel = curation.metrics, curation.funnel
+    bins = np.linspace(0, 1, 11)  # the bins of the quality metrics' reward histograms
 
     fig = agg_figure()
     ax = fig.add_subplot()
-    ax.hist(reward[~np.isnan(reward)], bins=bins, color=ALL, label="all rollouts")
-    ax.hist(reward[kept & ~np.isnan(reward)], bins=bins, color=KEPT, label="curated")
+    _hist(ax, bins, m["reward"]["histogram"]["all"], color=ALL, label="all rollouts")
+    _hist(ax, bins, m["reward"]["histogram"]["curated"], color=KEPT, label="curated")
     ax.set(xlabel="reward", ylabel="rollouts", title="Reward")
     ax.legend()
     _save(fig, plots_dir / "reward_hist.png", out)
@@ -61,19 +69,19 @@ def write_plots(m: Metrics, funnel: list[dict[str, Any]], plots_dir: Path) -> li
 
     fig = agg_figure()
     ax = fig.add_subplot()
-    length = m.length[~np.isnan(m.length)]
-    if len(length):
-        edges = np.histogram_bin_edges(length, bins=40)
-        ax.hist(length, bins=edges, color=ALL, label="all rollouts")
-        ax.hist(m.length[kept & ~np.isnan(m.length)], bins=edges, color=KEPT, label="curated")
+    lengths = curation.lengths
+    if lengths is not None and lengths.edges:
+        _hist(ax, lengths.edges, lengths.all, color=ALL, label="all rollouts")
+        _hist(ax, lengths.edges, lengths.curated, color=KEPT, label="curated")
         ax.legend()
-    ax.set(xlabel=f"completion length ({m.length_unit})", ylabel="rollouts", title="Completion length")
+    unit = lengths.unit if lengths is not None else m["length"]["unit"]
+    ax.set(xlabel=f"completion length ({unit})", ylabel="rollouts", title="Completion length")
     _save(fig, plots_dir / "length_hist.png", out)
 
     fig = agg_figure()
     ax = fig.add_subplot()
-    d = m.summary["distinct"]
-    dup = m.summary["duplicates"]["exact_rate"]
+    d = m["distinct"]
+    dup = m["duplicates"]["exact_rate"]
     names = [*d, "exact duplicates"]
     x = np.arange(len(names))
     for offset, which, color in ((-0.2, "all", ALL), (0.2, "curated", KEPT)):
@@ -116,15 +124,15 @@ def _range(v: Any) -> str:
     return str(v)
 
 
-def pass_rate_figure(m: Metrics) -> Any:
-    """Per-task pass rates, and beside them (when tasks carry metadata) the mean reward per value of the first
-    metadata key with several values, each bar labelled with its mean and task count."""
-    bins = np.linspace(0, 1, 11)
-    tables = [(k, t) for k, t in m.summary["by_metadata"].items() if len(t) > 1]
+def pass_rate_figure(metrics: dict[str, Any]) -> Any:
+    """Per-task pass rates (the histogram of each task's mean reward in the quality ``metrics``), and beside them
+    (when tasks carry metadata) the mean reward per value of the first metadata key with several values, each
+    bar labelled with its mean and task count."""
+    tables = [(k, t) for k, t in metrics["by_metadata"].items() if len(t) > 1]
     fig = agg_figure(6.0 + 5.0 * bool(tables))
     left_w = 0.34 if tables else 0.83
     ax = fig.add_axes((0.08 if tables else 0.12, 0.15, left_w, 0.75))
-    ax.hist(m.task_mean[~np.isnan(m.task_mean)], bins=bins, color=KEPT)
+    _hist(ax, np.linspace(0, 1, 11), metrics["pass_rate"]["histogram"], color=KEPT)
     ax.set(xlabel="mean reward of the task's rollouts", ylabel="tasks", title="Pass rate per task")
     if tables:
         key, table = tables[0]

@@ -1,67 +1,77 @@
-"""Run report: ``report.json`` (numbers) and ``report.md`` (the same, for people), from the run files."""
+"""The report stage: ``build_report`` makes a run's ``Report`` from the typed stage results (once); ``write_plots``
+draws every plot from them; ``write_report`` writes ``report.json`` (``Report.to_json``) and ``report.md`` (the
+same numbers, for people)."""
 
 from __future__ import annotations
 
-import os
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from rollgen.explain import empty_md
-from rollgen.rundir import RunDir, read_jsonl, write_json
+from rollgen.config import RunConfig
+from rollgen.explain import empty_md, why_empty
+from rollgen.jsonl import write_json
+from rollgen.results import Collection, Curation, DatasetSummary, ExportResult, Report
+from rollgen.rundir import RunDir
+from rollgen.version import __version__
 
-__all__ = ["rollout_stats", "write_report"]
-
-
-def rollout_stats(path: os.PathLike[str]) -> dict[str, Any]:
-    """Counts, rewards and tokens over a rollouts file, streamed."""
-    statuses: Counter[str] = Counter()
-    tokens: Counter[str] = Counter()
-    rewards: list[float] = []
-    task_best: dict[str, float] = defaultdict(float)
-    tasks = set()
-    for r in read_jsonl(path):
-        statuses[r["status"]] += 1
-        tasks.add(r["task_id"])
-        for k, v in (r.get("usage") or {}).items():
-            if isinstance(v, int):
-                tokens[k] += v
-        if r.get("reward") is not None:
-            rewards.append(r["reward"])
-            task_best[r["task_id"]] = max(task_best[r["task_id"]], r["reward"])
-    n = sum(statuses.values())
-    return {
-        "tasks": len(tasks),
-        "rollouts": n,
-        "by_status": dict(sorted(statuses.items())),
-        "mean_reward": round(sum(rewards) / len(rewards), 6) if rewards else None,
-        "pass_rate": round(sum(x >= 1.0 for x in rewards) / len(rewards), 6) if rewards else None,
-        "task_pass_rate": round(sum(v >= 1.0 for v in task_best.values()) / len(tasks), 6) if tasks else None,
-        "tokens": dict(tokens),
-    }
+__all__ = ["build_report", "write_plots", "write_report"]
 
 
-def write_report(rd: RunDir, report: dict[str, Any]) -> None:
-    write_json(rd.report_json, report)
-    c = report["collection"]
+def build_report(cfg: RunConfig, collection: Collection, *, curation: Curation | None = None,
+                 dataset: DatasetSummary | None = None, exports: ExportResult | None = None,
+                 status: str | None = None, reason: str | None = None, plots: list[str] | None = None,
+                 wall_time_s: float | None = None, curated_with: dict[str, Any] | None = None,
+                 rollgen_version: str = __version__, extra: dict[str, Any] | None = None) -> Report:
+    """The report of a run: ``collection`` and, when the stages after it ran to the end, their results.
+
+    ``status`` / ``reason`` override the collection's (a run stopped after collecting); ``empty`` (why there is
+    no data, per stage) is worked out here from the results.
+    """
+    report = Report(status=status or collection.status, rollgen_version=rollgen_version, format=cfg.format.kind,
+                    collection=collection, curation=curation, dataset=dataset, exports=exports,
+                    reason=reason if status else collection.reason, plots=plots, wall_time_s=wall_time_s,
+                    curated_with=curated_with, extra=dict(extra or {}))
+    if report.downstream:
+        report.empty = why_empty(report.to_json(), cfg)  # 0 rows, or an export with no files: which stage, what to change
+    return report
+
+
+def write_plots(cfg: RunConfig, rd: RunDir, curation: Curation | None,
+                pass_at_k: dict[str, dict[int, float]] | None) -> list[str]:
+    """The run's plots under ``rd.root/plots`` (when ``quality.plots``): quality plots of ``curation`` (when it saw
+    rollouts), pass@k / maj@k of ``pass_at_k``; their paths relative to the run dir."""
+    if not cfg.quality.plots:
+        return []
+    from rollgen import plots
+
+    out = plots.write_plots(curation, rd.root / "plots") if curation is not None and curation.total else []
+    return out + (plots.write_pass_curves(pass_at_k, rd.root / "plots") if pass_at_k is not None else [])
+
+
+def write_report(rd: RunDir, report: Report) -> dict[str, Any]:
+    """``report.json`` and ``report.md``; returns report.json's content."""
+    data = report.to_json()
+    write_json(rd.report_json, data)
+    c = data["collection"]
     lines = [
         f"# rollgen run `{rd.root}`", "",
-        f"status: **{report['status']}** · model `{report['model']}` · collection hash `{report['config_hash']}`", "",
-        *empty_md(report),
+        f"status: **{data['status']}** · model `{data['model']}` · collection hash `{data['config_hash']}`", "",
+        *empty_md(data),
         "## Collection", "",
         "| tasks | rollouts | mean reward | pass rate | task pass rate | wall time (s) | rollouts/s |",
         "|---|---|---|---|---|---|---|",
         f"| {c['tasks']} | {c['rollouts']} | {c['mean_reward']} | {c['pass_rate']} | {c['task_pass_rate']} "
-        f"| {report['wall_time_s']} | {report['rollouts_per_s']} |", "",
+        f"| {data['wall_time_s']} | {data['rollouts_per_s']} |", "",
         "Rollouts by status: " + ", ".join(f"{k} {v}" for k, v in c["by_status"].items()), "",
         "Tokens: " + (", ".join(f"{k} {v}" for k, v in c["tokens"].items()) or "not reported"), "",
-        *_calls_lines(report),
-        *_repeat_lines(report),
-        *_quality_lines(report),
-        "## Dataset", "", f"format `{report['format']}`: "
-        + ", ".join(f"{k} {v} rows" for k, v in report["dataset"].items()), "",
+        *_calls_lines(data),
+        *_repeat_lines(data),
+        *_quality_lines(data),
+        "## Dataset", "", f"format `{data['format']}`: "
+        + ", ".join(f"{k} {v} rows" for k, v in data["dataset"].items()), "",
     ]
     rd.report_md.write_text("\n".join(lines), encoding="utf-8")
+    return data
 
 
 def _calls_lines(report: dict[str, Any]) -> list[str]:
@@ -110,7 +120,7 @@ def _quality_lines(report: dict[str, Any]) -> list[str]:
                          f"| {ln[which].get('p50', '–')} | {ln[which].get('p90', '–')} | {_pct(dup[which])} "
                          + "".join(f"| {_pct(v[which])} " for v in d.values()) + "|")
         lines += ["", f"Length in {ln['unit']}. Tasks: {pr['tasks']}, never solved {pr['never_solved']}, always "
-                      f"solved {pr['always_solved']}, mixed {pr['mixed']} (mean reward of their rollouts).", ""]
+                      f"solved {pr['always_solved']}, mixed {pr['mixed']} (solved: a rollout's reward reached 1).", ""]
         for key, table in q.get("by_metadata", {}).items():
             lines += [f"By `{key}`:", "", "| value | tasks | rollouts | curated | mean reward | curated mean reward |",
                       "|---|---|---|---|---|---|",

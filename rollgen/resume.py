@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rollgen.errors import UserError
+from rollgen.jsonl import atomic_file
 from rollgen.logs import logging_off_the_loop
-from rollgen.rundir import atomic_file
 
 __all__ = ["FINAL_STATUSES", "Prior", "collection_lock", "file_hash", "find_sources", "own_sources",
            "register", "restore", "set_aside_other_hash"]

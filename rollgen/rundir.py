@@ -1,29 +1,23 @@
-"""The run directory (DESIGN.md, "Run directory") and the JSONL I/O every stage uses.
+"""The run directory (DESIGN.md, "Run directory"): its file names, its lock, whether it can be made.
 
-Files are replaced atomically through a temp file with a unique name beside them (never a fixed
-``name.tmp`` two processes could share), removed again if writing fails.
+The JSONL reader and writers every stage uses live in ``rollgen.jsonl``; they are importable from here too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
-import json
 import os
-import queue
-import secrets
 import socket
-import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from rollgen.config import RunConfig
 from rollgen.errors import UserError
+from rollgen.jsonl import JsonlWriter, atomic_file, read_jsonl, write_json, write_jsonl
 
-__all__ = ["JsonlWriter", "RunDir", "RunDirBusy", "RunDirLock", "RunDirUnlockable", "aread_jsonl", "atomic_file",
-           "cannot_create", "read_jsonl", "read_jsonl_batches", "write_json", "write_jsonl"]
+__all__ = ["JsonlWriter", "RunDir", "RunDirBusy", "RunDirLock", "RunDirUnlockable", "atomic_file", "cannot_create",
+           "read_jsonl", "saved_config", "write_json", "write_jsonl"]
 
 LOCK_NAME = ".rollgen.lock"  # "PID HOST" of the process that has the run dir; removed when it lets go
 
@@ -57,6 +51,15 @@ class RunDir:
                     path.unlink(missing_ok=True)
                     n += 1
         return n
+
+
+def saved_config(cfg: RunConfig) -> dict[str, Any]:
+    """What ``run_config.json`` holds for ``cfg``: the rollgen version and the config, registered secrets masked.
+    Later stages take the run's config in this form (the dataset card, the export's reward) from here."""
+    from rollgen import redact
+    from rollgen.version import __version__
+
+    return redact.redact_obj({"rollgen_version": __version__, **cfg.model_dump(mode="json", by_alias=True)})
 
 
 def cannot_create(path: str | os.PathLike[str]) -> str | None:
@@ -190,155 +193,3 @@ class RunDirLock:
             if time.monotonic() > deadline:
                 return "pid unknown"
             time.sleep(0.01)
-
-
-class JsonlWriter:
-    """Appends lines from the event loop without blocking it: a thread writes and flushes each batch.
-
-    ``write`` only appends to a list; once per event-loop iteration the lines written during that
-    iteration are handed to the thread as one batch (one queue operation, not one per line, which
-    would wake the thread and contend for the GIL each time). The thread writes each batch of whole
-    lines with one ``write`` and flushes, so every line on disk is complete and a crash loses at most
-    the batch in hand.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], mode: str = "a"):
-        """Open ``path`` (``mode`` "a" appends, "w" starts afresh). Blocking: on a loop, make it in a thread."""
-        self.path = Path(path)
-        self._file = open(self.path, mode, encoding="utf-8")  # noqa: SIM115 - closed by the thread
-        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._error: BaseException | None = None
-        self._pending: list[str] = []
-        self._thread = threading.Thread(target=self._run, name=f"writer:{self.path.name}", daemon=True)
-        self._thread.start()
-
-    def write(self, line: str) -> None:
-        if self._error is not None:
-            raise OSError(f"writing {self.path} failed: {self._error}") from self._error
-        if not self._pending:
-            try:
-                asyncio.get_running_loop().call_soon(self._handoff)
-            except RuntimeError:  # no loop: hand over at once
-                self._queue.put(line)
-                return
-        self._pending.append(line)
-
-    def _handoff(self) -> None:
-        if self._pending:
-            self._queue.put("".join(self._pending))
-            self._pending = []
-
-    def _run(self) -> None:
-        done = False
-        try:
-            while not done:
-                batch = [self._queue.get()]
-                while True:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                if None in batch:
-                    done = True
-                    batch = [b for b in batch if b is not None]
-                if batch:
-                    self._file.write("".join(batch))
-                    self._file.flush()
-        except BaseException as e:  # surfaced on the next write() / close()
-            self._error = e
-        finally:
-            self._file.close()
-
-    def close(self) -> None:
-        """Write what is queued, flush, close. Blocks: call it through ``asyncio.to_thread`` on a loop."""
-        self._handoff()
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise OSError(f"writing {self.path} failed: {self._error}") from self._error
-
-
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Stream the objects of a JSONL file; a bad line raises ValueError naming file and line."""
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                yield _parse_line(line, path, n)
-
-
-def _parse_line(line: str, path: str | os.PathLike[str], n: int) -> Any:
-    try:
-        return json.loads(line)
-    except ValueError as e:
-        raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
-
-
-async def read_jsonl_batches(path: str | os.PathLike[str], batch_bytes: int = 1 << 16
-                             ) -> AsyncIterator[list[dict[str, Any]]]:
-    """``read_jsonl`` for an event loop: lists of objects, about ``batch_bytes`` of lines each, read and parsed
-    in a worker thread so the loop never waits on the disk."""
-    f = await asyncio.to_thread(open, path, encoding="utf-8")
-    seen = 0
-
-    def batch() -> list[dict[str, Any]] | None:
-        nonlocal seen
-        lines = f.readlines(batch_bytes)
-        if not lines:
-            return None
-        out = []
-        for line in lines:
-            seen += 1
-            if line.strip():
-                out.append(_parse_line(line, path, seen))
-        return out
-
-    try:
-        while (rows := await asyncio.to_thread(batch)) is not None:
-            if rows:
-                yield rows
-    finally:
-        f.close()
-
-
-async def aread_jsonl(path: str | os.PathLike[str]) -> AsyncIterator[dict[str, Any]]:
-    """The objects of a JSONL file, one by one, for an event loop (read in batches by ``read_jsonl_batches``)."""
-    async for rows in read_jsonl_batches(path):
-        for row in rows:
-            yield row
-
-
-@contextmanager
-def atomic_file(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a uniquely named temp file beside ``path``; on success it replaces ``path``, on error it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:  # like mkstemp, but the file gets the usual permissions (0666 less the umask), not 0600
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with open(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
-    """Write rows (dicts or pydantic models) atomically: a temp file renamed into place. Returns the count."""
-    n = 0
-    with atomic_file(path) as f:
-        for row in rows:
-            f.write(row.model_dump_json() if hasattr(row, "model_dump_json") else json.dumps(row, ensure_ascii=False))
-            f.write("\n")
-            n += 1
-    return n
-
-
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    with atomic_file(path) as f:
-        f.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -20,21 +20,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from rollgen import redact
 from rollgen.errors import UserError
+from rollgen.jsonl import atomic_file, write_json, write_jsonl
 from rollgen.records import Task
-from rollgen.resume import (
-    Prior,
-    find_sources,
-    own_sources,
-    register,
-    restore,
-    set_aside_other_hash,
-)
-from rollgen.rundir import atomic_file, write_json, write_jsonl
+from rollgen.resume import Prior, find_sources, own_sources, register, restore, set_aside_other_hash
+from rollgen.rundir import saved_config
 from rollgen.servers import TaskSourceError
 from rollgen.verifiers import verifier_name
-from rollgen.version import __version__
 
 __all__ = ["open_run", "stage_tasks"]
 
@@ -121,7 +113,7 @@ def open_run(run: Any, staged: Path, config_hash: str, n_tasks: int, cache: Path
         run.on_start(rd.root)
     old = _config_of(rd.config)
     ours = cfg.model_dump(mode="json", by_alias=True)
-    write_json(rd.config, redact.redact_obj({"rollgen_version": __version__, **ours}))
+    write_json(rd.config, saved_config(cfg))
     _move(staged, rd.tasks)
     set_aside = set_aside_other_hash(rd.root, config_hash)
     if set_aside:

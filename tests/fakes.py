@@ -9,7 +9,9 @@ keeps every completion request waiting until it is set; ``retry_after_date`` sen
 HTTP date. ``hold_after=N`` answers the first N requests and holds every later one until
 ``release()``, so a test can act on a run that is certainly still going (N rollouts on disk, the rest
 waiting). ``alternate`` makes answers right and wrong by turns for each prompt (its 1st, 3rd, ... request
-right), so two repeats of a task always give a DPO pair, whatever order the requests arrive in. Run
+right), so two repeats of a task always give a DPO pair, whatever order the requests arrive in. ``replies``
+answers a prompt containing a key with a fixed text; ``pairs`` with a (right, wrong) text, drawn as
+arithmetic answers are, so non-arithmetic servers get a known share right. Run
 standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
 """
 
@@ -90,6 +92,8 @@ class FakeOpenAI:
     hold_after: int | None = None  # requests after the first N wait until release()
     alternate: bool = False  # right and wrong by turns per prompt, instead of drawing with correct_rate
     replies: dict[str, str] = field(default_factory=dict)  # text in the prompt -> the reply (code, prose), verbatim
+    # text in the prompt -> (right reply, wrong reply), chosen as arithmetic answers are (correct_rate, alternate)
+    pairs: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -174,6 +178,8 @@ class FakeOpenAI:
             prompt = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
             if (keyed := next((r for k, r in self.replies.items() if k in str(prompt)), None)) is not None:
                 return keyed, body
+            if (pair := next((r for k, r in self.pairs.items() if k in str(prompt)), None)) is not None:
+                return pair[0 if self._right(prompt) else 1], body
             gold = solve(prompt if isinstance(prompt, str) else json.dumps(prompt))
             if gold is None:
                 text = "I do not know."

@@ -19,6 +19,11 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def OPTIONS(group: str) -> str:  # noqa: N802 - reads like the constant it stands for
+    """A config group's options as rollgen lists them: the YAML files in conf/<group>/, sorted."""
+    return ", ".join(sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml")))
+
+
 def rollgen(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rollgen", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
@@ -29,7 +34,7 @@ def rollgen(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120
     (["sampler.num_repeats=0"], "sampler.num_repeats: "),
     (["sampler.tempreature=0.3"], "sampler.tempreature: unknown key; did you mean "
                                   "sampler.responses_create_params.temperature?"),
-    (["server=nope"], "server=nope: no such option; available: code, math"),  # the options, not Hydra's search path
+    (["server=nope"], f"server=nope: no such option; available: {OPTIONS('server')}"),  # the options, not Hydra's search path
     (["sampler.num_repeats=[1,2"], "sampler.num_repeats: cannot parse 'sampler.num_repeats=[1,2'"),
     (["verifier=judge", "verifier.score_pattern=x"], "verifier.score_pattern: unknown key; it is a valid key the "
                                                      "YAML does not list: add it with a leading +, "
@@ -71,7 +76,10 @@ def test_a_word_that_is_not_a_command_is_named(tmp_path: Path, word: str, line: 
 def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     p = rollgen("--help", cwd=tmp_path)
     assert p.returncode == 0
-    for line in ["sampler: dpo, ppo, sft", "policy: local, openai", "server: code, math", "guards: code, default, off", "format: dpo, kto, rl, sft"]:
+    assert {"code", "instruction_following", "math", "mcqa", "reasoning_gym", "structured_output"} <= set(
+        OPTIONS("server").split(", "))
+    for line in ["sampler: dpo, ppo, sft", "policy: local, openai", f"server: {OPTIONS('server')}",
+                 f"guards: {OPTIONS('guards')}", "format: dpo, kto, rl, sft"]:
         assert line in p.stdout, p.stdout
 
 

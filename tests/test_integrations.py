@@ -355,13 +355,46 @@ def test_rl_rows_without_ground_truth_are_counted_not_exported(tmp_path: Path) -
     rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "ground_truth": None if i == 1 else str(i),
              "verifier": "math", "task_id": f"t{i}", "metadata": {}} for i in range(3)]
     (ds / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    exact = {"_target_": "rollgen.verifiers.text.ExactMatch"}
+    (tmp_path / "run_config.json").write_text(json.dumps({"verifier": exact, "guards": {}}))  # the run's reward
     for cls in (TrlIntegration, VerlIntegration, OpenRLHFIntegration, NemoRLIntegration):
         out, m = _export(cls, ds, "rl")
         assert sum(m["files"][k] for k in m["files"] if k.endswith(("train.jsonl", "train.parquet"))
                    and not k.startswith("gym")) == 2, cls.__name__
         assert m["skipped"] == [{"reason": m["skipped"][0]["reason"], "rows": 1}], cls.__name__
     cfg = json.loads((tmp_path / "export/VerlIntegration/reward_config.json").read_text())
-    assert cfg["source"].startswith("rollgen defaults") and cfg["verifier"]["_target_"].endswith("MathVerifier")
+    assert cfg["source"] == str(tmp_path / "run_config.json") and cfg["verifier"] == exact and cfg["guards"] == {}
+    verl_rows = pq.read_table(tmp_path / "export/VerlIntegration/rl/train.parquet").to_pylist()
+    assert {r["ability"] for r in verl_rows} == {"exactmatch"} and {r["data_source"] for r in verl_rows} == {
+        "rollgen/exactmatch"}  # named after the run's verifier, not a guess
+
+
+def test_an_rl_export_without_a_known_reward_says_so_and_the_run_hands_its_own(tmp_path: Path) -> None:
+    from rollgen.errors import UserError
+    from rollgen.integrations import RunReward
+
+    ds = tmp_path / "dataset"  # no run_config.json beside it: which verifier scored these rows is unknown
+    ds.mkdir()
+    row = {"prompt": [{"role": "user", "content": "q"}], "ground_truth": "1", "task_id": "t0", "metadata": {}}
+    (ds / "train.jsonl").write_text(json.dumps(row) + "\n")
+    for cls in (TrlIntegration, VerlIntegration, OpenRLHFIntegration):
+        with pytest.raises(UserError, match=rf"^{ds}: the reward is unknown"):
+            _export(cls, ds, "rl")
+    reward = RunReward(verifier={"_target_": "rollgen.verifiers.numeric.NumericTolerance"}, guards={},
+                       source="/runs/a/run_config.json")
+    for cls in (TrlIntegration, VerlIntegration, OpenRLHFIntegration):
+        out = tmp_path / "export" / cls.__name__
+        m = cls(cls.Params()).export_for(ds, out, "rl", reward)
+        assert "reward_config.json" in m["files"], cls.__name__
+        written = json.loads((out / "reward_config.json").read_text())
+        assert (written["verifier"], written["guards"], written["source"]) == (
+            reward.verifier, reward.guards, reward.source), cls.__name__
+    with pytest.raises(ValueError, match="which reward"):
+        reward_function()
+    with pytest.raises(UserError, match="no reward_config.json"):
+        make_compute_score()("rollgen/math", "The answer is 1.", "1")
+    with pytest.raises(UserError, match="no reward_config.json"):
+        make_reward_func()(["q 1"], ["q"], ["1"])
 
 
 @pytest.mark.parametrize(("cls", "fmt"), [(VerlIntegration, "sft"), (VerlIntegration, "rl"),
@@ -429,8 +462,8 @@ def test_integration_modules_have_a_small_public_surface() -> None:
     import importlib
 
     expected = {
-        "common": {"BATCH_FUNCTIONS", "SPLITS", "Export", "iter_rows", "micro_and_global_batch", "split_files",
-                   "user_text", "write_jsonl", "write_parquet"},
+        "common": {"BATCH_FUNCTIONS", "SPLITS", "Export", "micro_and_global_batch", "split_files", "user_text",
+                   "write_parquet"},
         "reward": {"CONFIG_NAME", "AsyncRewardScorer", "RewardScorer", "completion_text", "prompt_text", "verifier_label",
                    "write_reward_config"},
         "trl": {"RewardFunction", "TrlIntegration", "reward_function"},

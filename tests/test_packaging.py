@@ -26,7 +26,12 @@ def test_wheel_contains_conf(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     for group in ["server/math.yaml", "sampler/dpo.yaml", "policy/local.yaml", "config.yaml"]:
         assert f"rollgen/conf/{group}" in names
+    assert "rollgen/servers/data/instruction_prompts.json" in names  # server=instruction_following's requests
     assert not any(n.startswith("tests/") for n in names)
+    bundled = ["HumanEval.jsonl.gz", "HumanEval.LICENSE", "code_tasks.jsonl", "mcqa_questions.jsonl",
+               "structured_tasks.jsonl"]  # the servers' own tasks
+    for data in bundled:
+        assert f"rollgen/servers/data/{data}" in names
 
 
 def test_non_editable_install_runs(wheel: Path, tmp_path: Path) -> None:

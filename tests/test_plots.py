@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -27,8 +26,8 @@ def test_pass_rate_labels_are_readable_and_stay_in_their_panel() -> None:
     values = [_difficulty(num_digits=[1, 1], num_terms=[2, 2]), _difficulty(num_digits=[1, 4], num_terms=[2, 6]),
               _difficulty(num_animals=[3, 10], num_instances=[1, 15])]
     table = [{"value": v, "tasks": 20, "mean_reward": mean} for v, mean in zip(values, [0.69, 0.0, None], strict=True)]
-    m = SimpleNamespace(summary={"by_metadata": {"difficulty": table}}, task_mean=np.linspace(0, 1, 60))
-    fig = pass_rate_figure(m)
+    task_means = np.histogram(np.linspace(0, 1, 60), np.linspace(0, 1, 11))[0].tolist()
+    fig = pass_rate_figure({"by_metadata": {"difficulty": table}, "pass_rate": {"histogram": task_means}})
     hist, bars = fig.axes
     labels = [t.get_text() for t in bars.get_yticklabels()]
     assert labels[::-1][0] == "num_digits 1, num_terms 2"

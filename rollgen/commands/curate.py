@@ -60,33 +60,41 @@ def recurate(run_dir: str | Path, overrides: list[str] | None = None) -> dict[st
 
 
 def _recurate(rd: Any, cfg: Any, overrides: list[str]) -> dict[str, Any]:
-    from rollgen.version import __version__
-    from rollgen.engine import _downstream
-    from rollgen.explain import why_empty
+    """The run's collection as its report states it; quality, format, export and the report done again."""
+    from rollgen import formats, quality
+    from rollgen.formats.source import server_tools
+    from rollgen.integrations import export_dataset
+    from rollgen.jsonl import write_json
     from rollgen.plots import QUALITY_PLOTS
-    from rollgen.report import rollout_stats, write_report
-    from rollgen.rundir import write_json
+    from rollgen.report import build_report, write_plots, write_report
+    from rollgen.results import REPORT_KEYS, Collection
+    from rollgen.rundir import saved_config
+    from rollgen.scan import scan_rollouts
+    from rollgen.version import __version__
 
     t0 = time.perf_counter()
-    down = _downstream(cfg, rd)
+    scan = scan_rollouts(rd.rollouts, pass_threshold=formats.pass_threshold(cfg.format))
     try:
-        report = json.loads(rd.report_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # a run that never finished: rebuild what the report needs
-        stats = rollout_stats(rd.rollouts)
-        report = {"status": "complete", "rollgen_version": __version__, "config_hash": None, "model": None,
-                  "collection": stats, "wall_time_s": None, "rollouts_per_s": None,
-                  "kept": {"rollouts": stats["rollouts"]}}
-    report["kept"] = {**report.get("kept", {}), **down.pop("kept")}
-    others = [p for p in report.get("plots", []) if Path(p).stem not in QUALITY_PLOTS]  # e.g. pass@k, not ours
-    report.update(down)
-    report["plots"] = [*down["plots"], *others]
-    report["format"] = cfg.format.kind
-    report["empty"] = why_empty(report, cfg)  # this curation's, not the run's: 0 rows says which filter took them
-    report["curated_with"] = {"overrides": overrides, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                              "time_s": round(time.perf_counter() - t0, 3)}
-    write_json(rd.config, {"rollgen_version": __version__, **cfg.model_dump(mode="json", by_alias=True)})
-    write_report(rd, report)
-    return report
+        old: dict[str, Any] = json.loads(rd.report_json.read_text(encoding="utf-8"))
+        collection = Collection.from_report(old)
+    except (OSError, ValueError):  # a run that never finished: its collection from the rollouts
+        old = {}
+        collection = Collection(status="complete", stats=scan.stats, present=frozenset({"rollouts_per_s"}))
+    collection.scan = scan
+    curation = quality.curate(cfg.quality, rd.rollouts, rd.curated, rd.rejected, tasks=rd.tasks)
+    tools, note = server_tools(cfg.server.model_dump(mode="json", by_alias=True))
+    dataset = formats.make_dataset(cfg, rd, collection, tools, notes=(note,) if note else ())
+    exports = export_dataset(cfg, rd, dataset)
+    others = [p for p in old.get("plots", []) if Path(p).stem not in QUALITY_PLOTS]  # e.g. pass@k, not ours
+    plots = write_plots(cfg, rd, curation, None) + others
+    report = build_report(
+        cfg, collection, curation=curation, dataset=dataset, exports=exports, plots=plots,
+        wall_time_s=old.get("wall_time_s"), rollgen_version=old.get("rollgen_version", __version__),
+        extra={k: v for k, v in old.items() if k not in REPORT_KEYS},
+        curated_with={"overrides": overrides, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                      "time_s": round(time.perf_counter() - t0, 3)})
+    write_json(rd.config, saved_config(cfg))
+    return write_report(rd, report)
 
 
 def main(argv: list[str]) -> int:
@@ -97,9 +105,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. quality=sft quality.min_reward_threshold=0.9")
     args = ap.parse_args(argv)
 
-    from rollgen.errors import ConfigError
+    from rollgen.errors import ConfigError, UserError
     from rollgen.quality import format_funnel
-    from rollgen.rundir import RunDirBusy
 
     try:
         report = recurate(args.run_dir, args.overrides)
@@ -107,7 +114,7 @@ def main(argv: list[str]) -> int:
         for line in e.lines:
             print(f"rollgen: config error: {line}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, RunDirBusy) as e:
+    except (FileNotFoundError, UserError) as e:  # also: another process holds the run dir, a line that is not JSON
         print(f"rollgen curate: {e}", file=sys.stderr)
         return 2
     run = Path(args.run_dir)

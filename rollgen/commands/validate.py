@@ -137,7 +137,8 @@ async def _rescored(run_dir: Path, cfg: RunConfig, rows: list[dict[str, Any]]) -
 
 def _run(run_dir: Path, overrides: list[str], against: list[str] | None, config_dir: str | None,
          out_arg: str | None) -> int:
-    from rollgen.rundir import RunDir, read_jsonl, write_json
+    from rollgen.jsonl import read_jsonl, write_json
+    from rollgen.rundir import RunDir
     from rollgen.validation.runcheck import agreement, reward_stats
     from rollgen.verifiers.reverify import rerun_config
 

@@ -31,6 +31,7 @@ from typing import Any
 from rollgen.build import build_verifier
 from rollgen.config import RunConfig
 from rollgen.errors import ConfigError
+from rollgen.metrics import passed
 
 __all__ = ["main"]
 
@@ -99,7 +100,7 @@ class _Diff:
             return round(sum(xs) / len(xs), 6) if xs else None
 
         def pass_rate(xs: list[float]) -> float | None:
-            return round(sum(x >= 1.0 for x in xs) / len(xs), 6) if xs else None
+            return round(sum(passed(x) for x in xs) / len(xs), 6) if xs else None
 
         return {"rollouts": self.n, "rescored": self.rescored, "changed": self.changed,
                 "unchanged": self.rescored - self.changed, "not_rescored": self.n - self.rescored,
@@ -111,7 +112,8 @@ class _Diff:
 
 
 async def _reverify(run_dir: Path, cfg: RunConfig, examples: int) -> dict[str, Any]:
-    from rollgen.rundir import JsonlWriter, RunDir, aread_jsonl
+    from rollgen.jsonl import JsonlWriter, aread_jsonl
+    from rollgen.rundir import RunDir
     from rollgen.runtime import Runtime
     from rollgen.verifiers.reverify import load_tasks, rescore, scorable
 
@@ -137,7 +139,8 @@ async def _reverify(run_dir: Path, cfg: RunConfig, examples: int) -> dict[str, A
 
 
 def _replace(run_dir: Path, cfg: RunConfig) -> None:
-    from rollgen.rundir import RunDir, write_json
+    from rollgen.jsonl import write_json
+    from rollgen.rundir import RunDir
 
     rd = RunDir(run_dir)
     original = run_dir / "rollouts.original.jsonl"
@@ -200,7 +203,8 @@ def main(argv: list[str]) -> int:
 
 
 def _finish(run_dir: Path, cfg: RunConfig, ns: argparse.Namespace, summary: dict[str, Any], t0: float) -> int:
-    from rollgen.rundir import RunDir, write_json
+    from rollgen.jsonl import write_json
+    from rollgen.rundir import RunDir
 
     summary = {"run_dir": str(run_dir), "overrides": ns.overrides,
                "verifier": cfg.verifier.model_dump(mode="json", by_alias=True),

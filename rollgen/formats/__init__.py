@@ -1,6 +1,7 @@
 """Format: curated rollouts → dataset rows (SFT, DPO, KTO or RL), split by prompt, with a dataset card.
 
-``build_dataset`` reads ``curated.jsonl`` by file offset (one task's rollouts in memory at a time),
+``make_dataset`` is the format stage of a run (``build_dataset`` on what the run hands over, as a
+``DatasetSummary``); ``build_dataset`` reads ``curated.jsonl`` by file offset (one task's rollouts in memory at a time),
 writes every row once to a temp file, assigns whole groups of tasks with the same normalised prompt
 (and the run's near-duplicate prompts) to train / validation / test (``split``), then streams the rows
 into ``train.jsonl``, ``validation.jsonl`` and ``test.jsonl`` (a split with no rows gets no file:
@@ -18,17 +19,25 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rollgen.config import DpoFormat, KtoFormat, RlFormat, SftFormat
+from rollgen.config import DpoFormat, KtoFormat, RlFormat, RunConfig, SftFormat
 from rollgen.formats.card import write_card
 from rollgen.formats.rows import FORMATS, Context
 from rollgen.formats.source import Reader, Source
 from rollgen.formats.split import SPLITS, PromptGroups, assign_splits, prompt_of, task_hash
 from rollgen.formats.stats import dataset_stats
 from rollgen.formats.validate import split_overlap
+from rollgen.metrics import PASS_THRESHOLD
+from rollgen.results import Collection, DatasetSummary
+from rollgen.rundir import RunDir, saved_config
 
-__all__ = ["Source", "build_dataset", "write_dataset"]
+__all__ = ["Source", "build_dataset", "make_dataset", "pass_threshold", "write_dataset"]
 
 AnyFormat = SftFormat | DpoFormat | KtoFormat | RlFormat
+
+
+def pass_threshold(cfg: AnyFormat) -> float:
+    """The reward at which a rollout passes in the rows of ``cfg`` (RL's ``pass_threshold``; the default otherwise)."""
+    return cfg.pass_threshold if isinstance(cfg, RlFormat) else PASS_THRESHOLD
 
 
 def _kto_weights(desirable: int, undesirable: int) -> dict[str, float] | None:
@@ -47,7 +56,7 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
     Returns a summary: rows and tasks per split, what was left out and why, label balance (KTO), the
     statistics of the files written, and notes.
     """
-    src = source if isinstance(source, Source) else Source.of_run(source)
+    src = source if isinstance(source, Source) else Source.of_run(source, pass_threshold=pass_threshold(cfg))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows_tmp = out / ".rows.jsonl.tmp"
@@ -56,6 +65,7 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
     groups = PromptGroups(src.near_dedup)
     make = FORMATS[cfg.kind].rows
     with Reader(src) as reader, open(rows_tmp, "w", encoding="utf-8") as tmp:
+        curated = sum(len(entries) for entries in reader.groups.values())
         ctx = Context(cfg, reader, seed)
         for task_id in reader.task_ids():
             n = 0
@@ -97,8 +107,20 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
             "suggested_trl_weights": _kto_weights(kept[True], kept[False]),
         }
     summary["stats"] = dataset_stats(out, cfg.kind)
-    write_card(out, cfg, summary, src, seed)
+    write_card(out, cfg, summary, src, seed, curated)
     return summary
+
+
+def make_dataset(cfg: RunConfig, rd: RunDir, collection: Collection, tools: list[dict[str, Any]] | None,
+                 notes: tuple[str, ...] = ()) -> DatasetSummary:
+    """The format stage of a run: its curated rollouts into ``rd.dataset``, from what the run knows (its config,
+    its server's ``tools``, the ``collection``'s pass over the rollouts); nothing is read back from the run dir
+    but the curated rollouts, the tasks and the quality stage's rejected rows. Blocking file work: from a loop,
+    run it in a thread. ``notes`` go on the dataset card (e.g. why the tools are unknown)."""
+    source = Source.of_config(rd.curated, saved_config(cfg), tasks=rd.tasks, tools=tools, collection=collection.scan,
+                              notes=notes)
+    details = build_dataset(cfg.format, source, rd.dataset, cfg.seed)
+    return DatasetSummary(format=cfg.format.kind, splits=dict(details["splits"]), rows=details["rows"], details=details)
 
 
 def _split_by(task_groups: dict[str, str], groups: PromptGroups) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """The dataset card, ``dataset/README.md``: how to load it, where it came from, what is in it.
 
 The YAML front matter is a Hugging Face dataset card header (licence, tags, split files), so the folder
-also loads with ``datasets.load_dataset(<folder>)`` and uploads to the Hub as it is. Provenance is read
-from the run directory: ``run_config.json`` (rollgen version, config) and ``rollouts.jsonl`` (model,
-sampling parameters, collection hash, counts by status), streamed.
+also loads with ``datasets.load_dataset(<folder>)`` and uploads to the Hub as it is. Provenance comes from
+the ``Source``: the run's saved config (rollgen version, config) and its collection (model, sampling
+parameters, collection hash, counts by status), plus the drops per filter in ``rejected.jsonl``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from rollgen import jsonl
 from rollgen.version import __version__
 from rollgen.formats.rows import FORMATS
 from rollgen.formats.source import Source
@@ -24,12 +25,12 @@ __all__ = ["provenance", "write_card"]
 _FILTER = re.compile(rb'^\{"filter": ("(?:[^"\\]|\\.)*")')  # rejected.jsonl rows start with the filter's name
 
 
-def provenance(src: Source) -> dict[str, Any]:
-    """Where the rollouts came from, read from the run dir's files."""
+def provenance(src: Source, curated: int) -> dict[str, Any]:
+    """Where the rollouts came from: the run's saved config and its collection (``src``), ``curated`` rollouts, and
+    the rollouts each quality filter dropped (``rejected.jsonl`` beside the curated file)."""
     out: dict[str, Any] = {"rollgen_version": __version__}
-    cfg_path = src.curated.parent / "run_config.json"
-    if cfg_path.is_file():
-        saved = json.loads(cfg_path.read_text(encoding="utf-8"))
+    saved = src.run_config
+    if saved is not None:
         out["rollgen_version_of_run"] = saved.get("rollgen_version")
         stable = {k: v for k, v in saved.items() if k not in ("output_dir", "rollgen_version", "resume")}
         out["run_config_hash"] = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:16]
@@ -39,41 +40,18 @@ def provenance(src: Source) -> dict[str, Any]:
         quality = saved.get("quality") or {}
         out["quality"] = {k: v for k, v in quality.items() if k in ("kind", "min_reward_threshold", "chain")} or None
         out["sampler"] = {k: v for k, v in (saved.get("sampler") or {}).items() if k != "responses_create_params"}
-    statuses: Counter[str] = Counter()
-    models: Counter[str] = Counter()
-    hashes: Counter[str] = Counter()
-    sampling: dict[str, Any] | None = None
-    tasks: set[str] = set()
-    if src.rollouts:
-        with open(src.rollouts, "rb") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                r = json.loads(line)
-                statuses[r.get("status", "?")] += 1
-                tasks.add(r.get("task_id"))
-                if r.get("model"):
-                    models[r["model"]] += 1
-                if r.get("config_hash"):
-                    hashes[r["config_hash"]] += 1
-                sampling = sampling or r.get("sampling")
-    with open(src.curated, "rb") as f:
-        curated = sum(1 for line in f if line.strip())
     rejected: Counter[str] = Counter()
     rejected_path = src.curated.parent / "rejected.jsonl"
     if rejected_path.is_file():
-        with open(rejected_path, "rb") as f:
-            for line in f:
-                m = _FILTER.match(line)
-                if m:
-                    rejected[json.loads(m.group(1))] += 1
-                elif line.strip():
-                    rejected[str(json.loads(line).get("filter", "?"))] += 1
+        for line in jsonl.lines(rejected_path):
+            m = _FILTER.match(line.raw)
+            rejected[json.loads(m.group(1)) if m else str(jsonl.parse(rejected_path, line).get("filter", "?"))] += 1
     out["rejected_by_filter"] = dict(rejected)
-    out.update(models=sorted(models), collection_hashes=sorted(hashes), sampling=sampling,
-               tasks_collected=len(tasks) if src.rollouts else None,
-               rollouts=sum(statuses.values()) if src.rollouts else None,
-               rollouts_by_status=dict(sorted(statuses.items())), curated=curated)
+    c = src.collection
+    out.update(models=c.models if c else [], collection_hashes=c.config_hashes if c else [],
+               sampling=c.sampling if c else None, tasks_collected=c.stats.tasks if c else None,
+               rollouts=c.stats.rollouts if c else None, rollouts_by_status=c.stats.by_status if c else {},
+               curated=curated)
     return out
 
 
@@ -109,9 +87,9 @@ def _split_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_card(out: Path, cfg: Any, summary: dict[str, Any], src: Source, seed: int) -> dict[str, Any]:
-    """Write ``out/README.md``; return the provenance it states."""
-    prov = provenance(src)
+def write_card(out: Path, cfg: Any, summary: dict[str, Any], src: Source, seed: int, curated: int) -> dict[str, Any]:
+    """Write ``out/README.md`` (``curated``: the curated rollouts it was made from); return the provenance it states."""
+    prov = provenance(src, curated)
     stats = summary["stats"]
     lines = _front_matter(cfg, summary["splits"])
     lines += [f"# rollgen dataset: {cfg.kind}", "", FORMATS[cfg.kind].description, "",

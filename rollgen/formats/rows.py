@@ -23,8 +23,9 @@ from typing import Any, NamedTuple
 from rollgen.config import DpoFormat, KtoFormat, RlFormat, SftFormat
 from rollgen.formats.messages import BadToolCall, normalize, prompt_len, text_key, with_system
 from rollgen.formats.pairs import candidate_pairs, default_cap
-from rollgen.formats.source import Entry, Reader, TaskStats, task_stats
+from rollgen.formats.source import Entry, Reader
 from rollgen.registry import Registry
+from rollgen.scan import RolloutScan, scan_rollouts
 from rollgen.verifiers.extract import gold_text
 
 __all__ = ["FORMATS", "Context", "Format"]
@@ -72,11 +73,13 @@ class Context:
     def __init__(self, cfg: SftFormat | DpoFormat | KtoFormat | RlFormat, reader: Reader, seed: int):
         self.cfg, self.reader, self.seed = cfg, reader, seed
         self.dropped: Counter[str] = Counter()  # rollouts (or pairs, or tasks) left out, by reason
-        self.stats: dict[str, TaskStats] = {}
+        self.collection: RolloutScan | None = None  # every rollout's rewards per task (RL pass rates)
         self._tools_of: tuple[str | None, list[dict[str, Any]] | None] = (None, None)
         if isinstance(cfg, RlFormat):
-            src = reader.source.rollouts or reader.source.curated
-            self.stats = task_stats(src, cfg.pass_threshold)
+            scan = reader.source.collection
+            if scan is None or scan.pass_threshold != cfg.pass_threshold:  # without the run's rollouts: the curated
+                scan = scan_rollouts(scan.path if scan else reader.source.curated, pass_threshold=cfg.pass_threshold)
+            self.collection = scan
 
     def turns(self, entry: Entry) -> Turns | None:
         """The rollout at ``entry`` as prompt + completion turns, or None (counted) when unusable."""
@@ -219,7 +222,8 @@ def rl_rows(ctx: Context, task_id: str, entries: list[Entry]) -> Iterator[Row]:
             return
         prompt = t.prompt
         ctx.dropped["task not in tasks.jsonl: prompt from a rollout, no ground truth"] += 1
-    s = ctx.stats.get(task_id, TaskStats(0, 0.0, 0.0, 0))
+    assert ctx.collection is not None
+    s = ctx.collection.task(task_id)
     mean = s.total / s.n if s.n else None
     var = max(0.0, s.total_sq / s.n - mean * mean) if mean is not None else None
     row: Row = {"prompt": prompt, "ground_truth": _ground_truth((task or {}).get("answer")),

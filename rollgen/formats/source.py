@@ -1,7 +1,9 @@
 """What the format stage reads: curated rollouts (by file offset), the tasks, the server's tools, the verifier.
 
 Memory stays small: per rollout the index keeps a reward, a repeat and a byte offset; rollouts are read
-back one task at a time. ``Source.of_run`` finds everything else beside ``curated.jsonl`` in the run dir.
+back one task at a time. A run hands its stage what it knows (``Source.of_config``: its saved config, its
+server's tools, the collection's one pass over the rollouts); ``Source.of_run`` finds the same beside a
+``curated.jsonl`` on disk, for a dataset built apart from its run.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from typing import IO, Any, NamedTuple
 
 from pydantic import ValidationError
 
-__all__ = ["Entry", "Reader", "Source", "TaskStats"]
+from rollgen import jsonl
+from rollgen.metrics import PASS_THRESHOLD
+from rollgen.results import TaskStats
+from rollgen.scan import RolloutScan, scan_rollouts
+
+__all__ = ["Entry", "Reader", "Source", "TaskStats", "server_tools"]
 
 
 class Entry(NamedTuple):
@@ -26,53 +33,54 @@ class Entry(NamedTuple):
     offset: int  # byte offset of the rollout's line in curated.jsonl
 
 
-class TaskStats(NamedTuple):
-    """Rewards of one task's scored rollouts, as collected (before quality filters)."""
-
-    n: int
-    total: float
-    total_sq: float
-    passed: int
-
-
 @dataclass(frozen=True)
 class Source:
     curated: Path
-    rollouts: Path | None = None  # every rollout, for the pass rates of RL rows
     tasks: Path | None = None  # tasks.jsonl: ground truth and per-task tools
     tools: list[dict[str, Any]] | None = None  # the server's tools, offered to tasks without their own
     verifier: dict[str, Any] | None = None  # the verifier's spec (``_target_`` + params), for RL rows
     near_dedup: dict[str, Any] | None = None  # the run's near_dedup parameters when its chain has it (splits group by it)
+    run_config: dict[str, Any] | None = None  # the run's config as run_config.json holds it (the card's provenance)
+    collection: RolloutScan | None = None  # every rollout of the run, scanned once: RL pass rates, the card's counts
     notes: tuple[str, ...] = field(default=())  # what could not be found, for the dataset card
 
     @classmethod
-    def of_run(cls, curated: str | os.PathLike[str]) -> Source:
-        """``curated.jsonl`` plus what its run dir holds beside it (rollouts, tasks, run_config.json)."""
+    def of_config(cls, curated: str | os.PathLike[str], run_config: dict[str, Any], *,
+                  tasks: str | os.PathLike[str] | None, tools: list[dict[str, Any]] | None,
+                  collection: RolloutScan | None, notes: tuple[str, ...] = ()) -> Source:
+        """What a run knows: its saved config (``run_config.json``'s content), its server's tools, its collection."""
+        quality = run_config.get("quality") or {}
+        near = None
+        if "near_dedup" in (quality.get("chain") or []):
+            near = (quality.get("filters") or {}).get("near_dedup") or {}
+        return cls(curated=Path(curated), tasks=_file(Path(tasks)) if tasks else None, tools=tools or None,
+                   verifier=run_config.get("verifier"), near_dedup=near, run_config=run_config, collection=collection,
+                   notes=notes)
+
+    @classmethod
+    def of_run(cls, curated: str | os.PathLike[str], *, pass_threshold: float = PASS_THRESHOLD) -> Source:
+        """``curated.jsonl`` plus what its run dir holds beside it: ``run_config.json`` (and the tools of the server
+        it names), ``tasks.jsonl``, and ``rollouts.jsonl`` scanned once (``pass_threshold``: RL's)."""
         curated = Path(curated)
         d = curated.parent
-        notes: list[str] = []
-        tools = verifier = near = None
+        rollouts = _file(d / "rollouts.jsonl")
+        collection = scan_rollouts(rollouts, pass_threshold=pass_threshold) if rollouts else None
         cfg_path = d / "run_config.json"
-        if cfg_path.is_file():
-            saved = json.loads(cfg_path.read_text(encoding="utf-8"))
-            verifier = saved.get("verifier")
-            quality = saved.get("quality") or {}
-            if "near_dedup" in (quality.get("chain") or []):
-                near = (quality.get("filters") or {}).get("near_dedup") or {}
-            tools, note = _server_tools(saved.get("server"))
-            if note:
-                notes.append(note)
-        else:
-            notes.append(f"no run_config.json beside {curated.name}: verifier spec and server tools unknown")
-        return cls(curated=curated, rollouts=_file(d / "rollouts.jsonl"), tasks=_file(d / "tasks.jsonl"),
-                   tools=tools, verifier=verifier, near_dedup=near, notes=tuple(notes))
+        if not cfg_path.is_file():
+            return cls(curated=curated, tasks=_file(d / "tasks.jsonl"), collection=collection, notes=(
+                f"no run_config.json beside {curated.name}: verifier spec and server tools unknown",))
+        saved = json.loads(cfg_path.read_text(encoding="utf-8"))
+        tools, note = server_tools(saved.get("server"))
+        return cls.of_config(curated, saved, tasks=d / "tasks.jsonl", tools=tools, collection=collection,
+                             notes=(note,) if note else ())
 
 
 def _file(p: Path) -> Path | None:
     return p if p.is_file() else None
 
 
-def _server_tools(server: dict[str, Any] | None) -> tuple[list[dict[str, Any]] | None, str | None]:
+def server_tools(server: dict[str, Any] | None) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The tools of the server a saved config names, built from it; or None and why not (for the dataset card)."""
     if not server:
         return None, None
     from rollgen.build import build
@@ -87,48 +95,18 @@ def _server_tools(server: dict[str, Any] | None) -> tuple[list[dict[str, Any]] |
 def index_rollouts(path: os.PathLike[str]) -> dict[str, list[Entry]]:
     """Per task, the reward, repeat and file offset of each rollout: a few bytes each, not whole rollouts."""
     groups: dict[str, list[Entry]] = defaultdict(list)
-    offset = 0
-    with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    r = json.loads(line)
-                except ValueError as e:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
-                groups[r["task_id"]].append(Entry(r.get("reward"), r.get("repeat", 0), offset))
-            offset += len(line)
+    for line in jsonl.lines(path):
+        r = jsonl.parse(path, line)
+        groups[r["task_id"]].append(Entry(r.get("reward"), r.get("repeat", 0), line.offset))
     return groups
 
 
 def _offsets(path: os.PathLike[str]) -> dict[str, int]:
     """Byte offset of each task's line in a tasks.jsonl."""
     out: dict[str, int] = {}
-    offset = 0
-    with open(path, "rb") as f:
-        for line in f:
-            if line.strip():
-                out.setdefault(json.loads(line)["id"], offset)
-            offset += len(line)
+    for line in jsonl.lines(path):
+        out.setdefault(jsonl.parse(path, line)["id"], line.offset)
     return out
-
-
-def task_stats(path: os.PathLike[str], pass_threshold: float) -> dict[str, TaskStats]:
-    """Per task, the rewards of its scored rollouts (``reward`` not null), streamed."""
-    acc: dict[str, list[float]] = {}
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            reward = r.get("reward")
-            if reward is None:
-                continue
-            a = acc.setdefault(r["task_id"], [0, 0.0, 0.0, 0])
-            a[0] += 1
-            a[1] += reward
-            a[2] += reward * reward
-            a[3] += reward >= pass_threshold
-    return {t: TaskStats(int(a[0]), a[1], a[2], int(a[3])) for t, a in acc.items()}
 
 
 class Reader:

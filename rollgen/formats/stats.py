@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from rollgen import jsonl
 from rollgen.formats.messages import prompt_len, text_of
 from rollgen.formats.rows import FORMATS
 
@@ -51,10 +52,8 @@ def data_files(path: str | os.PathLike[str]) -> list[Path]:
 def iter_rows(files: list[Path]) -> Iterator[tuple[Path, int, str]]:
     """(file, line number, line) of every non-blank line."""
     for f in files:
-        with open(f, encoding="utf-8", errors="replace") as fh:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
-                    yield f, n, line
+        for line in jsonl.lines(f):
+            yield f, line.number, line.raw.decode("utf-8", errors="replace")
 
 
 def _parts(row: dict[str, Any], fmt: str) -> dict[str, Any]:

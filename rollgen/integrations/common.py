@@ -9,15 +9,15 @@ schema (``convert``) and writes one file per split under ``<algorithm>/``, then 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BATCH_FUNCTIONS", "SPLITS", "Export", "iter_rows", "micro_and_global_batch", "split_files", "user_text",
-           "write_jsonl", "write_parquet"]
+from rollgen.jsonl import atomic_file, read_jsonl
+
+__all__ = ["BATCH_FUNCTIONS", "SPLITS", "Export", "micro_and_global_batch", "split_files", "user_text", "write_parquet"]
 
 SPLITS = ("train", "validation", "test")
 Row = dict[str, Any]
@@ -62,32 +62,15 @@ def split_files(dataset_dir: Path) -> dict[str, Path]:
     return {s: dataset_dir / f"{s}.jsonl" for s in SPLITS if (dataset_dir / f"{s}.jsonl").is_file()}
 
 
-def iter_rows(path: Path) -> Iterator[Row]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)
-
-
-def write_jsonl(path: Path, rows: list[Row]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return len(rows)
-
-
 def write_parquet(path: Path, rows: list[Row]) -> int:
-    """Rows as one Parquet file (pyarrow infers the nested struct/list schema; columns must agree across rows)."""
+    """Rows as one Parquet file, written atomically (pyarrow infers the nested struct/list schema; columns must
+    agree across rows)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, path)
+    table = pa.Table.from_pylist(rows)
+    with atomic_file(path, "wb") as f:
+        pq.write_table(table, f)
     return len(rows)
 
 
@@ -118,7 +101,7 @@ class Export:
         """
         written: dict[str, Path] = {}
         for split, src in split_files(dataset_dir).items():
-            rows = [out for i, row in enumerate(iter_rows(src)) if (out := convert(row, split, i)) is not None]
+            rows = [out for i, row in enumerate(read_jsonl(src)) if (out := convert(row, split, i)) is not None]
             if not rows:
                 continue
             dest = self.out / sub / f"{split}{suffix}"
@@ -160,7 +143,8 @@ class Export:
         return self.write_text("train.sh", "\n".join(lines) + "\n", executable=True)
 
     def finish(self) -> dict[str, Any]:
-        (self.out / "manifest.json").write_text(json.dumps(self.manifest, indent=2) + "\n", encoding="utf-8")
+        with atomic_file(self.out / "manifest.json") as f:
+            f.write(json.dumps(self.manifest, indent=2) + "\n")
         return self.manifest
 
 

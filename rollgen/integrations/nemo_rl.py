@@ -36,7 +36,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rollgen.integrations import Integration
-from rollgen.integrations.common import BATCH_FUNCTIONS, Export, micro_and_global_batch, user_text, write_jsonl
+from rollgen.integrations.common import BATCH_FUNCTIONS, Export, micro_and_global_batch, user_text
+from rollgen.jsonl import write_jsonl
 
 __all__ = ["NemoRLIntegration"]
 

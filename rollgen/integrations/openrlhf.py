@@ -40,13 +40,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from rollgen.integrations import Integration
-from rollgen.integrations.common import (
-    BATCH_FUNCTIONS,
-    Export,
-    micro_and_global_batch,
-    write_jsonl,
-)
+from rollgen.errors import UserError
+from rollgen.integrations import RewardIntegration, RunReward
+from rollgen.integrations.common import BATCH_FUNCTIONS, Export, micro_and_global_batch
 from rollgen.integrations.reward import (
     CONFIG_NAME,
     AsyncRewardScorer,
@@ -56,6 +52,7 @@ from rollgen.integrations.reward import (
     verifier_label,
     write_reward_config,
 )
+from rollgen.jsonl import write_jsonl
 from rollgen.runtime import Runtime
 
 __all__ = ["OpenRLHFIntegration", "make_app", "make_reward_func", "response_of"]
@@ -114,14 +111,18 @@ def _batch(scorer: RewardScorer, queries: Sequence[str], prompts: Sequence[str],
 
 def make_reward_func(config: str | os.PathLike[str] | None = None) -> Any:
     """OpenRLHF's ``reward_func(queries, prompts, labels, **kwargs) -> {"rewards", "scores", "extra_logs"}``
-    for the verifier and guards in ``config`` (None = rollgen's defaults for server=math). A completion the
-    verifier cannot verify scores 0.0, with ``extra_logs.rollgen_verifier_error`` 1.0."""
+    for the verifier and guards in ``config`` (an export's ``reward_config.json``; without one the first call raises
+    ``UserError``). A completion the verifier cannot verify scores 0.0, with ``extra_logs.rollgen_verifier_error``
+    1.0."""
     scorer: list[RewardScorer] = []
 
     def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any], **kwargs: Any
                     ) -> dict[str, Any]:
         if not scorer:
-            scorer.append(RewardScorer.from_file(config) if config else RewardScorer.from_server("math"))
+            if config is None:
+                raise UserError("rollgen's reward_func has no reward_config.json: load the export's own reward_func.py, "
+                                "or call make_reward_func(<reward_config.json>)")
+            scorer.append(RewardScorer.from_file(config))
         return _batch(scorer[0], queries, prompts, labels)
 
     return reward_func
@@ -175,8 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     ap = argparse.ArgumentParser(prog="python -m rollgen.integrations.openrlhf",
                                  description="Serve rollgen's reward with OpenRLHF's remote reward protocol.")
-    ap.add_argument("--config", help="an export's reward_config.json (default: rollgen's defaults for --server)")
-    ap.add_argument("--server", default="math", help="rollgen server config when no --config is given")
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", help="an export's reward_config.json: the reward of the run the data came from")
+    which.add_argument("--server", help="or rollgen's defaults for this server option (e.g. math)")
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     ap.add_argument("--port", type=int, default=5000)
     args = ap.parse_args(argv)
@@ -213,7 +215,7 @@ async def _serve(app: web.Application, host: str, port: int, shown_token: str) -
         await runner.cleanup()
 
 
-class OpenRLHFIntegration(Integration):
+class OpenRLHFIntegration(RewardIntegration):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -225,14 +227,14 @@ class OpenRLHFIntegration(Integration):
 
     params: Params
 
-    def export(self, dataset_dir: Path, out_dir: Path, fmt: str) -> dict[str, Any]:
+    def export(self, dataset_dir: Path, out_dir: Path, fmt: str, reward: RunReward | None = None) -> dict[str, Any]:
         ex = Export(out_dir, "openrlhf", fmt, MATCHED)
         if fmt == "kto":
             ex.manifest["notes"].append("OpenRLHF 0.11 has no KTO trainer: nothing written. Use format=dpo.")
             return ex.finish()
         p = self.params
         multiturn = False
-        label = verifier_label(write_reward_config(out_dir, dataset_dir)) if fmt == "rl" else ""
+        label = verifier_label(write_reward_config(out_dir, dataset_dir, reward)) if fmt == "rl" else ""
 
         def convert(row: dict[str, Any], split: str, i: int) -> dict[str, Any] | None:
             nonlocal multiturn

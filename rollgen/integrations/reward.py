@@ -27,6 +27,8 @@ from typing import Any, Self
 
 from rollgen.build import build_verifier, component_params
 from rollgen.config import Component, GuardsConfig
+from rollgen.errors import UserError
+from rollgen.integrations import RunReward
 from rollgen.records import Rollout, Task
 from rollgen.runtime import Runtime, close_component, start_component
 from rollgen.unit import score
@@ -75,22 +77,22 @@ def _run_config_sections(run_dir: Path) -> dict[str, Any]:
     return {"verifier": saved["verifier"], "guards": saved.get("guards", {})}
 
 
-def write_reward_config(out_dir: Path, dataset_dir: Path) -> dict[str, Any]:
+def write_reward_config(out_dir: Path, dataset_dir: Path, reward: RunReward | None = None) -> dict[str, Any]:
     """Write ``reward_config.json``: the verifier and guards of the run that made ``dataset_dir``.
 
-    A dataset outside a run directory (no ``run_config.json`` beside it) gets rollgen's defaults for the
-    ``math`` server (``verifier=math``, ``guards=default``), and the file says so in ``source``.
+    ``reward`` is that run's (the export stage hands it over); without it they are read from the
+    ``run_config.json`` beside the dataset. A dataset with neither has no known reward: ``UserError``.
     """
     from rollgen.version import __version__
 
     run_dir = dataset_dir.resolve().parent
-    if (run_dir / "run_config.json").is_file():
+    if reward is not None:
+        sections, source = {"verifier": reward.verifier, "guards": reward.guards}, reward.source
+    elif (run_dir / "run_config.json").is_file():
         sections, source = _run_config_sections(run_dir), str(run_dir / "run_config.json")
     else:
-        cfg = _compose_default("math", [])
-        sections = {"verifier": cfg.verifier.model_dump(mode="json", by_alias=True),
-                    "guards": cfg.guards.model_dump(mode="json")}
-        source = "rollgen defaults (server=math): no run_config.json beside the dataset"
+        raise UserError(f"{dataset_dir}: the reward is unknown (no run_config.json beside the dataset names the run's "
+                        "verifier and guards); export it from its run dir (`rollgen curate RUN_DIR integration=...`)")
     body = {"rollgen_version": __version__, "source": source, **sections}
     (out_dir / CONFIG_NAME).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     return body
@@ -126,7 +128,7 @@ class _Spec:
         return cls(sections["verifier"], sections["guards"])
 
     @classmethod
-    def from_server(cls, server: str = "math", overrides: Sequence[str] = ()) -> Any:
+    def from_server(cls, server: str, overrides: Sequence[str] = ()) -> Any:
         """rollgen's config for ``server=<server>`` plus Hydra ``overrides`` (e.g. ``verifier=numeric``)."""
         cfg = _compose_default(server, overrides)
         return cls(cfg.verifier, cfg.guards)

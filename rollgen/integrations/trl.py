@@ -23,9 +23,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rollgen.integrations import Integration
-from rollgen.integrations.common import Export, write_jsonl
+from rollgen.integrations import RewardIntegration, RunReward
+from rollgen.integrations.common import Export
 from rollgen.integrations.reward import CONFIG_NAME, RewardScorer, completion_text, write_reward_config
+from rollgen.jsonl import write_jsonl
 
 __all__ = ["RewardFunction", "TrlIntegration", "reward_function"]
 
@@ -61,20 +62,24 @@ class RewardFunction:
         return rewards
 
 
-def reward_function(server: str = "math", *, overrides: Sequence[str] = (), run_dir: str | os.PathLike[str] | None = None,
+def reward_function(server: str | None = None, *, overrides: Sequence[str] = (),
+                    run_dir: str | os.PathLike[str] | None = None,
                     config: str | os.PathLike[str] | None = None) -> RewardFunction:
     """A GRPO reward function that scores like rollgen's curation did.
 
     ``config`` (an export's ``reward_config.json``) or ``run_dir`` (a finished run) take the verifier and
     guards that run used; otherwise rollgen's config for ``server=<server>`` plus Hydra ``overrides``
-    (``["verifier=numeric", "guards=off"]``) decides.
+    (``["verifier=numeric", "guards=off"]``) decides. One of the three must be given.
     """
     if config is not None:
         scorer = RewardScorer.from_file(config)
     elif run_dir is not None:
         scorer = RewardScorer.from_run(run_dir)
-    else:
+    elif server is not None:
         scorer = RewardScorer.from_server(server, overrides)
+    else:
+        raise ValueError("reward_function: which reward? pass config=<an export's reward_config.json>, "
+                         "run_dir=<a finished run> or server=<a server option, e.g. 'math'>")
     return RewardFunction(scorer, name=f"rollgen_{server}" if config is None and run_dir is None else "rollgen_reward")
 
 
@@ -96,7 +101,7 @@ def _clean(row: dict[str, Any], keep: tuple[str, ...]) -> dict[str, Any]:
     return {k: row[k] for k in keep if k in row}
 
 
-class TrlIntegration(Integration):
+class TrlIntegration(RewardIntegration):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -106,7 +111,7 @@ class TrlIntegration(Integration):
 
     params: Params
 
-    def export(self, dataset_dir: Path, out_dir: Path, fmt: str) -> dict[str, Any]:
+    def export(self, dataset_dir: Path, out_dir: Path, fmt: str, reward: RunReward | None = None) -> dict[str, Any]:
         ex = Export(out_dir, "trl", fmt, MATCHED)
         algo = ALGORITHM[fmt]
         keep = {"sft": ("messages", "prompt", "completion", "tools"), "dpo": ("prompt", "chosen", "rejected", "tools"),
@@ -133,7 +138,7 @@ class TrlIntegration(Integration):
         if "validation" in files:
             flags += ["--dataset_test_split", "validation", "--eval_strategy", "epoch"]
         if fmt == "rl":
-            write_reward_config(out_dir, dataset_dir)
+            write_reward_config(out_dir, dataset_dir, reward)
             ex.write_text("rollgen_reward.py", REWARD_MODULE)
             ex.manifest["files"][CONFIG_NAME] = None
             flags += ["--reward_funcs", "rollgen_reward.reward", "--num_generations", str(self.params.num_generations)]

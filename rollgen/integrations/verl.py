@@ -30,9 +30,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rollgen.integrations import Integration
+from rollgen.errors import UserError
+from rollgen.integrations import RewardIntegration, RunReward
 from rollgen.integrations.common import BATCH_FUNCTIONS, Export, user_text, write_parquet
 from rollgen.integrations.reward import CONFIG_NAME, RewardScorer, prompt_text, verifier_label, write_reward_config
+from rollgen.metrics import passed
 
 __all__ = ["VerlIntegration", "compute_score", "make_compute_score"]
 
@@ -55,7 +57,8 @@ compute_score = make_compute_score(Path(__file__).with_name("reward_config.json"
 
 def make_compute_score(config: str | os.PathLike[str] | None = None) -> Callable[..., dict[str, Any]]:
     """VeRL's ``compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw)`` for the verifier
-    and guards in ``config`` (an export's ``reward_config.json``; None = rollgen's defaults for server=math).
+    and guards in ``config`` (an export's ``reward_config.json``; without one the first call raises ``UserError``:
+    the reward is that of the run the data came from, which only its export names).
 
     It returns ``{"score", "acc", "verifier_error"}`` (VeRL logs the extra keys). ``solution_str`` is the
     decoded response only; the guards compare it with ``extra_info["prompt_text"]`` (written by the export).
@@ -67,10 +70,14 @@ def make_compute_score(config: str | os.PathLike[str] | None = None) -> Callable
     def compute_score(data_source: str, solution_str: str, ground_truth: Any,
                       extra_info: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         if not scorer:
-            scorer.append(RewardScorer.from_file(config) if config else RewardScorer.from_server("math"))
+            if config is None:
+                raise UserError("rollgen's compute_score has no reward_config.json: point VeRL at the export's own "
+                                "reward.py (reward.custom_reward_function.path=<export>/verl/reward.py), or call "
+                                "make_compute_score(<reward_config.json>)")
+            scorer.append(RewardScorer.from_file(config))
         info = extra_info or {}
         reward, details = scorer[0].score(solution_str, ground_truth, prompt=info.get("prompt_text") or info.get("question"))
-        return {"score": float(reward or 0.0), "acc": float((reward or 0.0) >= 1.0),
+        return {"score": float(reward or 0.0), "acc": float(passed(reward)),
                 "verifier_error": float("verifier_error" in details)}
 
     return compute_score
@@ -79,13 +86,14 @@ def make_compute_score(config: str | os.PathLike[str] | None = None) -> Callable
 compute_score = make_compute_score()
 
 
-class VerlIntegration(Integration):
+class VerlIntegration(RewardIntegration):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid", frozen=True)
 
         model: str = Field("Qwen/Qwen2.5-0.5B-Instruct", description="default MODEL_PATH in train.sh")
         data_source: str | None = Field(None, description="data_source column (null = rollgen/<verifier name>)")
-        ability: str | None = Field(None, description="ability column (null = the task's metadata.domain, else 'math')")
+        ability: str | None = Field(None, description="ability column (null = the task's metadata.domain, else the "
+                                                     "run verifier's name, e.g. 'math')")
         n_gpus_per_node: int = Field(8, ge=1, description="train.sh default NGPUS")
         rollout_n: int = Field(5, ge=1, description="GRPO: responses per prompt (actor_rollout_ref.rollout.n)")
         max_prompt_length: int = Field(1024, ge=1, description="data.max_prompt_length")
@@ -93,7 +101,7 @@ class VerlIntegration(Integration):
 
     params: Params
 
-    def export(self, dataset_dir: Path, out_dir: Path, fmt: str) -> dict[str, Any]:
+    def export(self, dataset_dir: Path, out_dir: Path, fmt: str, reward: RunReward | None = None) -> dict[str, Any]:
         ex = Export(out_dir, "verl", fmt, MATCHED)
         if fmt in ("dpo", "kto"):
             ex.manifest["notes"].append(
@@ -102,7 +110,7 @@ class VerlIntegration(Integration):
             return ex.finish()
         if fmt == "sft":
             return self._sft(ex, dataset_dir)
-        return self._rl(ex, dataset_dir)
+        return self._rl(ex, dataset_dir, reward)
 
     def _sft(self, ex: Export, dataset_dir: Path) -> dict[str, Any]:
         def convert(row: dict[str, Any], split: str, i: int) -> dict[str, Any]:
@@ -143,10 +151,11 @@ class VerlIntegration(Integration):
         ex.manifest["command"] = "bash train.sh"
         return ex.finish()
 
-    def _rl(self, ex: Export, dataset_dir: Path) -> dict[str, Any]:
+    def _rl(self, ex: Export, dataset_dir: Path, reward: RunReward | None) -> dict[str, Any]:
         p = self.params
-        reward_cfg = write_reward_config(ex.out, dataset_dir)
+        reward_cfg = write_reward_config(ex.out, dataset_dir, reward)
         data_source = p.data_source or verifier_label(reward_cfg)
+        ability = p.ability or data_source.removeprefix("rollgen/")
         tools_seen = False
 
         def convert(row: dict[str, Any], split: str, i: int) -> dict[str, Any] | None:
@@ -159,7 +168,7 @@ class VerlIntegration(Integration):
             return {
                 "data_source": data_source,
                 "prompt": row["prompt"],
-                "ability": p.ability or str(metadata.get("domain") or "math"),
+                "ability": p.ability or str(metadata.get("domain") or ability),
                 "reward_model": {"style": "rule", "ground_truth": str(row["ground_truth"])},
                 "extra_info": {"split": split, "index": i, "task_id": str(row.get("task_id")),
                                "question": user_text(row["prompt"]), "prompt_text": prompt_text(row["prompt"]),

@@ -5,7 +5,8 @@
 ``zero_variance``, ``cap_per_task``, ``stratify``, ``kto_balance``); ``quality.filters.<name>`` holds
 each one's parameters (``rollgen/config.py`` documents them). Every dropped rollout goes to
 ``rejected.jsonl`` with the filter, a reason and a detail; the funnel (rows in and out per filter, in
-order, with the reasons counted) goes to the report and the terminal, with quality metrics and plots.
+order, with the reasons counted) goes to the report and the terminal, with quality metrics (the report
+stage draws the plots from them).
 
 Two streaming passes (``chain.py``): 100,000 rollouts of a few hundred words take well under a minute
 and a few hundred MB (``bench/quality.py``).
@@ -13,34 +14,18 @@ and a few hundred MB (``bench/quality.py``).
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rollgen.config import QualityConfig
+from rollgen.jsonl import read_jsonl
 from rollgen.quality.chain import build, run_chain
 from rollgen.quality.metrics import BREAKDOWN, Metrics
 from rollgen.quality.text import answer_key
+from rollgen.results import Curation
 
 __all__ = ["Curation", "curate", "format_funnel"]
-
-
-@dataclass
-class Curation:
-    """What the quality stage did: the funnel, metrics, plot paths (relative to the run dir), contamination."""
-
-    total: int
-    curated: int
-    funnel: list[dict[str, Any]]
-    metrics: dict[str, Any]
-    plots: list[str] = field(default_factory=list)
-    contamination: dict[str, Any] | None = None
-
-    @property
-    def rejected(self) -> int:
-        return self.total - self.curated
 
 
 def _read_tasks(tasks: os.PathLike[str] | None, keys: set[str], answers: bool
@@ -51,26 +36,24 @@ def _read_tasks(tasks: os.PathLike[str] | None, keys: set[str], answers: bool
     gold: dict[str, int] = {}
     if tasks is None or not Path(tasks).is_file() or not (keys or answers):
         return meta, gold
-    with open(tasks, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                task_id = str(row.get("id"))
-                if keys:
-                    m = row.get("metadata") or {}
-                    meta[task_id] = {k: m[k] for k in keys if k in m}
-                if answers and (key := answer_key(row.get("answer"))):
-                    gold[task_id] = key
+    for row in read_jsonl(tasks):
+        task_id = str(row.get("id"))
+        if keys:
+            m = row.get("metadata") or {}
+            meta[task_id] = {k: m[k] for k in keys if k in m}
+        if answers and (key := answer_key(row.get("answer"))):
+            gold[task_id] = key
     return meta, gold
 
 
 def curate(cfg: QualityConfig, rollouts: os.PathLike[str], curated: os.PathLike[str], rejected: os.PathLike[str],
-           *, tasks: os.PathLike[str] | None = None, plots_dir: os.PathLike[str] | None = None) -> Curation:
-    """Filter ``rollouts`` into ``curated`` and ``rejected``; measure; draw ``plots_dir/*.png`` when asked.
+           *, tasks: os.PathLike[str] | None = None) -> Curation:
+    """The quality stage: filter ``rollouts`` into ``curated`` and ``rejected``, and measure both.
 
     ``tasks`` (the run's tasks.jsonl) gives the task metadata that ``stratify`` and the per-difficulty
     metrics read (without it every task is in the ``missing`` stratum), and the gold answers that keep
-    deduplication from merging different problems.
+    deduplication from merging different problems. Blocking file work: from a loop, run it in a thread.
+    The report stage draws the plots (``rollgen.plots.write_plots``) from the result.
     """
     keys = set(BREAKDOWN) | ({cfg.filters.stratify.by.split(".")[0]} if "stratify" in cfg.chain else set())
     task_meta, answers = _read_tasks(tasks, keys, answers=bool({"exact_dedup", "near_dedup"} & set(cfg.chain)))
@@ -79,13 +62,8 @@ def curate(cfg: QualityConfig, rollouts: os.PathLike[str], curated: os.PathLike[
     rows, dropped_by, funnel = run_chain(chain, Path(rollouts), Path(curated), Path(rejected), [metrics.observe])
     summary = metrics.finish(rows, dropped_by < 0)
     contamination = next((f.summary() for name, f in chain if name == "decontaminate"), None)
-    result = Curation(total=len(rows), curated=int((dropped_by < 0).sum()), funnel=funnel, metrics=summary,
-                      contamination=contamination)
-    if cfg.plots and plots_dir is not None and len(rows):
-        from rollgen import plots
-
-        result.plots = plots.write_plots(metrics, funnel, Path(plots_dir))
-    return result
+    return Curation(total=len(rows), curated=int((dropped_by < 0).sum()), funnel=funnel, metrics=summary,
+                    contamination=contamination, lengths=metrics.length_histogram())
 
 
 def format_funnel(funnel: list[dict[str, Any]], total: int, rejected_path: str = "rejected.jsonl") -> str:

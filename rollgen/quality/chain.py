@@ -11,7 +11,6 @@ Pass 2 copies each raw line to ``curated.jsonl`` or, wrapped with the filter and
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from rollgen import jsonl
 from rollgen.config import QualityConfig
 from rollgen.quality import decontam, dedup, groupfilters, rowfilters  # noqa: F401 - they register their filters
 from rollgen.quality.registry import Filter, GroupFilter, Inputs, RowFilter, make
 from rollgen.quality.view import Reason, Rows, RowView
 
-__all__ = ["build", "lines", "run_chain"]
+__all__ = ["build", "run_chain"]
 
 BATCH = 256  # rows parsed and hashed together (a few MB of text features)
 
@@ -37,34 +37,15 @@ def build(cfg: QualityConfig, task_meta: dict[str, dict[str, Any]],
     return [(name, make(name, cfg, inputs)) for name in cfg.chain]
 
 
-def lines(path: str | os.PathLike[str]) -> Iterator[bytes]:
-    """The non-blank lines of a JSONL file as bytes, stripped; the same numbering in both passes."""
-    with open(path, "rb") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                yield line
-
-
 def _batches(path: Path, size: int = BATCH) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
-    """Parsed rows, ``size`` at a time, with the byte offset of each row's line (numbered as ``lines``)."""
+    """Parsed rows, ``size`` at a time, with the byte offset of each row's line (rows numbered as in ``_write``)."""
     batch, offsets = [], []
-    n = offset = 0
-    with open(path, "rb") as f:
-        for raw in f:
-            at, offset = offset, offset + len(raw)
-            line = raw.strip()
-            if not line:
-                continue
-            n += 1
-            try:
-                batch.append(json.loads(line))
-            except ValueError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
-            offsets.append(at)
-            if len(batch) == size:
-                yield batch, offsets
-                batch, offsets = [], []
+    for line in jsonl.lines(path):
+        batch.append(jsonl.parse(path, line))
+        offsets.append(line.offset)
+        if len(batch) == size:
+            yield batch, offsets
+            batch, offsets = [], []
     if batch:
         yield batch, offsets
 
@@ -129,10 +110,9 @@ def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, re
 def _write(rollouts: Path, curated: Path, rejected: Path, dropped_by: np.ndarray, reasons: dict[int, Reason],
            names: list[str]) -> None:
     """Pass 2: each raw line to curated, or wrapped to rejected; both written to temp files, then renamed."""
-    tmp_keep, tmp_drop = curated.with_name(curated.name + ".tmp"), rejected.with_name(rejected.name + ".tmp")
     who = dropped_by.tolist()
-    with open(tmp_keep, "wb") as keep, open(tmp_drop, "wb") as drop:
-        for i, line in enumerate(lines(rollouts)):
+    with jsonl.atomic_file(curated, "wb") as keep, jsonl.atomic_file(rejected, "wb") as drop:
+        for i, (_, _, line) in enumerate(jsonl.lines(rollouts)):
             if i >= len(who):
                 raise RuntimeError(f"{rollouts} grew while it was being curated; run `rollgen curate` when it is complete")
             if who[i] < 0:
@@ -142,5 +122,3 @@ def _write(rollouts: Path, curated: Path, rejected: Path, dropped_by: np.ndarray
             head = (f'{{"filter": {json.dumps(names[who[i]])}, "reason": {json.dumps(label, ensure_ascii=False)}, '
                     f'"detail": {json.dumps(detail, ensure_ascii=False)}, "rollout": ')
             drop.write(head.encode("utf-8") + line + b"}\n")
-    os.replace(tmp_keep, curated)
-    os.replace(tmp_drop, rejected)

@@ -1,6 +1,7 @@
 """Quality metrics over all rollouts and over the curated ones, gathered in the filters' first pass.
 
-Reward histogram, pass rate per task and per metadata value (difficulty, domain, source), completion
+Reward histogram, pass rate per task (tasks never, always or sometimes solved: ``rollgen.metrics.passed``)
+and mean reward per metadata value (difficulty, domain, source), completion
 length, exact-duplicate rate and lexical diversity (distinct-1/2: distinct word n-grams / all). Memory
 stays bounded: a few numbers per row, and distinct n-grams are counted by hash sampling (keep the hashes
 whose top ``level`` bits are zero, raise the level when more than ``CAP`` are kept, scale back by
@@ -15,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from rollgen.metrics import pass_floor
 from rollgen.quality.view import Rows, RowView
+from rollgen.results import LengthHistogram
 
 __all__ = ["BREAKDOWN", "Metrics"]
 
@@ -80,7 +83,7 @@ def _summary(x: np.ndarray) -> dict[str, Any]:
 
 
 class Metrics:
-    """``observe`` every row in pass 1; ``finish`` with the decisions. Arrays stay for the plots."""
+    """``observe`` every row in pass 1; ``finish`` with the decisions; then ``length_histogram`` for the plot."""
 
     def __init__(self, task_meta: dict[str, dict[str, Any]]):
         self.task_meta = task_meta
@@ -101,7 +104,7 @@ class Metrics:
                 d.add(first, batch.size, h, r)
 
     def finish(self, rows: Rows, kept: np.ndarray) -> dict[str, Any]:
-        """``kept``: a boolean per row. Sets the arrays ``plots`` draws from."""
+        """``kept``: a boolean per row. Returns the summary (report.json's ``quality``)."""
         self.kept, self.rows = kept, rows
         reward = rows.reward
         tokens = np.frombuffer(self.tokens, dtype=np.int32)
@@ -117,7 +120,7 @@ class Metrics:
                        "histogram": {"all": np.histogram(reward[~np.isnan(reward)], BINS)[0].tolist(),
                                      "curated": np.histogram(reward[kept & ~np.isnan(reward)], BINS)[0].tolist()}},
             "length": {"unit": self.length_unit, "all": _summary(self.length), "curated": _summary(self.length[kept])},
-            "pass_rate": self._pass_rate(),
+            "pass_rate": self._pass_rate(rows),
             "by_metadata": self._by_metadata(rows, kept),
             "duplicates": {"exact_rate": {"all": _dup_rate(keys), "curated": _dup_rate(keys[kept])}},
             "distinct": {f"distinct_{n}": {"all": d.ratio(np.ones(len(rows), dtype=bool)), "curated": d.ratio(kept)}
@@ -126,6 +129,16 @@ class Metrics:
         self.summary = out
         return out
 
+    def length_histogram(self, bins: int = 40) -> LengthHistogram:
+        """Completion lengths (after ``finish``) in ``bins`` bins over all rollouts, for the length plot."""
+        length = self.length[~np.isnan(self.length)]
+        if not len(length):
+            return LengthHistogram(self.length_unit, [], [], [])
+        edges = np.histogram_bin_edges(length, bins=bins)
+        curated = self.length[self.kept & ~np.isnan(self.length)]
+        return LengthHistogram(self.length_unit, edges.tolist(), np.histogram(length, edges)[0].tolist(),
+                               np.histogram(curated, edges)[0].tolist())
+
     @staticmethod
     def _task_means(rows: Rows, mask: np.ndarray) -> np.ndarray:
         has = mask & ~np.isnan(rows.reward)
@@ -133,10 +146,17 @@ class Metrics:
         s = np.bincount(rows.task[has], weights=rows.reward[has], minlength=len(rows.task_ids))
         return np.divide(s, n, out=np.full(len(n), np.nan), where=n > 0)
 
-    def _pass_rate(self) -> dict[str, Any]:
+    def _pass_rate(self, rows: Rows) -> dict[str, Any]:
+        """Tasks by how many of their scored rollouts passed (``rollgen.metrics.passed``): none, all, some; and the
+        histogram of each task's mean reward."""
         m = self.task_mean[~np.isnan(self.task_mean)]
-        return {"tasks": len(m), "never_solved": int((m == 0).sum()), "always_solved": int((m == 1).sum()),
-                "mixed": int(((m > 0) & (m < 1)).sum()), "mean_of_tasks": round(float(m.mean()), 4) if len(m) else None,
+        has = ~np.isnan(rows.reward)
+        n = np.bincount(rows.task[has], minlength=len(rows.task_ids))
+        ok = np.bincount(rows.task[has], weights=rows.reward[has] >= pass_floor(), minlength=len(rows.task_ids))
+        scored = n > 0
+        never, always = int((scored & (ok == 0)).sum()), int((scored & (ok == n)).sum())
+        return {"tasks": len(m), "never_solved": never, "always_solved": always, "mixed": len(m) - never - always,
+                "mean_of_tasks": round(float(m.mean()), 4) if len(m) else None,
                 "histogram": np.histogram(m, BINS)[0].tolist()}
 
     def _by_metadata(self, rows: Rows, kept: np.ndarray) -> dict[str, list[dict[str, Any]]]:

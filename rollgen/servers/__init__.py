@@ -33,6 +33,12 @@ class ResourceServer(ABC):
         skips bad rows (``on_bad_row=skip``: ``skipped`` is a list), is left out and noted in ``skipped``
         (``"file:line: reason"``)."""
 
+    def for_repeat(self, task: Task, repeat: int) -> Task:
+        """The task as its ``repeat``-th attempt is given it: the task itself, unless the server varies a task
+        from one repeat to the next (``server=mcqa`` with ``shuffle_choices`` shows each its own option order).
+        The rollout unit asks for it before the policy's first turn and verifies against what it returns."""
+        return task
+
     def tools(self) -> list[dict[str, Any]]:
         """OpenAI function-tool specs offered to the policy (none by default)."""
         return []

@@ -3,76 +3,55 @@
 A task is a prompt plus ``metadata.tests``: assert statements (``"assert add(2, 3) == 5"``) or stdin/stdout
 cases (``{"input": "1 2\\n", "output": "3"}``), which ``rollgen.verifiers.code.CodeTests`` runs in the sandbox and
 judges outside it; ``metadata.solution``, when given, is the reference solution ``rollgen validate`` checks
-the verifier with. Without ``data_path`` the server's own tasks are used (a handful today); with it, any task
-file whose rows carry ``tests`` (a top-level ``tests`` key lands in ``metadata``; ``fields`` maps another
-column onto it: ``server.fields={tests: test_list}``). ``conf/server/code.yaml`` brings the code verifier and the code guards with it.
+the verifier with. ``conf/server/code.yaml`` brings the code verifier and the code guards with it.
+
+Without ``data_path`` the bundled sets named in ``sets`` are used, in that order:
+
+* ``rollgen``: rollgen's own 40 tasks (``data/code_tasks.jsonl``): functions on strings, lists, dicts,
+  math, parsing, classes and small algorithms, and stdin/stdout programs, each with ``difficulty`` (easy,
+  medium, hard) and ``topic`` in its metadata;
+* ``humaneval``: OpenAI's HumanEval, 164 functions (``rollgen.servers.humaneval``, MIT, shipped unchanged).
+
+With ``data_path``, any task file whose rows carry ``tests`` (a top-level ``tests`` key lands in ``metadata``;
+``fields`` maps another column onto it: ``server.fields={tests: test_list}``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field
 
 from rollgen.records import Task
-from rollgen.servers.taskfile import TaskFileServer
+from rollgen.servers.humaneval import HUMANEVAL, humaneval_tasks
+from rollgen.servers.taskfile import TaskFileServer, file_sha256, read_tasks
 
-__all__ = ["CodeServer"]
+__all__ = ["CODE_TASKS", "CodeServer"]
 
 DEFAULT_INSTRUCTION = "Write your answer in Python, in one ```python code block."
-
-_TASKS: tuple[dict[str, Any], ...] = (
-    {"id": "code-add",  # HumanEval style: the prompt gives the signature, which the solution repeats
-     "prompt": 'Complete this function:\n\n```python\ndef add(a, b):\n    """Return the sum of the two numbers a '
-               'and b."""\n```',
-     "tests": ["assert add(2, 3) == 5", "assert add(-1, 1) == 0", "assert add(0.5, 0.25) == 0.75"],
-     "solution": 'def add(a, b):\n    """Return the sum of the two numbers a and b."""\n    return a + b\n'},
-    {"id": "code-palindrome",
-     "prompt": "Write a Python function `is_palindrome(s)` that returns True when the string `s` reads the same "
-               "forwards and backwards, ignoring case and every character that is not a letter or a digit.",
-     "tests": ["assert is_palindrome('A man, a plan, a canal: Panama') is True", "assert is_palindrome('') is True",
-               "assert is_palindrome('rollgen') is False", "assert is_palindrome('No lemon, no melon') is True"],
-     "solution": "def is_palindrome(s):\n    t = [c.lower() for c in s if c.isalnum()]\n    return t == t[::-1]\n"},
-    {"id": "code-second-largest",
-     "prompt": "Write a Python function `second_largest(xs)` that returns the second largest distinct value in "
-               "the list `xs`, or None when it has fewer than two distinct values.",
-     "tests": ["assert second_largest([3, 1, 4, 1, 5]) == 4", "assert second_largest([7, 7]) is None",
-               "assert second_largest([]) is None", "assert second_largest([-2, -5, -2]) == -5"],
-     "solution": "def second_largest(xs):\n    values = sorted(set(xs))\n    return values[-2] if len(values) > 1 "
-                 "else None\n"},
-    {"id": "code-run-length",
-     "prompt": "Write a Python function `run_length(s)` that encodes the string `s` as a list of "
-               "(character, count) tuples, one per run of equal characters, in order.",
-     "tests": ["assert run_length('aaabcc') == [('a', 3), ('b', 1), ('c', 2)]", "assert run_length('') == []",
-               "assert run_length('x') == [('x', 1)]"],
-     "solution": "def run_length(s):\n    out = []\n    for c in s:\n        if out and out[-1][0] == c:\n"
-                 "            out[-1] = (c, out[-1][1] + 1)\n        else:\n            out.append((c, 1))\n"
-                 "    return out\n"},
-    {"id": "code-sum-stdin",
-     "prompt": "Write a Python program that reads one line of space-separated integers from standard input and "
-               "prints their sum.",
-     "tests": [{"input": "1 2 3\n", "output": "6"}, {"input": "-4 4\n", "output": "0"},
-               {"input": "10\n", "output": "10"}],
-     "solution": "print(sum(int(x) for x in input().split()))\n"},
-)
+CODE_TASKS = Path(__file__).resolve().parent / "data" / "code_tasks.jsonl"
+CodeSet = Literal["rollgen", "humaneval"]
 
 
 class CodeServer(TaskFileServer):
-    """Python tasks with tests: the server's own, or ``data_path``'s rows with ``tests``; no tools."""
+    """Python tasks with tests: the bundled sets, or ``data_path``'s rows with ``tests``; no tools."""
 
     class Params(TaskFileServer.Params):
         instruction: str | None = Field(
             DEFAULT_INSTRUCTION, description="appended to prompts that do not say how to answer; null: none")
+        sets: list[CodeSet] = Field(["rollgen", "humaneval"], min_length=1,
+                                    description="bundled task sets used without data_path: rollgen, humaneval")
 
     params: Params
 
     def own_tasks(self) -> Iterator[Task]:
-        for row in _TASKS:
-            meta = {"tests": row["tests"], "solution": row["solution"], "source_dataset": "rollgen-code"}
-            yield Task(id=row["id"], prompt=row["prompt"], metadata=meta)
+        for name in dict.fromkeys(self.params.sets):
+            if name == "rollgen":
+                yield from read_tasks(CODE_TASKS, check=self.validate_task)
+            else:
+                yield from humaneval_tasks()
 
     def validate_task(self, task: Task) -> None:
         """A task needs a non-empty list of tests: assert strings, or ``{input, output}`` cases."""
@@ -87,8 +66,11 @@ class CodeServer(TaskFileServer):
             raise ValueError(f"task {task.id!r}: '{key}' must be all assert strings or all {{input, output}} objects")
 
     def fingerprint(self) -> dict[str, Any]:
-        """The params plus the task file's hash, or the hash of the server's own tasks."""
+        """The params plus the task file's hash, or the hashes of the bundled sets."""
         fp = super().fingerprint()
-        if not self.params.data_path:
-            fp["tasks_sha256"] = hashlib.sha256(json.dumps(_TASKS, sort_keys=True).encode()).hexdigest()
+        if self.params.data_path:
+            fp.pop("sets", None)
+        else:
+            files = {"rollgen": CODE_TASKS, "humaneval": HUMANEVAL}
+            fp["tasks_sha256"] = {name: file_sha256(files[name]) for name in self.params.sets}
         return fp

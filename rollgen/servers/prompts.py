@@ -37,9 +37,13 @@ _PATTERNS = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in (
 )]
 
 
+_FENCED = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+
+
 def answer_instruction(text: str) -> str | None:
-    """The first final-answer instruction found in ``text`` (the matched words), or None."""
-    norm = unicodedata.normalize("NFKC", text)
+    """The first final-answer instruction found in ``text`` (the matched words), or None. Text inside ```
+    fences is code or data the prompt shows (a docstring's "Return only positive numbers"), not an instruction."""
+    norm = _FENCED.sub(" ", unicodedata.normalize("NFKC", text))
     found = [m for p in _PATTERNS if (m := p.search(norm))]
     if not found:
         return None

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ from rollgen.servers import ResourceServer, TaskSourceError
 from rollgen.servers.prompts import with_instruction
 from rollgen.servers.taskrows import TaskFileError, read_tasks, write_tasks
 
-__all__ = ["TaskFileError", "TaskFileServer", "file_sha256", "read_tasks", "unique_prompts", "write_tasks"]
+__all__ = ["TaskFileError", "TaskFileServer", "bundled_tasks", "check_selection", "file_sha256", "read_tasks",
+           "unique_prompts", "write_tasks"]
 
 log = logging.getLogger("rollgen")
 
@@ -140,6 +141,24 @@ def unique_prompts(tasks: Iterator[Task], source: str) -> Iterator[Task]:
         yield task
     if repeats:
         log.warning("%s: %d tasks skipped whose prompt repeats an earlier task's (server.unique_prompts)", source, repeats)
+
+
+def bundled_tasks(path: Path, check: Callable[[Task], None], key: str, wanted: list[str] | None) -> Iterator[Task]:
+    """The tasks of a server's bundled task file whose ``metadata[key]`` is one of ``wanted`` (all: None)."""
+    keep = set(wanted) if wanted is not None else None
+    for task in read_tasks(path, check=check):
+        if keep is None or task.metadata.get(key) in keep:
+            yield task
+
+
+def check_selection(path: Path, key: str, wanted: list[str] | None, param: str) -> None:
+    """ValueError naming ``param`` when ``wanted`` names a ``metadata[key]`` no task of ``path`` has."""
+    if wanted is None:
+        return
+    known = {str(t.metadata.get(key)) for t in read_tasks(path)}
+    if unknown := sorted(set(wanted) - known):
+        raise ValueError(f"{param}: no bundled tasks with {key} {', '.join(map(repr, unknown))}; the {key}s are "
+                         f"{', '.join(sorted(known))}")
 
 
 def _has_content(path: Path) -> bool:

@@ -236,7 +236,7 @@ def _md_code(text: str) -> str:
 
 def write_gold_report(report: dict[str, Any], out: Path) -> None:
     """``report.json`` and ``report.md`` in ``out``."""
-    from rollgen.rundir import write_json
+    from rollgen.jsonl import write_json
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "report.json", report)

@@ -38,14 +38,21 @@ from rollgen.verifiers.sandbox import Execution, Isolation, Limits, run_probes, 
 __all__ = ["CodeTests", "extract_code"]
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+_OPEN = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n", re.IGNORECASE)
 _MAX_REPORTED = 20
 
 
 def extract_code(text: str) -> str | None:
-    """The last fenced code block, else the whole answer region (None when empty)."""
+    """The last fenced code block (one opened after the last closed block and never closed counts: a model
+    that stopped before its closing fence), else the whole answer region (None when empty)."""
     region = answer_region(text)
-    blocks = _FENCE.findall(region)
-    code = blocks[-1] if blocks else region
+    blocks = list(_FENCE.finditer(region))
+    after = blocks[-1].end() if blocks else 0
+    opened = list(_OPEN.finditer(region, after))
+    if opened:
+        code = region[opened[-1].end():]
+    else:
+        code = blocks[-1].group(1) if blocks else region
     return code if code.strip() else None
 
 

@@ -15,7 +15,8 @@ from typing import Any
 from rollgen.composer import GROUPS, rerun_config
 from rollgen.errors import ConfigError
 from rollgen.records import Rollout, Task
-from rollgen.rundir import RunDir, read_jsonl
+from rollgen.jsonl import read_jsonl
+from rollgen.rundir import RunDir
 from rollgen.unit import score
 
 __all__ = ["GROUPS", "load_tasks", "rerun_config", "rescore", "scorable"]  # rerun_config: from rollgen.composer
@@ -62,7 +63,7 @@ async def rescore(rows: Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]]
                   verifier: Any, concurrency: int = 64) -> AsyncIterator[tuple[dict[str, Any], Rollout]]:
     """``(old row, rescored Rollout)`` in file order, with at most ``concurrency`` verifications in flight.
 
-    ``rows``: rows in memory, or read from a file without blocking the loop (``rundir.aread_jsonl``).
+    ``rows``: rows in memory, or read from a file without blocking the loop (``jsonl.aread_jsonl``).
     """
     pending: deque[tuple[dict[str, Any], asyncio.Task[Rollout]]] = deque()
     try:

@@ -98,12 +98,18 @@ def _get(obj: Any, path: str) -> Any:
 
 
 def _equal(a: Any, b: Any, normalize: bool) -> bool:
+    """Equal as JSON values: numbers by value (``12`` is ``12.0``), strings after ``normalize_text``, lists item by
+    item in order and objects key by key, by the same rules."""
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
     if normalize and isinstance(a, str) and isinstance(b, str):
         return normalize_text(a) == normalize_text(b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y, normalize) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k], normalize) for k in a)
     return a == b
 
 

@@ -1,4 +1,4 @@
-"""String answers: exact match, normalised match, regex extraction, multiple-choice letters.
+"""String answers: exact match, normalised match, regex extraction (multiple-choice letters: ``verifiers.choice``).
 
 Each extracts the final answer (``extract``: after ``</think>``, the last ``\\boxed{}``, "answer is X",
 or the last line) and compares it with ``task.answer`` (a list of strings means any of them).
@@ -9,20 +9,19 @@ compare (a cascade escalates on it).
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from rollgen.config import Regex
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.verifiers import Verifier
+from rollgen.verifiers.choice import MultipleChoice  # its home before verifiers.choice; `_target_`s still name it
 from rollgen.verifiers.extract import (
     Extract,
-    answer_is,
     answer_region,
     final_answer,
     gold_answers,
-    last_boxed,
     normalize_text,
     parse_number,
 )
@@ -122,65 +121,6 @@ class RegexMatch(Verifier):
         details = {"extracted": extracted, "expected": golds[0] if len(golds) == 1 else golds, "rule": "regex",
                    "pattern": pattern, "match": match}
         return Verdict(reward=float(match), details=details, verifier=self.name)
-
-
-_PAREN_LETTER = re.compile(r"\(([A-Z])\)")
-_LETTER_LINE = re.compile(r"^\W*([A-Z])\W*$", re.MULTILINE)
-_LEAD = re.compile(r"^[\s(\[*`$]*(?:\\text\{)?\s*([A-Z])(?![A-Za-z])")
-
-
-class MultipleChoice(Verifier):
-    """1.0 when the chosen letter is the gold letter. A hedge ("B or C", "A/B", "A, C") scores 0.
-
-    The gold is a letter (``B``, ``(B)``), a 0-based index, or an option's text when
-    ``task.metadata[options_key]`` lists the options in order.
-    """
-
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid", frozen=True)
-
-        letters: str = Field("ABCDEFGHIJ", pattern=r"^[A-Z]{2,26}$", description="the valid choice letters")
-        options_key: str = "options"
-
-    params: Params
-    name = "choice"
-    needs_answer = True
-
-    def _gold(self, task: Task) -> str:
-        gold, letters = task.answer, self.params.letters
-        if isinstance(gold, int) and not isinstance(gold, bool) and 0 <= gold < len(letters):
-            return letters[gold]
-        text = str(gold).strip() if gold is not None else ""
-        if m := re.fullmatch(r"\(?([A-Z])\)?\.?", text):
-            return m.group(1)
-        options = task.metadata.get(self.params.options_key) or []
-        for i, option in enumerate(options):
-            if i < len(letters) and normalize_text(str(option)) == normalize_text(text):
-                return letters[i]
-        raise ValueError(f"the gold answer {gold!r} is not a choice letter, index or listed option")
-
-    def _hedge(self, s: str) -> bool:
-        ls = re.escape(self.params.letters)
-        return re.search(rf"(?<![A-Za-z])[{ls}]\)?\s*(?:,|/|\bor\b|\band\b|&)\s*\(?[{ls}](?![A-Za-z])", s) is not None
-
-    def _choose(self, region: str) -> tuple[str | None, str, bool]:
-        valid = self.params.letters
-        for rule, find in (("boxed", last_boxed), ("answer_is", answer_is)):
-            cand = find(region)
-            if cand and (m := _LEAD.match(cand)) and m.group(1) in valid:
-                return m.group(1), rule, self._hedge(cand)
-        for rule, rx in (("letter_line", _LETTER_LINE), ("parenthesised", _PAREN_LETTER)):
-            found = [x for x in rx.findall(region) if x in valid]
-            if found:
-                return found[-1], rule, rule == "parenthesised" and len(set(found)) > 1
-        return None, "none", False
-
-    def verify(self, task: Task, rollout: Rollout) -> Verdict:
-        gold = self._gold(task)
-        letter, rule, hedged = self._choose(answer_region(rollout.completion))
-        reward = float(letter == gold and not hedged)
-        details: dict[str, Any] = {"extracted": letter, "expected": gold, "rule": rule, "hedged": hedged}
-        return Verdict(reward=reward, details=details, verifier=self.name)
 
 
 class FormatCheck(Verifier):

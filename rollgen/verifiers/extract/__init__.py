@@ -18,6 +18,9 @@ Values (``numbers``, ``values``): ``parse_number`` / ``parse_number_list`` (exac
 ``reduce_math`` (``3 + 4 = 7`` → ``7``), ``count_parts``. The question's own quantities (``quantities``):
 ``restates_question``, ``restatement``.
 
+Multiple choice (``choice``): ``choose`` (the option a reply picks: "(B)", "Answer: b", "B) text", the
+option's text; hedges flagged), ``choice_order`` (the shuffled order of a task's options for one repeat).
+
 Gold answers (``answers``): ``gold_text`` (one value as text), ``gold_answers`` (a list means any of them),
 ``gold_value`` (what a worked solution arrives at), and ``normalize_text`` for string comparisons.
 """
@@ -25,6 +28,7 @@ Gold answers (``answers``): ``gold_text`` (one value as text), ``gold_answers`` 
 from __future__ import annotations
 
 from rollgen.verifiers.extract.answers import gold_answers, gold_text, gold_value, normalize_text
+from rollgen.verifiers.extract.choice import Choice, choice_order, choose
 from rollgen.verifiers.extract.final import RETRACTION, FinalAnswer, boxed_answer, extract_answer, find_final
 from rollgen.verifiers.extract.numbers import (
     NUMBER,
@@ -81,6 +85,8 @@ __all__ = [
     "option_letter", "question_stems", "reduce_math", "stems", "top_level_split", "value_of", "without_commands",
     # the question's own quantities
     "canon", "question_quantities", "restatement", "restates_question",
+    # multiple choice
+    "Choice", "choice_order", "choose",
     # gold answers and text normalisation
     "gold_answers", "gold_text", "gold_value", "normalize_text",
 ]
