@@ -28,9 +28,17 @@ class Interrupted(RollgenError):
     """The run was stopped before it started (nothing was written to its run dir)."""
 
 
-def _raise_in_thread(thread_id: int, exc: type[BaseException] | None) -> None:
-    """Raise ``exc`` in thread ``thread_id`` at its next Python instruction (None: cancel one not yet raised)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
+def _raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:
+    """Raise ``exc`` in thread ``thread_id`` at its next check for pending work (a call, a loop's jump back).
+
+    Never called to cancel one (``exc=NULL``): CPython 3.11 then leaves the interpreter's "async exception
+    pending" flag set, and every thread takes the slow path of its eval loop from then on.
+    """
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
+
+
+def _absorb() -> None:
+    """Nothing: calling it delivers an exception pending for this thread, where the caller catches it."""
 
 
 class Stop:
@@ -39,6 +47,7 @@ class Stop:
         self._task: asyncio.Task[object] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
+        self._injected = False  # a KeyboardInterrupt was raised in the thread of ``interruptible``
         self._lock = threading.Lock()
         self._flushers: list[Callable[[], None]] = []
 
@@ -58,15 +67,25 @@ class Stop:
 
     def interruptible(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in this (worker) thread, which a request interrupts with ``KeyboardInterrupt``."""
-        me = threading.get_ident()
         with self._lock:
-            self._thread = me
+            self._thread, self._injected = threading.get_ident(), False
         try:
             return fn(*args)
         finally:
-            with self._lock:
-                self._thread = None
-                _raise_in_thread(me, None)  # a request that came as fn returned is not raised later
+            while True:  # an interrupt delivered on the way into ``_leave`` is caught here, and it runs again
+                try:
+                    self._leave()
+                    break
+                except KeyboardInterrupt:
+                    continue
+
+    def _leave(self) -> None:
+        """No more interrupts for this thread; one that came as ``fn`` returned is delivered (and dropped) here."""
+        with self._lock:
+            self._thread = None
+            injected, self._injected = self._injected, False
+        if injected:
+            _absorb()
 
     def request(self, reason: str) -> bool:
         """Ask the run to stop; True when a running collection or stage is being interrupted, False otherwise."""
@@ -74,6 +93,7 @@ class Stop:
             self.reason = reason
         with self._lock:
             if self._thread is not None:
+                self._injected = True
                 _raise_in_thread(self._thread, KeyboardInterrupt)
                 return True
         task, loop = self._task, self._loop
