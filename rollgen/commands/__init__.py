@@ -12,4 +12,5 @@ SUBCOMMANDS = {
     "dataset": ("rollgen.commands.dataset", "validate a dataset file against a format, or print its stats"),
     "compare": ("rollgen.commands.compare", "compare the reports of several runs side by side"),
     "tasks": ("rollgen.commands.tasks", "preview the exact messages a run sends for its first tasks"),
+    "serve": ("rollgen.commands.serve", "serve a resource server and its verifier over HTTP for online RL"),
 }
