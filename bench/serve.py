@@ -102,13 +102,15 @@ def main() -> None:
     ap.add_argument("-c", "--concurrency", type=int, default=64)
     ap.add_argument("--shape", choices=["plain", "gym"], default="plain")
     ap.add_argument("--url", help="bench this verify URL instead of starting rollgen serve")
+    ap.add_argument("--warmup", type=int, default=200, help="requests sent first and not counted (default 200)")
     args = ap.parse_args()
     loadavg = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory() as tmp:
         rows = _tasks(Path(tmp) / "tasks.jsonl", 200)
         proc, url = (None, args.url) if args.url else _start_rollgen(Path(tmp) / "tasks.jsonl")
         try:
-            asyncio.run(load(url, rows, 200, args.concurrency, args.shape))  # warm-up (worker pools, connections)
+            if args.warmup:  # worker pools, connections
+                asyncio.run(load(url, rows, args.warmup, args.concurrency, args.shape))
             result = asyncio.run(load(url, rows, args.n, args.concurrency, args.shape))
         finally:
             if proc is not None:

@@ -329,3 +329,24 @@ def test_serve_config_is_checked(override: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         rollgen.compose([override], output_dir=str(tmp_path))
     assert e.value.lines[0].startswith(override.split("=")[0])
+
+
+def test_a_served_task_is_shown_per_repeat_as_in_a_run(tmp_path: Path) -> None:
+    """server=mcqa with shuffle_choices: each repeat has its own option order and gold letter (server.for_repeat,
+    as the rollout unit asks); /verify with ``repeat`` scores against that repeat's letter, as the batch does."""
+    cfg = rollgen.compose(["server=mcqa", "server.shuffle_choices=true", "serve.port=0", "limit=3"],
+                          output_dir=str(tmp_path / "o"))
+    with serving(cfg) as (url, env, _):
+        task = next(iter(env.tasks.values()))
+        shown = [env.server.for_repeat(task, r) for r in range(8)]
+        letters = [t.answer for t in shown]
+        assert len(set(letters)) > 1  # the order really varies per repeat
+        for r, t in enumerate(shown):
+            completion = f"The answer is ({letters[r]})."
+            status, answer, _ = call("POST", f"{url}/verify", {"task_id": task.id, "repeat": r, "completion": completion})
+            assert status == 200 and answer["reward"] == 1.0 == _batch_reward(cfg, t, completion)[0]
+        other = next(r for r in range(8) if letters[r] != letters[0])
+        status, answer, _ = call("POST", f"{url}/verify", {"task_id": task.id, "completion": f"The answer is ({letters[other]})."})
+        assert status == 200 and answer["reward"] == 0.0  # repeat 0 by default: another letter is wrong
+        status, answer, _ = call("POST", f"{url}/verify", {"task_id": task.id, "repeat": -1, "completion": "A"})
+        assert status == 400 and answer["error"].startswith("repeat")

@@ -57,21 +57,25 @@ class ServedEnvironment:
     # -- tasks and rollouts --------------------------------------------------------------------------
 
     def task(self, body: dict[str, Any]) -> Task:
-        """The task a body names: ``task_id`` (or a NeMo Gym row's ``id``) among the served tasks, else the
+        """The task a body names: ``task_id`` (or a NeMo Gym row's ``id``) among the served tasks, as its
+        ``repeat``-th attempt was shown it (``server.for_repeat``, as the rollout unit asks; default 0), else the
         row itself (``task``, or the body's own task fields) read as a task file row."""
         task_id = body.get("task_id")
+        if task_id is None and body.get("id") is not None and str(body["id"]) in self.tasks:
+            task_id = body["id"]
         if task_id is not None:
             found = self.tasks.get(str(task_id))
             if found is None:
                 raise RequestError(404, f"task_id: unknown task id {str(task_id)[:200]!r} (this server has "
                                         f"{len(self.tasks)} tasks)")
-            return found
+            repeat = body.get("repeat", 0)
+            if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
+                raise RequestError(400, "repeat: expected a non-negative integer")
+            return self.server.for_repeat(found, repeat)
         if isinstance(body.get("task"), dict):
             return task_of_row(body["task"], "task")
         if "task" in body:
             raise RequestError(400, "task: expected a task row (an object)")
-        if body.get("id") is not None and str(body["id"]) in self.tasks:
-            return self.tasks[str(body["id"])]
         if "responses_create_params" in body:
             row = {k: v for k, v in body.items() if k not in ("response", "reward") and not k.startswith("_ng_")}
             return task_of_row(row, "responses_create_params")
