@@ -51,6 +51,7 @@ class RollgenEnvConfig(BaseResourcesServerConfig):
 
 
 class RollgenEnv(SimpleResourcesServer):
+    ray_enabled = False  # it only forwards: no Ray cluster for it
     config: RollgenEnvConfig
     _client: Optional[aiohttp.ClientSession] = PrivateAttr(default=None)
     _sessions: dict = PrivateAttr(default_factory=dict)
@@ -64,6 +65,9 @@ class RollgenEnv(SimpleResourcesServer):
         app.post("/aggregate_metrics")(self.aggregate_metrics)
         app.post("/{tool_name}")(self.forward)
         return app
+
+    async def verify(self, body: Any) -> Any:  # the abstract base's; /verify is routed to forward
+        raise NotImplementedError("/verify is forwarded to rollgen serve")
 
     async def forward(self, request: Request) -> Response:
         token = os.environ.get(self.config.rollgen_token_env)
