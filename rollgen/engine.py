@@ -57,6 +57,8 @@ def collection_hash(cfg: RunConfig, server: Any, policy: Any) -> str:
         "max_turns": cfg.sampler.max_turns,
         "limit": cfg.limit,
     }
+    if cfg.shard.count > 1:  # a shard collects other tasks than the whole run: its own rollouts, its own hash
+        key["shard"] = [cfg.shard.index, cfg.shard.count]
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
