@@ -276,6 +276,6 @@ def _collection(run_: _Run, config_hash: str, collect_s: float) -> Collection:
         peak_in_flight=s.peak_in_flight,
         concurrency=Concurrency(max=cfg.sampler.num_samples_in_parallel, lowest=s.lowest_limit,
                                 throttled_responses=s.throttled),
-        collect_time_s=round(collect_s, 3),
+        collect_time_s=round(collect_s, 3), endpoints=s.endpoints,
         rollouts_per_s=round((stats.rollouts - prior.reused) / collect_s, 2) if collect_s > 0 else None,
         scan=scan)

@@ -13,4 +13,5 @@ SUBCOMMANDS = {
     "dataset": ("rollgen.commands.dataset", "validate a dataset file against a format, or print its stats"),
     "compare": ("rollgen.commands.compare", "compare the reports of several runs side by side"),
     "tasks": ("rollgen.commands.tasks", "preview the exact messages a run sends for its first tasks"),
+    "ray-run": ("rollgen.ray_run", "collect a run's shards as Ray tasks, then merge them (pip install 'rollgen[ray]')"),
 }

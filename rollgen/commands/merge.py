@@ -224,7 +224,7 @@ def merge(dirs: list[str | Path], out: str | Path, overrides: list[str] | None =
     from rollgen.jsonl import atomic_file, write_json
     from rollgen.rundir import RunDir, RunDirBusy, RunDirLock
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     roots = [Path(d) for d in dirs]
     if not roots:
         raise MergeError("no shard run dirs given")
@@ -267,7 +267,8 @@ def merge(dirs: list[str | Path], out: str | Path, overrides: list[str] | None =
             shutil.rmtree(rd.root, ignore_errors=True)
         raise
     lock.release()
-    merged = {"shard_count": count, "time_s": round(time.perf_counter() - t0, 3), "shards": [
+    merged = {"shard_count": count, "time_s": round(time.perf_counter() - t0, 3),
+              "cpu_s": round(time.process_time() - cpu0, 3), "shards": [
         {"dir": str(s.root), "index": s.index, "tasks": s.tasks, "rollouts": s.rollouts,
          "config_hash": s.report.get("config_hash"), "collect_time_s": s.report.get("collect_time_s")}
         for s in shards]}
