@@ -94,30 +94,25 @@ def main(argv: list[str]) -> int:
         print("rollgen ray-run: Ray is not installed; pip install 'rollgen[ray]'", file=sys.stderr)
         return 2
 
-    from rollgen.commands.merge import MergeError, ShardProblem
-    from rollgen.errors import ConfigError, UserError
+    from rollgen.commands.merge import say
 
+    if args.shards < 1:
+        print(f"rollgen ray-run: --shards must be at least 1, not {args.shards}", file=sys.stderr)
+        return 2
     out = Path(args.out or time.strftime("outputs/ray/%Y-%m-%d/%H-%M-%S"))
     try:
         report = run_on_ray(args.overrides, args.shards, out, cpus_per_shard=args.cpus_per_shard,
                             address=args.address)
-    except ConfigError as e:
-        for line in e.lines:
-            print(f"rollgen: config error: {line}", file=sys.stderr)
-        return 2
     except ShardFailed as e:
         for line in e.lines:
             print(f"rollgen ray-run: {line}", file=sys.stderr)
         print(f"rollgen ray-run: run it again with --out {out} to continue (finished shards collect nothing)",
               file=sys.stderr)
         return e.code
-    except ShardProblem as e:
-        for line in e.lines:
-            print(f"rollgen ray-run: {line}", file=sys.stderr)
-        return 1
-    except (MergeError, UserError, ValueError) as e:
-        print(f"rollgen ray-run: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # noqa: BLE001 - merge's errors, said as merge says them; anything else is raised again
+        if (code := say("rollgen ray-run", e, out / "merged")) is None:
+            raise
+        return code
     print(f"{args.shards} shards on Ray: {report['collection']['rollouts']} rollouts, "
           f"{report['kept']['dataset_rows']} {report['format']} dataset rows -> {out / 'merged'}")
     return 0

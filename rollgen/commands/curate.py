@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "recurate"]
+__all__ = ["main", "print_outcome", "recurate"]
 
 
 def _config(run: Path, overrides: list[str]) -> Any:
@@ -113,7 +113,6 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
 
     from rollgen.errors import ConfigError, UserError
-    from rollgen.quality import format_funnel
 
     try:
         report = recurate(args.run_dir, args.overrides)
@@ -124,10 +123,16 @@ def main(argv: list[str]) -> int:
     except (FileNotFoundError, UserError) as e:  # also: another process holds the run dir, a line that is not JSON
         print(f"rollgen curate: {e}", file=sys.stderr)
         return 2
-    run = Path(args.run_dir)
+    print_outcome("rollgen curate", report, Path(args.run_dir))
+    return 0
+
+
+def print_outcome(prog: str, report: dict[str, Any], run: Path) -> None:
+    """The funnel, where the curated rows, dataset and report went (stdout), and why there is no data (stderr)."""
+    from rollgen.quality import format_funnel
+
     print(format_funnel(report["funnel"], report["quality"]["rollouts"], str(run / "rejected.jsonl")))
     print(f"{report['kept']['curated']} curated -> {run / 'curated.jsonl'}; {report['kept']['dataset_rows']} "
           f"{report['format']} dataset rows -> {run / 'dataset'}; report: {run / 'report.md'}")
     for line in report["empty"]:
-        print(f"rollgen curate: {line}", file=sys.stderr)
-    return 0
+        print(f"{prog}: {line}", file=sys.stderr)

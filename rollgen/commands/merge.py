@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MergeError", "ShardProblem", "main", "merge"]
+__all__ = ["MergeError", "ShardProblem", "main", "merge", "say"]
 
 # Keys that may differ between the shards of one run: where and how each ran, not what it collected.
 PER_MACHINE = ("shard.index", "output_dir", "resume", "progress", "cache_dir", "reuse_rollouts", "rollgen_version",
@@ -275,6 +275,26 @@ def merge(dirs: list[str | Path], out: str | Path, overrides: list[str] | None =
     return recurate(rd.root, overrides, collection=_collection(shards), extra={"merged": merged})
 
 
+def say(prog: str, error: Exception, out: Path) -> int | None:
+    """Print ``merge``'s ``error`` (one line per problem, each starting ``prog: ``); its exit status, or None for
+    an error that is not merge's (a bug: the caller raises it again)."""
+    from rollgen.errors import ConfigError, UserError
+
+    if isinstance(error, ShardProblem):
+        print(f"{prog}: the shards are incomplete; nothing merged into {out}", file=sys.stderr)
+        for line in error.lines:
+            print(f"{prog}: {line}", file=sys.stderr)
+        return 1
+    if isinstance(error, ConfigError):
+        for line in error.lines:
+            print(f"rollgen: config error: {line}", file=sys.stderr)
+        return 2
+    if isinstance(error, (MergeError, UserError, FileNotFoundError)):
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
+    return None
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rollgen merge", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -284,32 +304,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", help="the merged run dir (default: outputs/merge/<date>/<time>)")
     args = ap.parse_intermixed_args(argv)
 
-    from rollgen.errors import ConfigError, UserError
-    from rollgen.quality import format_funnel
+    from rollgen.commands.curate import print_outcome
 
     dirs = [i for i in args.items if "=" not in i]
     overrides = [i for i in args.items if "=" in i]
     out = Path(args.out or time.strftime("outputs/merge/%Y-%m-%d/%H-%M-%S"))
     try:
         report = merge(dirs, out, overrides)
-    except ShardProblem as e:
-        print(f"rollgen merge: the shards are incomplete; nothing merged into {out}", file=sys.stderr)
-        for line in e.lines:
-            print(f"rollgen merge: {line}", file=sys.stderr)
-        return 1
-    except ConfigError as e:
-        for line in e.lines:
-            print(f"rollgen: config error: {line}", file=sys.stderr)
-        return 2
-    except (MergeError, UserError, FileNotFoundError) as e:
-        print(f"rollgen merge: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # noqa: BLE001 - say() knows merge's errors; anything else is raised again
+        if (code := say("rollgen merge", e, out)) is None:
+            raise
+        return code
     merged = report["merged"]
     print(f"merged {len(merged['shards'])} shards: {sum(s['tasks'] for s in merged['shards'])} tasks, "
           f"{report['collection']['rollouts']} rollouts -> {out / 'rollouts.jsonl'}")
-    print(format_funnel(report["funnel"], report["quality"]["rollouts"], str(out / "rejected.jsonl")))
-    print(f"{report['kept']['curated']} curated; {report['kept']['dataset_rows']} {report['format']} dataset rows "
-          f"-> {out / 'dataset'}; report: {out / 'report.md'}")
-    for line in report["empty"]:
-        print(f"rollgen merge: {line}", file=sys.stderr)
+    print_outcome("rollgen merge", report, out)
     return 0
