@@ -127,6 +127,12 @@ def test_base_urls_config() -> None:
     endpoint = build(cfg.policy).endpoint()
     assert endpoint.urls == ("http://a:1/v1", "http://b:2/v1") and endpoint.base_url == "http://a:1/v1"
     assert rollgen.compose(["policy=openai"], output_dir=".").policy.model_extra["base_urls"] is None
+    # replicas of one model: which servers (and how many) is not part of the collection hash
+    other = build(rollgen.compose(["policy=openai", "policy.base_urls=[http://c:3/v1,http://a:1/v1,http://d:4/v1]"],
+                                  output_dir=".").policy)
+    assert other.fingerprint() == build(cfg.policy).fingerprint() != build(rollgen.compose(
+        ["policy=openai", "policy.base_urls=[http://a:1/v1,http://b:2/v1]", "policy.model=other"],
+        output_dir=".").policy).fingerprint()
     for bad, says in (("[]", "empty list"), ("[http://a:1/v1,http://a:1/v1/]", "listed twice"), ("[ftp://x]", "pattern")):
         with pytest.raises(ConfigError) as e:
             rollgen.compose(["policy=openai", f"policy.base_urls={bad}"], output_dir=".")

@@ -40,9 +40,12 @@ class Endpoint:
         return self.base_urls or (self.base_url,)
 
     def fingerprint(self) -> dict[str, Any]:
-        where: dict[str, Any] = {"base_urls": list(self.base_urls)} if len(self.base_urls) > 1 else {
-            "base_url": self.urls[0]}
-        return {**where, "model": self.model, "api": self.api}
+        """What identifies the model for the collection hash. Servers listed in ``base_urls`` serve the same model,
+        so which ones they are is not part of it: a run re-started without a dead server, or with one more,
+        continues the same collection."""
+        if len(self.base_urls) > 1:
+            return {"base_urls": "replicas", "model": self.model, "api": self.api}
+        return {"base_url": self.urls[0], "model": self.model, "api": self.api}
 
 
 class Policy(ABC):
