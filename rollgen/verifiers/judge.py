@@ -38,8 +38,8 @@ import hashlib
 import json
 import os
 import re
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
@@ -317,7 +317,7 @@ class LLMJudge(Verifier):
         prompt = self.render(task, rollout)
         assert prompt is not None
         key = self._key(prompt)
-        parse = lambda text: parse_score(text, self._pattern, self.params.labels, self.params.max_score)  # noqa: E731
+        parse = lambda text: parse_score(text, self._pattern, self.params.labels, self.params.max_score)
         reply, cached = await self._reply(key, prompt, parse, lambda: self._stub_score(answer, reference))
         reward, raw = parse(reply)
         details = {"score": raw, "judge_model": self.params.model, "cached": cached, "prompt_hash": key[:16],
@@ -350,7 +350,7 @@ class LLMJudge(Verifier):
 
         async def ask(order: str, a: str, b: str) -> dict[str, Any]:
             prompt = fill(p.pairwise_template, {**base, "first": a, "second": b})
-            parse = lambda text: parse_preference(text, self._pair_pattern)  # noqa: E731
+            parse = lambda text: parse_preference(text, self._pair_pattern)
             reply, cached = await self._reply(self._key(prompt), prompt, parse, lambda: self._stub_pair(a, b, reference))
             label = parse(reply)
             winner, out_a, out_b = _OUTCOMES[label]
