@@ -27,7 +27,7 @@ from rollgen.rundir import read_jsonl
 from rollgen.servers.llm_judge import JudgeServer
 from rollgen.servers.taskfile import TaskFileError
 from rollgen.verifiers import verify
-from rollgen.verifiers.judge import JudgeError, LLMJudge
+from rollgen.verifiers.judge import PAIRWISE_PATTERN, JudgeError, LLMJudge, parse_preference
 from tests.conftest import serve_in_thread, started
 from tests.fakes import FakeOpenAI
 
@@ -240,6 +240,21 @@ def test_an_unparseable_verdict_is_a_verifier_error_and_is_asked_again(reply: st
         error, again = asyncio.run(main())
     assert isinstance(error, JudgeError) and ("no score" in str(error) or "neither a label" in str(error))
     assert again.reward == pytest.approx(0.9) and len(calls) == 2  # the bad reply was not cached
+
+
+@pytest.mark.parametrize(("reply", "label"), [
+    ("VERDICT: A", "A"), ("**Verdict:** [[B]]", "B"), ("verdict = tie", "TIE"), ("Verdict: [[A]]", "A"),
+    ("VERDICT: A at first; on reflection\nVERDICT: B", "B"), ("Final verdict: tie.", "TIE")])
+def test_pairwise_verdicts_parse_however_written(reply: str, label: str) -> None:
+    assert parse_preference(reply, re.compile(PAIRWISE_PATTERN)) == label
+
+
+def test_a_final_answer_judge_keeps_the_standard_validation_cases() -> None:
+    math_judge = LLMJudge(LLMJudge.Params())  # verifier=judge: grades a final answer
+    assert math_judge.validation_cases(SKY, None) is None
+    open_cases = _judge("http://127.0.0.1:9/v1").validation_cases(SKY, None)
+    assert open_cases is not None and {c.kind for c in open_cases} == {
+        "empty", "question_repeated", "reference", "reference_after_thinking", "truncated"}
 
 
 def test_validate_needs_no_live_judge(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from rollgen.config import ResponsesCreateParams
 from rollgen.policy.client import PolicyClient, PolicyError
@@ -55,8 +55,8 @@ if TYPE_CHECKING:
     from rollgen.runtime import Runtime
     from rollgen.validation.cases import Case
 
-__all__ = ["DEFAULT_PAIRWISE_TEMPLATE", "DEFAULT_TEMPLATE", "JudgeError", "LLMJudge", "fill", "parse_preference",
-           "parse_score", "task_rubric"]
+__all__ = ["DEFAULT_PAIRWISE_TEMPLATE", "DEFAULT_TEMPLATE", "PAIRWISE_PATTERN", "JudgeError", "LLMJudge", "fill",
+           "parse_preference", "parse_score", "task_rubric"]
 
 DEFAULT_TEMPLATE = """You are grading an answer to a question against the reference answer.
 
@@ -208,15 +208,16 @@ class LLMJudge(Verifier):
                 raise ValueError("must contain '{response}', where the answer to grade goes")
             return template
 
-        @field_validator("score_pattern")
+        @field_validator("score_pattern", "pairwise_pattern")
         @classmethod
-        def _has_score_group(cls, pattern: str) -> str:
+        def _has_group(cls, pattern: str, info: ValidationInfo) -> str:
+            group = "score" if info.field_name == "score_pattern" else "label"
             try:
                 rx = re.compile(pattern)
             except re.error as e:
                 raise ValueError(f"not a valid regular expression: {e}") from None
-            if "score" not in rx.groupindex:
-                raise ValueError("needs a named group (?P<score>...)")
+            if group not in rx.groupindex:
+                raise ValueError(f"needs a named group (?P<{group}>...)")
             return pattern
 
         @field_validator("pairwise_template")
@@ -225,17 +226,6 @@ class LLMJudge(Verifier):
             if "{first}" not in template or "{second}" not in template:
                 raise ValueError("must contain '{first}' and '{second}', where the two answers go")
             return template
-
-        @field_validator("pairwise_pattern")
-        @classmethod
-        def _has_label_group(cls, pattern: str) -> str:
-            try:
-                rx = re.compile(pattern)
-            except re.error as e:
-                raise ValueError(f"not a valid regular expression: {e}") from None
-            if "label" not in rx.groupindex:
-                raise ValueError("needs a named group (?P<label>...)")
-            return pattern
 
         @field_validator("outcome_rewards")
         @classmethod
@@ -450,11 +440,14 @@ class LLMJudge(Verifier):
         return f"(stub judge)\nVERDICT: {label}"
 
     def validation_cases(self, task: Task, other: Task | None) -> list[Case] | None:
-        """Cases for ``rollgen validate`` on open answers: the reference itself, after a ``<think>`` block,
-        must score 1; empty, the request repeated, another task's reference and the reference cut off must
-        score 0 (a task with a rubric only gets the negatives)."""
+        """Cases for ``rollgen validate`` on open answers (``judge_input: full``): the reference itself, after a
+        ``<think>`` block, must score 1; empty, the request repeated, another task's reference and the reference
+        cut off must score 0 (a task with a rubric only gets the negatives). None when the judge grades a final
+        answer: the standard renderings and perturbations of the gold apply."""
         from rollgen.validation.cases import Case
 
+        if self.params.judge_input == "final_answer":
+            return None
         reference = self.reference(task)
         question = self.question(task)
         cases = [Case("empty", False, ""), Case("question_repeated", False, question)]
