@@ -319,3 +319,15 @@ def test_a_failing_judge_in_a_run_leaves_verifier_errors(tmp_path: Path) -> None
     rows = list(read_jsonl(tmp_path / "run" / "rollouts.jsonl"))
     assert len(rows) == 4 and all(r["status"] == "verifier_error" and r["reward"] is None for r in rows)
     assert all("no verdict" in r["error"] for r in rows)
+
+
+def test_a_judge_that_echoes_its_key_in_errors_leaks_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "judge-key-" + "c0ffee1234abcd99"
+    monkeypatch.setenv("JUDGE_TEST_KEY", key)
+    fake = FakeOpenAI(error_rate=1.0, echo_key=True, api_key=key)
+    with serve_in_thread(fake) as url:
+        judge = _judge(url, api_key_env="JUDGE_TEST_KEY")
+        with pytest.raises(JudgeError) as e:
+            _score(judge, SKY, WRONG)
+    assert fake.requests >= 1 and fake.auth_failures == 0  # the key was sent, and the error echoed it back
+    assert "[redacted]" in str(e.value) and key not in str(e.value) and key[-9:] not in str(e.value)
