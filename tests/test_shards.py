@@ -60,9 +60,11 @@ def _run(tmp_path: Path, name: str, tasks: Path, *extra: str) -> Path:
     return tmp_path / name
 
 
-def _rows(run: Path) -> dict[str, list[str]]:
-    """Each dataset split's rows, as sorted JSON lines (a run writes rollouts as they complete: order may differ)."""
-    return {p.name: sorted(json.dumps(r, sort_keys=True) for r in read_jsonl(p))
+def _rows(run: Path, ignore: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Each dataset split's rows, as sorted JSON lines (a run writes rollouts as they complete: order may differ),
+    less the keys in ``ignore``."""
+    return {p.name: sorted(json.dumps({k: v for k, v in r.items() if k not in ignore}, sort_keys=True)
+                           for r in read_jsonl(p))
             for p in sorted((run / "dataset").glob("*.jsonl"))}
 
 
@@ -148,3 +150,31 @@ def test_merge_refuses_shards_of_different_runs(shard_runs: tuple[Path, Path, Pa
     assert "shard.count" in capsys.readouterr().err
     assert merge.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")]) == 2
     assert "not a rollgen run directory" in capsys.readouterr().err
+
+
+def test_dedup_and_splits_span_the_shards(tmp_path: Path) -> None:
+    """The same question under several task ids, falling in different shards: merged, dedup drops the copies
+    across shards (each shard alone cannot) and the split keeps one prompt in one split, as one run does."""
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({"id": f"q{i}", "question": f"Calculate {i % 10} + 2.", "answer": str(i % 10 + 2)})
+                             + "\n" for i in range(30)))
+    sft = ("sampler=sft", "format=sft", "quality=sft", "quality.min_reward_threshold=0.0")
+    whole = _run(tmp_path, "whole", tasks, *sft)
+    shards = [_run(tmp_path, f"s{i}", tasks, *sft, f"shard.index={i}", "shard.count=2") for i in (0, 1)]
+    out = tmp_path / "merged"
+    assert merge.main([*map(str, shards), "--out", str(out)]) == 0
+    merged, single = (json.loads((d / "report.json").read_text()) for d in (out, whole))
+    assert merged["funnel"] == single["funnel"]
+    # which of two identical rollouts dedup keeps follows the order it meets them (a run: completion order; the
+    # merge: shard by shard), so the kept rows are the same apart from the task they came from
+    assert _rows(out, ignore=("task_id", "rollout_id")) == _rows(whole, ignore=("task_id", "rollout_id"))
+    dropped = {r["filter"]: r["dropped"] for r in merged["funnel"]}
+    per_shard = sum(r["dropped"] for d in shards for r in json.loads((d / "report.json").read_text())["funnel"]
+                    if r["filter"] == "exact_dedup")
+    assert dropped["exact_dedup"] > per_shard  # copies in different shards met only in the merge
+    splits = {}
+    for name, rows in _rows(out).items():
+        for row in rows:
+            prompt = json.dumps(json.loads(row).get("prompt") or json.loads(row).get("messages", [])[:-1])
+            splits.setdefault(prompt, set()).add(name)
+    assert splits and all(len(s) == 1 for s in splits.values())  # no prompt in two splits
