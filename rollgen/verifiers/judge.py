@@ -469,6 +469,8 @@ class LLMJudge(Verifier):
         self._client = (PolicyClient(runtime.session, p.endpoint(), sampling), asyncio.Semaphore(p.max_concurrency))
 
     async def close(self) -> None:
+        if self._client is not None:
+            await self._client[0].close()
         self._client = None
         await super().close()
 
