@@ -144,13 +144,15 @@ def chat_tools(tools: Any) -> list[dict[str, Any]] | None:
 
 
 def responses_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """Chat-completions tools as Responses function tools (the flat shape NeMo Gym accepts; ``strict`` is
-    left out so a schema that is not strict-compatible is not rejected)."""
+    """Chat-completions tools as Responses function tools: the flat shape NeMo Gym accepts, with ``strict``, which
+    its schema requires (openai's ``FunctionToolParam``: ``name``, ``parameters``, ``strict``, ``type``): the
+    tool's own, else false."""
     out = []
     for tool in tools or []:
         fn = tool.get("function", tool)
         out.append({"type": "function", "name": fn["name"], "description": fn.get("description") or "",
-                    "parameters": fn.get("parameters") or {"type": "object", "properties": {}}})
+                    "parameters": fn.get("parameters") or {"type": "object", "properties": {}},
+                    "strict": bool(fn.get("strict", tool.get("strict", False)))})
     return out
 
 

@@ -47,6 +47,8 @@ def task_row(task: dict[str, Any], *, metadata: Literal["top_level", "key", "dro
         row.update({k: v for k, v in rest.items() if k not in ("responses_create_params", "response", "reward")})
     elif metadata == "key" and rest:
         row["metadata"] = rest
-    if task.get("answer") is not None:
-        row["expected_answer"] = task["answer"]
+    answer = task.get("answer")
+    if answer is not None:  # NeMo Gym's servers declare ``expected_answer: str``: a number goes as its text
+        row["expected_answer"] = str(answer) if isinstance(answer, (int, float)) and not isinstance(answer, bool) \
+            else answer
     return row
