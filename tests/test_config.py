@@ -112,7 +112,8 @@ def test_unknown_key_suggests_the_right_one() -> None:
 
 # Deliberate values of example presets: the YAML option exists to show them.
 PRESET_VALUES = {("verifier", "penalized.yaml"): {"max_chars", "required"},
-                 ("verifier", "weighted.yaml"): {"weights", "gate"}}
+                 ("verifier", "weighted.yaml"): {"weights", "gate"},
+                 ("verifier", "remote.yaml"): {"base_url"}}  # ${server.base_url}: the server=remote preset's URL
 
 
 def _drift(model: type, data: dict, where: str) -> list[str]:
