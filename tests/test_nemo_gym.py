@@ -260,3 +260,21 @@ def test_format_nemo_gym_writes_tool_history_as_items_never_role_tool(tmp_path: 
     assert row["responses_create_params"]["input"][1]["arguments"] == '{"a": 1}'
     assert row["responses_create_params"]["temperature"] == 0.5 and "seed" not in row["responses_create_params"]
     assert row["expected_answer"] == "3"
+
+
+def test_dataset_validate_knows_nemo_gym_rows(tmp_path: Path) -> None:
+    from rollgen.formats.validate import validate
+    from rollgen.nemogym.taskrow import task_row
+
+    good = task_row({"id": "t", "answer": "7", "messages": [{"role": "user", "content": "Calculate 3 + 4."}],
+                     "tools": [{"type": "function", "function": {"name": "calculate", "parameters": {}}}]})
+    bad = {"responses_create_params": {"input": [{"role": "tool", "content": "x"}], "seed": 3,
+                                       "tools": [{"type": "function", "function": {"name": "f"}}]}}
+    path = _write(tmp_path / "rows.jsonl", [good, bad])
+    result = validate(path)
+    assert result.format == "nemo_gym" and result.rows == 2  # detected from the keys
+    problems = [(e.line, e.message) for e in result.errors]
+    assert all(line == 2 for line, _ in problems) and len(problems) == 3, problems
+    text = " | ".join(m for _, m in problems)
+    assert "responses_create_params.seed: not a key NeMo Gym accepts" in text
+    assert "input[0].role: 'tool'" in text and "tools[0]: missing name, parameters, strict" in text

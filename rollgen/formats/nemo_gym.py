@@ -53,4 +53,4 @@ FORMATS.register("nemo_gym")(Format(
     nemo_gym_rows,
     "NeMo Gym task rows: `responses_create_params` (`input`, `tools`) plus the verifier fields (`expected_answer`, "
     "...) and `agent_ref`, one per curated task: what `gym eval run` collects from and NeMo-RL's `NemoGymDataset` "
-    "trains on.", (), ()))
+    "trains on.", ("prompt",), ()))
