@@ -278,3 +278,16 @@ def test_dataset_validate_knows_nemo_gym_rows(tmp_path: Path) -> None:
     text = " | ".join(m for _, m in problems)
     assert "responses_create_params.seed: not a key NeMo Gym accepts" in text
     assert "input[0].role: 'tool'" in text and "tools[0]: missing name, parameters, strict" in text
+
+
+def test_task_rows_with_tool_history_read_back(tmp_path: Path) -> None:
+    from rollgen.nemogym.taskrow import task_row
+    from rollgen.servers.taskrows import read_tasks
+
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "go"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "done"}, {"role": "user", "content": "and now?"}]
+    path = _write(tmp_path / "rows.jsonl", [task_row({"id": "t", "answer": "x", "messages": messages})])
+    (task,) = read_tasks(path)
+    assert task.messages == messages and task.answer == "x"
