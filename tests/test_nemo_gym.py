@@ -134,7 +134,7 @@ def test_a_bad_line_is_named_or_skipped_and_counted(tmp_path: Path, gym_file: Pa
                                           json.dumps(_line(3, 0, "1 + 1", "2", "2", reward="high"))])
     assert curate.main(["--from-nemo-gym", str(bad), "--out", str(tmp_path / "a")]) == 2
     assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
-    assert not (tmp_path / "a" / "rollouts.jsonl").exists()
+    assert not (tmp_path / "a").exists()  # nothing half-made left behind
     assert curate.main(["--from-nemo-gym", str(bad), "--out", str(tmp_path / "b"), "on_bad_row=skip",
                         "quality.min_reward_threshold=0"]) == 0
     summary = json.loads((tmp_path / "b" / "nemo_gym_import.json").read_text())

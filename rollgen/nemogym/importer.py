@@ -9,6 +9,7 @@ model from the responses; ``sampler.num_repeats`` from the rollout indices; the 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,8 @@ def import_run(source: str | os.PathLike[str], out: str | os.PathLike[str], over
 
     Raises ``ConfigError`` for a bad override, ``UserError`` for an ``out`` that holds rollouts already and for a
     bad line (``file:line: ...``; with ``on_bad_row=skip`` bad lines are counted instead)."""
-    from rollgen.build import validate_run_config
     from rollgen.composer import compose
-    from rollgen.jsonl import write_json
-    from rollgen.nemogym.rollouts import import_rollouts
-    from rollgen.rundir import RunDir, RunDirLock, cannot_create, saved_config
+    from rollgen.rundir import RunDir, cannot_create
 
     rd = RunDir(out)
     if rd.rollouts.exists() or rd.config.exists():
@@ -35,7 +33,23 @@ def import_run(source: str | os.PathLike[str], out: str | os.PathLike[str], over
     cfg = compose(base + overrides, output_dir=str(rd.root))
     if problem := cannot_create(rd.root):
         raise UserError(f"--out: cannot write to {rd.root} ({problem})")
+    created = not rd.root.exists()
     rd.mkdir()
+    try:
+        summary = _import(source, rd, cfg, overrides)
+    except BaseException:
+        if created:  # nothing half-made is left behind: the directory was ours
+            shutil.rmtree(rd.root, ignore_errors=True)
+        raise
+    return summary
+
+
+def _import(source: str | os.PathLike[str], rd: Any, cfg: Any, overrides: list[str]) -> dict[str, Any]:
+    from rollgen.build import validate_run_config
+    from rollgen.jsonl import write_json
+    from rollgen.nemogym.rollouts import import_rollouts
+    from rollgen.rundir import RunDirLock, saved_config
+
     with RunDirLock(rd.root):
         imported = import_rollouts(source, rd.root, skip_bad=cfg.on_bad_row == "skip")
         data = cfg.model_dump(mode="json", by_alias=True)
