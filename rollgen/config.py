@@ -379,6 +379,23 @@ class ValidateConfig(_Model):
     output_dir: str | None = Field(None, description="null = outputs/validate/<date>/<time>, or <run>/validate")
 
 
+class ShardConfig(_Model):
+    """This run's part of the tasks: those whose id hashes to ``index`` of ``count`` (``rollgen.shards``).
+
+    ``shard.count=N`` runs, one per index, cover every task exactly once; ``rollgen merge`` joins their run dirs.
+    """
+
+    index: int = Field(0, ge=0, description="which part this run collects: 0 .. count-1")
+    count: int = Field(1, ge=1, le=100_000, description="parts the tasks are split into (1: all tasks, no sharding)")
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> ShardConfig:
+        if self.index >= self.count:
+            raise ValueError(f"shard.index must be below shard.count ({self.count}): 0 .. {self.count - 1}, "
+                             f"not {self.index}")
+        return self
+
+
 class RunConfig(_Model):
     """One whole run, validated before any I/O."""
 
@@ -405,6 +422,7 @@ class RunConfig(_Model):
         "distinct_2", "dpo_pairs_per_1k_calls"] = "mean_reward"
 
     guards: GuardsConfig = GuardsConfig()
+    shard: ShardConfig = ShardConfig()
     validation: ValidateConfig = Field(ValidateConfig(), alias="validate")
 
     @field_validator("integration", mode="before")
