@@ -310,7 +310,20 @@ class RlFormat(_FormatBase):
         1.0, ge=0.0, le=1.0, description="reward at or above which a rollout counts as a pass (pass_rate)")
 
 
-FormatConfig = Annotated[SftFormat | DpoFormat | KtoFormat | RlFormat, Field(discriminator="kind")]
+class NemoGymFormat(_FormatBase):
+    """NeMo Gym task rows (``responses_create_params`` + verifier fields), one per curated task: what ``gym eval
+    run`` collects from and NeMo-RL's ``NemoGymDataset`` trains on (``rollgen/formats/nemo_gym.py``)."""
+
+    kind: Literal["nemo_gym"] = "nemo_gym"
+    agent_name: str | None = Field(
+        None, description="agent_ref.name of every row (NeMo-RL routes rows by it and needs it); null: no agent_ref "
+                          "(route with gym eval run --agent)")
+    metadata: Literal["top_level", "key", "drop"] = Field(
+        "top_level", description="task metadata: top-level keys (NeMo Gym's verifier fields), under 'metadata', "
+                                 "or left out")
+
+
+FormatConfig = Annotated[SftFormat | DpoFormat | KtoFormat | RlFormat | NemoGymFormat, Field(discriminator="kind")]
 
 
 class Component(_Model):

@@ -79,7 +79,7 @@ def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     assert {"code", "instruction_following", "math", "mcqa", "reasoning_gym", "structured_output"} <= set(
         OPTIONS("server").split(", "))
     for line in ["sampler: dpo, ppo, sft", "policy: local, openai", f"server: {OPTIONS('server')}",
-                 f"guards: {OPTIONS('guards')}", "format: dpo, kto, rl, sft"]:
+                 f"guards: {OPTIONS('guards')}", "format: dpo, kto, nemo_gym, rl, sft"]:
         assert line in p.stdout, p.stdout
 
 

@@ -4,6 +4,13 @@
     rollgen curate RUN_DIR quality=rl quality.filters.pass_rate.min=0.2
     rollgen curate RUN_DIR 'quality.chain=[status,reward,near_dedup]' quality.filters.near_dedup.threshold=0.7
     rollgen curate RUN_DIR quality.filters.decontaminate.eval_files=[aime24.jsonl,math500.jsonl]
+    rollgen curate --from-nemo-gym rollouts.jsonl --out runs/gym sampler=dpo quality=dpo
+
+--from-nemo-gym FILE reads a rollout file NeMo Gym wrote (`gym eval run`, `ng_collect_rollouts`: one line per
+rollout with responses_create_params, response, reward and the verifier's fields; task fields are joined from
+FILE's _materialized_inputs.jsonl when it is beside it) into a new run dir (--out, default
+outputs/<date>/<time>): tasks.jsonl, rollouts.jsonl, run_config.json (server=remote) and nemo_gym_import.json,
+then curates it like any run. A bad line stops it naming file:line (on_bad_row=skip: skipped and counted).
 
 Reads RUN_DIR/rollouts.jsonl and makes no model or network call, so thresholds can be tuned in
 seconds. Overrides are Hydra-style and apply to the run's saved config (run_config.json): a group
@@ -108,13 +115,27 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rollgen curate", description=__doc__.split("\n\n")[0].split(": ", 1)[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("run_dir", help="a run directory (with run_config.json and rollouts.jsonl)")
+    ap.add_argument("run_dir", nargs="?", help="a run directory (with run_config.json and rollouts.jsonl)")
+    ap.add_argument("--from-nemo-gym", metavar="FILE", help="a NeMo Gym rollout file (JSONL) to import into a new run dir")
+    ap.add_argument("--out", metavar="DIR", help="with --from-nemo-gym: the new run dir (default outputs/<date>/<time>)")
     ap.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. quality=sft quality.min_reward_threshold=0.9")
     args = ap.parse_args(argv)
+    if args.run_dir and "=" in args.run_dir:  # an override, not a run dir (argparse fills the optional first)
+        args.overrides.insert(0, args.run_dir)
+        args.run_dir = None
+    if bool(args.from_nemo_gym) == bool(args.run_dir):
+        ap.error("give a RUN_DIR or --from-nemo-gym FILE (one of them)")
+    if args.out and not args.from_nemo_gym:
+        ap.error("--out goes with --from-nemo-gym")
 
     from rollgen.errors import ConfigError, UserError
 
     try:
+        if args.from_nemo_gym:
+            from rollgen.nemogym.importer import describe, import_run
+
+            args.run_dir = args.out or time.strftime("outputs/%Y-%m-%d/%H-%M-%S")
+            print(f"rollgen curate: imported {describe(import_run(args.from_nemo_gym, args.run_dir, args.overrides))}")
         report = recurate(args.run_dir, args.overrides)
     except ConfigError as e:
         for line in e.lines:
