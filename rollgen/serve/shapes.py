@@ -1,9 +1,8 @@
 """Request bodies of the served environment, read into rollgen's records: a task, and the policy's turns.
 
 * NeMo Gym (0.7.0, ``nemo_gym/openai_utils.py``): ``response`` is an OpenAI Responses object whose ``output``
-  holds every turn's items in order: ``message`` (``output_text``/``refusal`` parts), ``function_call``
-  (``arguments`` a JSON string), ``function_call_output`` (the tool endpoint's body text), ``reasoning``
-  (not part of the answer). They become chat messages as the batch engine writes them: an assistant turn
+  holds every turn's items in order (``message``, ``function_call``, ``function_call_output``, ``reasoning``).
+  They become chat messages as the batch engine writes them (``rollgen.nemogym.items``): an assistant turn
   with ``tool_calls``, a ``tool`` turn per result, the final assistant text.
 * plain: ``completion`` (the answer text) or ``messages`` (the turns after the prompt, or the whole
   conversation when it starts with the prompt's system/user turns).
@@ -13,7 +12,6 @@ Every reader raises ``RequestError`` naming the field at fault.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rollgen.integrations.reward import completion_text
@@ -40,53 +38,20 @@ def task_of_row(row: dict[str, Any], field: str) -> Task:
         raise RequestError(400, f"{field}: {e}") from None
 
 
-def _text(content: Any, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for j, part in enumerate(content):
-            if not isinstance(part, dict):
-                raise RequestError(400, f"{where}.content[{j}]: expected an object")
-            text = part.get("text", part.get("refusal"))
-            if isinstance(text, str):
-                parts.append(text)
-        return "".join(parts)
-    if content is None:
-        return ""
-    raise RequestError(400, f"{where}.content: expected a string or a list of parts")
-
-
 def gym_turns(response: Any) -> tuple[list[dict[str, Any]], str | None]:
-    """The chat turns of a NeMo Gym ``response`` and its finish reason (``length`` when it stopped at
-    ``max_output_tokens``)."""
+    """The chat turns of a NeMo Gym ``response`` (``rollgen.nemogym.items.chat_messages``: one model turn's
+    items → one assistant message) and its finish reason (``length`` when it stopped at ``max_output_tokens``)."""
+    from rollgen.nemogym.items import ItemError, chat_messages
+
     if not isinstance(response, dict):
         raise RequestError(400, "response: expected an OpenAI Responses object")
     output = response.get("output")
     if not isinstance(output, list):
         raise RequestError(400, "response.output: missing, or not a list of output items")
-    turns: list[dict[str, Any]] = []
-    for i, item in enumerate(output):
-        where = f"response.output[{i}]"
-        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-            raise RequestError(400, f"{where}: expected an object with a 'type'")
-        kind = item["type"]
-        if kind == "message":
-            turns.append({"role": item.get("role") or "assistant", "content": _text(item.get("content"), where)})
-        elif kind == "function_call":
-            args = item.get("arguments")
-            call = {"id": item.get("call_id") or item.get("id"), "type": "function",
-                    "function": {"name": item.get("name"), "arguments": args if isinstance(args, str) else json.dumps(args)}}
-            last = turns[-1] if turns else None
-            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
-                last["tool_calls"].append(call)  # parallel calls of one turn
-            else:
-                turns.append({"role": "assistant", "content": "", "tool_calls": [call]})
-        elif kind == "function_call_output":
-            out = item.get("output")
-            turns.append({"role": "tool", "tool_call_id": item.get("call_id"),
-                          "content": out if isinstance(out, str) else _text(out, where)})
-        # reasoning and other item kinds carry no answer text
+    try:
+        turns = chat_messages(output, "response.output")
+    except ItemError as e:
+        raise RequestError(400, str(e)) from None
     incomplete = response.get("incomplete_details") or {}
     stopped = response.get("status") == "incomplete" and incomplete.get("reason") == "max_output_tokens"
     return turns, "length" if stopped else "stop"
