@@ -36,7 +36,7 @@ from rollgen.config import SamplerConfig
 from rollgen.policy.client import Completion, PolicyClient, PolicyError
 from rollgen.records import Rollout, Task, rollout_id
 from rollgen.verifiers import verify
-from rollgen.verifiers.toolcalls import ToolCallError, parse_call
+from rollgen.verifiers.toolcalls import ToolCallError, parse_call, ready
 
 __all__ = ["RolloutUnit", "describe", "rollgen_bug", "score"]
 
@@ -151,6 +151,7 @@ class RolloutUnit:
                 if not completion.tool_calls or completion.finish_reason == "length":
                     break
                 specs = task.tools or self.server.tools()  # the calls of one turn run at once, results in call order
+                await ready(specs)
                 messages.extend(await asyncio.gather(*(self._tool_result(c, task, specs) for c in completion.tool_calls)))
             if completion is not None and completion.finish_reason == "length":
                 fields["status"] = "truncated"

@@ -20,6 +20,7 @@ server executes. ``conf/server/tool_use.yaml`` brings ``verifier=tool_use`` (the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,12 @@ class ToolUseServer(TaskFileServer):
         return [s for s in TOOL_SPECS if offered is None or s["function"]["name"] in offered]
 
     async def call_tool(self, name: str, arguments: dict[str, Any], task: Task) -> str:
-        """Run one tool (the rollout unit has checked the arguments against its schema). A tool's refusal of
-        its input (``ToolError``: an unknown unit, division by zero) is the result the model reads."""
+        """Run one tool in a thread, off the event loop (the rollout unit has checked the arguments against its
+        schema). A tool's refusal of its input (``ToolError``: an unknown unit, division by zero) is the result
+        the model reads."""
         if self.params.tools is not None and name not in self.params.tools:
             raise ToolError(f"tool {name!r} is not offered here; the tools are {', '.join(self.params.tools)}")
-        return run_tool(name, arguments)
+        return await asyncio.to_thread(run_tool, name, arguments)
 
     def own_tasks(self) -> Iterator[Task]:
         yield from bundled_tasks(TOOL_TASKS, self.validate_task, "kind", self.params.kinds)

@@ -98,6 +98,8 @@ def _eval(node: ast.AST) -> Any:
             raise ToolError(f"{node.func.id}{tuple(args)}: {e}") from None
         except OverflowError:
             raise ToolError(f"{node.func.id}: the result is too large") from None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        raise ToolError(f"unknown function {node.func.id!r}; the functions are {', '.join(_FUNCTIONS)}")
     if isinstance(node, ast.Name):
         raise ToolError(f"unknown name {node.id!r}: use numbers, {', '.join(_CONSTANTS)} and the functions "
                         f"{', '.join(_FUNCTIONS)}")

@@ -4,6 +4,7 @@ expected calls by the rules of BFCL's AST checker.
 * ``parse_call(call, specs)``: the name and arguments of one OpenAI ``tool_calls`` item, checked: a tool that
   is offered (when any are), arguments that are a JSON object and valid against the tool's JSON Schema. Raises
   ``ToolCallError`` with a message for the model (the rollout unit sends it back as the tool's result).
+  ``await ready(specs)`` first on an event loop (jsonschema reads its meta-schemas from disk once).
 * ``calls_made(messages)``: every call of the assistant turns, in order.
 * ``match_calls(expected, made, specs)``: which expected calls were made, in any order (BFCL's
   ``parallel_function_checker_no_order``), each by ``match_call``.
@@ -19,13 +20,14 @@ objects key by key; an optional parameter left out only when ``""`` is among its
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-__all__ = ["ToolCallError", "calls_made", "expected_calls", "find_spec", "match_call", "match_calls", "parse_call", "standardize"]
+__all__ = ["ToolCallError", "calls_made", "expected_calls", "find_spec", "match_call", "match_calls", "parse_call",
+           "ready", "standardize"]
 
 
 class ToolCallError(ValueError):
@@ -50,12 +52,32 @@ def find_spec(specs: list[dict[str, Any]] | None, name: str) -> dict[str, Any] |
     return None
 
 
-@lru_cache(maxsize=256)
-def _validator(schema_json: str) -> Any:
-    import jsonschema
+_VALIDATORS: dict[str, Any] = {}  # a tool's parameters schema (JSON text) -> its validator
+_MAX_VALIDATORS = 256
 
-    schema = json.loads(schema_json)
-    return jsonschema.validators.validator_for(schema)(schema)
+
+def _validator(schema_json: str) -> Any:
+    """The (cached) validator of a parameters schema; the first one imports jsonschema and loads its
+    meta-schemas from disk, so on an event loop ``await ready(specs)`` first."""
+    validator = _VALIDATORS.get(schema_json)
+    if validator is None:
+        import jsonschema
+
+        schema = json.loads(schema_json)
+        validator = jsonschema.validators.validator_for(schema)(schema)
+        if len(_VALIDATORS) >= _MAX_VALIDATORS:
+            _VALIDATORS.pop(next(iter(_VALIDATORS)))
+        _VALIDATORS[schema_json] = validator
+    return validator
+
+
+async def ready(specs: list[dict[str, Any]] | None) -> None:
+    """Build the validators of ``specs``' parameters in a thread (file reads, imports), so that ``parse_call``
+    on the event loop only validates."""
+    keys = [json.dumps(fn["parameters"], sort_keys=True) for spec in specs or []
+            if isinstance(fn := spec.get("function", spec), dict) and fn.get("parameters")]
+    if missing := [k for k in keys if k not in _VALIDATORS]:
+        await asyncio.to_thread(lambda: [_validator(k) for k in missing])
 
 
 def schema_errors(arguments: dict[str, Any], parameters: dict[str, Any] | None) -> list[str]:
