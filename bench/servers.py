@@ -7,7 +7,9 @@ probability ``--correct-rate`` and with a typical wrong answer otherwise (``Fake
 
 * code: the reference solution in a ```python block / a function that returns None;
 * mcqa: "The answer is (<gold letter>)." / another letter;
-* structured_output: the gold object in a ```json block / the object with its first field changed.
+* structured_output: the gold object in a ```json block / the object with its first field changed;
+* tool_use: the task's expected calls, turn by turn (``FakeOpenAI.tool_script``), then the gold in ``\\boxed{}`` /
+  the same calls, then ``\\boxed{0}``.
 
 A full ``rollgen.run`` (sampler=ppo: every reward kept) per server; prints one JSON line per server with the
 mean reward, the share of rollouts at 1, and the seconds taken.
@@ -47,7 +49,19 @@ def _structured(task: Any) -> tuple[str, str]:
     return f"```json\n{json.dumps(gold, indent=2)}\n```", json.dumps(wrong)
 
 
-REPLIES = {"code": _code, "mcqa": _mcqa, "structured_output": _structured}
+def _tool_use(task: Any) -> tuple[str, str]:
+    return f"The answer is \\boxed{{{task.answer}}}.", "I think it is \\boxed{0}."
+
+
+def _tool_script(task: Any, answers: tuple[str, str]) -> list[Any]:
+    """The expected calls of a tool_use task, turn by turn (each argument its first accepted value), then the
+    (right, wrong) answer the fake draws from."""
+    turns = [[{"name": name, "arguments": {p: next(v for v in vs if v != "") for p, vs in params.items()}}
+              for call in turn for name, params in call.items()] for turn in task.metadata["expected_calls"]]
+    return [*turns, answers]
+
+
+REPLIES = {"code": _code, "mcqa": _mcqa, "structured_output": _structured, "tool_use": _tool_use}
 
 
 def measure(server: str, correct_rate: float, repeats: int, limit: int | None, overrides: list[str]) -> dict[str, Any]:
@@ -62,6 +76,10 @@ def measure(server: str, correct_rate: float, repeats: int, limit: int | None, o
         prompt = next(m["content"] for m in reversed(task.chat()) if m["role"] == "user")
         pairs[prompt] = REPLIES[server](task)
     fake = FakeOpenAI(pairs=pairs, correct_rate=correct_rate, seed=0)
+    if server == "tool_use":  # the calls first, then the answer
+        fake.pairs, fake.tool_script = {}, {
+            next(m["content"] for m in reversed(t.chat()) if m["role"] == "user"): _tool_script(t, _tool_use(t))
+            for t in tasks}
     with tempfile.TemporaryDirectory() as tmp, serve_in_thread(fake) as url:
         out = Path(tmp) / "run"
         cfg = rollgen.compose([*base, "sampler=ppo", f"sampler.num_repeats={repeats}", "policy=openai",
