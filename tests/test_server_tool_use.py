@@ -394,3 +394,40 @@ def test_validate_passes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["tasks"] == 57 and report["tasks_without_gold"] == 0
     assert all(k["failures"] == 0 for k in report["kinds"].values()) and "PASS" in capsys.readouterr().out
+
+
+def test_bfcl_files_as_tasks_scored_on_their_calls(tmp_path: Path) -> None:
+    """BFCL's question and possible-answer rows (the bfcl-eval wheel's data/ files), read without bfcl-eval."""
+    questions, answers = tmp_path / "BFCL_v4_parallel.json", tmp_path / "BFCL_v4_parallel_answer.json"
+    fn = {"name": "spotify.play", "description": "Play songs.", "parameters": {"type": "dict", "properties": {
+        "artist": {"type": "string"}, "duration": {"type": "integer"}, "volume": {"type": "float"},
+        "tags": {"type": "tuple", "items": {"type": "string"}}, "extra": {"type": "dict", "properties": {"x": {"type": "any"}}}},
+        "required": ["artist", "duration"]}}
+    questions.write_text(json.dumps({"id": "parallel_0", "question": [[{"role": "user", "content": "Play Taylor Swift for "
+                                     "20 minutes and Maroon 5 for 15."}]], "function": [fn]}) + "\n")
+    answers.write_text(json.dumps({"id": "parallel_0", "ground_truth": [
+        {"spotify.play": {"artist": ["Taylor Swift"], "duration": [20], "volume": ["", 0.5]}},
+        {"spotify.play": {"artist": ["Maroon 5"], "duration": [15], "volume": [""]}}]}) + "\n")
+    server = _server(f"server.data_path={questions}", f"server.bfcl_answers={answers}")
+    [task] = server.tasks()
+    tool = task.tools[0]["function"]
+    assert tool["name"] == "spotify_play" and tool["parameters"]["type"] == "object"  # as bfcl-eval sends OpenAI models
+    assert {k: v["type"] for k, v in tool["parameters"]["properties"].items()} == {
+        "artist": "string", "duration": "integer", "volume": "number", "tags": "array", "extra": "object"}
+    assert tool["parameters"]["properties"]["extra"]["properties"]["x"]["type"] == "string"
+    assert task.answer is None and list(task.metadata["expected_calls"][0]) == ["spotify_play"]
+    assert asyncio.run(server.call_tool("spotify_play", {}, task)) == "(not run: a BFCL task is scored on its calls)"
+    verifier = _verifier()
+
+    def play(*calls: dict[str, Any]) -> float:
+        return _score(verifier, task, [*task.chat(), {"role": "assistant", "content": "", "tool_calls": [
+            {"id": f"c{i}", "type": "function", "function": {"name": "spotify_play", "arguments": json.dumps(a)}}
+            for i, a in enumerate(calls)]}, {"role": "assistant", "content": "Playing."}])
+
+    maroon, taylor = {"artist": "maroon 5", "duration": 15}, {"artist": "Taylor Swift", "duration": 20, "volume": 0.5}
+    assert play(maroon, taylor) == 1.0  # any order; an optional parameter given or left out
+    assert play(maroon, {**taylor, "duration": 25}) == 0.5
+    assert play(maroon, taylor, maroon) == pytest.approx(2 / 3)  # an extra call costs
+    assert play({**maroon, "duration": 15.0}, taylor) == 0.5  # a float where BFCL wants an integer
+    with pytest.raises(ValueError, match="bfcl_answers: set server.data_path"):
+        _server(f"server.bfcl_answers={answers}").check()

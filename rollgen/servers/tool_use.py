@@ -14,7 +14,9 @@ expected calls, turn by turn, as BFCL's possible answers (``metadata.expected_ca
 With ``data_path``: rollgen rows (``prompt`` or ``messages``, ``answer``, optional ``tools`` and
 ``metadata.expected_calls``), NeMo Gym rows (``responses_create_params.tools`` among them) or Hugging Face
 rows with ``fields``; a row must have an answer or expected calls, and the tools it lists must be ones this
-server executes. ``conf/server/tool_use.yaml`` brings ``verifier=tool_use`` (the final answer, and with
+server executes. With ``bfcl_answers``: ``data_path`` is a BFCL question file of the ``bfcl-eval`` wheel, read
+without importing it (``rollgen.servers.bfcl``): each task offers its own functions, which are not run, and is
+scored on its calls alone. ``conf/server/tool_use.yaml`` brings ``verifier=tool_use`` (the final answer, and with
 ``calls_weight`` the calls made, by BFCL's AST rules).
 """
 
@@ -28,6 +30,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from rollgen.records import Task
+from rollgen.servers.bfcl import bfcl_tasks
 from rollgen.servers.taskfile import TaskFileServer, bundled_tasks, check_selection, file_sha256
 from rollgen.servers.tools import TABLES_PATH, TOOL_SPECS, TOOLS, ToolError, run_tool
 from rollgen.verifiers.toolcalls import expected_calls
@@ -51,6 +54,9 @@ class ToolUseServer(TaskFileServer):
             None, description="the bundled tasks of these kinds only: single, chained, parallel, parallel_chained; "
                               "null: all")
         tools: list[str] | None = Field(None, description="the tools offered (names); null: all six")
+        bfcl_answers: str | None = Field(
+            None, description="BFCL's possible-answer file for the BFCL questions in data_path (bfcl-eval's "
+                              "data/possible_answer/BFCL_v4_<category>.json): tasks scored on their calls, not run")
 
         @field_validator("tools")
         @classmethod
@@ -61,6 +67,13 @@ class ToolUseServer(TaskFileServer):
 
     params: Params
 
+    def tasks(self, skipped: list[str] | None = None) -> Iterator[Task]:
+        """The bundled tasks, ``data_path``'s rows, or with ``bfcl_answers`` its BFCL questions."""
+        if self.params.bfcl_answers and self.params.data_path:
+            yield from (self.prompted(t) for t in bfcl_tasks(self.params.data_path, self.params.bfcl_answers))
+        else:
+            yield from super().tasks(skipped)
+
     def tools(self) -> list[dict[str, Any]]:
         """The OpenAI specs of the tools offered."""
         offered = self.params.tools
@@ -70,6 +83,8 @@ class ToolUseServer(TaskFileServer):
         """Run one tool in a thread, off the event loop (the rollout unit has checked the arguments against its
         schema). A tool's refusal of its input (``ToolError``: an unknown unit, division by zero) is the result
         the model reads."""
+        if task.metadata.get("source") == "bfcl":
+            return "(not run: a BFCL task is scored on its calls)"
         if self.params.tools is not None and name not in self.params.tools:
             raise ToolError(f"tool {name!r} is not offered here; the tools are {', '.join(self.params.tools)}")
         return await asyncio.to_thread(run_tool, name, arguments)
@@ -80,6 +95,8 @@ class ToolUseServer(TaskFileServer):
     def check(self) -> None:
         """Before any work: the task file has a row; the kinds named exist in the bundled set."""
         super().check()
+        if self.params.bfcl_answers and not self.params.data_path:
+            raise ValueError("bfcl_answers: set server.data_path to the BFCL question file it answers")
         if not self.params.data_path:
             check_selection(TOOL_TASKS, "kind", self.params.kinds, "kinds")
 
@@ -109,6 +126,10 @@ class ToolUseServer(TaskFileServer):
         """The params, the lookup tables' hash, and the task file's hash or the bundled tasks' hash."""
         fp = super().fingerprint()
         fp["tables_sha256"] = file_sha256(TABLES_PATH)
+        if self.params.bfcl_answers:
+            fp["bfcl_answers_sha256"] = file_sha256(Path(self.params.bfcl_answers))
+        else:
+            fp.pop("bfcl_answers", None)
         if not self.params.data_path:
             fp["tasks_sha256"] = file_sha256(TOOL_TASKS)
         else:

@@ -15,7 +15,8 @@ Expected calls are written as BFCL's possible answers: ``{"name": {"param": [acc
 present; no parameter the spec or the expected call does not list; the value's type as the spec's ``type``
 says (an integer is accepted where a ``number``/``float`` is wanted, a boolean is not an integer); strings
 compared after BFCL's ``standardize_string`` (case, spaces and ``,./-_*^`` ignored), lists item by item,
-objects key by key; an optional parameter left out only when ``""`` is among its values.
+objects key by key; an optional parameter left out only when ``""`` is among its values; accepted values of
+another type than the spec's are BFCL's "variables" (``"data['x']"`` for an array), compared as they are.
 """
 
 from __future__ import annotations
@@ -201,10 +202,12 @@ def match_call(expected: dict[str, dict[str, list[Any]]], name: str, arguments: 
         if (spec is not None and p not in properties) or p not in possible:
             return f"{name}: unexpected parameter {p!r}"
         kind = (properties.get(p) or {}).get("type")
-        if kind is not None and not _type_ok(value, kind):
+        given = [v for v in possible[p] if v != ""]
+        # BFCL's "variable": accepted values of another type than the spec's (a name where a list is wanted)
+        variable = kind is not None and bool(given) and not _type_ok(given[0], kind)
+        if kind is not None and not _type_ok(value, kind) and not (variable and type(value) is type(given[0])):
             return f"{name}: parameter {p!r} should be of type {kind}, got {type(value).__name__} ({value!r})"
-        accepted = [_norm(v) for v in possible[p] if v != ""]
-        if _norm(value) not in accepted:
+        if (value not in given) if variable else (_norm(value) not in [_norm(v) for v in given]):
             return f"{name}: {p}={value!r} is not one of {possible[p]}"
     for p, values in possible.items():
         if p not in arguments and "" not in values:
