@@ -45,6 +45,9 @@ class SamplerConfig(_Model):
     num_samples_in_parallel: int = Field(20, ge=1, le=100_000, description="requests in flight at most")
     num_repeats: int = Field(1, ge=1, le=10_000, description="rollouts per task")
     max_turns: int = Field(4, ge=1, le=1000, description="policy calls per rollout (tool loops)")
+    tool_timeout_s: float = Field(
+        30.0, gt=0.0, le=86400.0,
+        description="seconds one tool call may run; a slower call is stopped and its timeout is the tool's result")
     responses_create_params: ResponsesCreateParams = ResponsesCreateParams()
     adaptive_concurrency: bool = Field(True, description="halve parallelism on 429/503, grow it back on success")
     failure_window: int = Field(50, ge=1, description="rollouts the failure budget looks back over")
