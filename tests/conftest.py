@@ -17,9 +17,11 @@ from typing import Any, ClassVar
 import blockbuster
 import blockbuster.blockbuster
 import pytest
+from pydantic import BaseModel
 
 from rollgen.records import Rollout, Task, Verdict
 from rollgen.runtime import Runtime
+from rollgen.servers import ResourceServer
 from tests.fakes import FakeOpenAI, RunningFake
 
 
@@ -30,6 +32,19 @@ async def started(*components: Any, **runtime: Any) -> AsyncIterator[Runtime]:
         for component in components:
             await rt.attach(component)
         yield rt
+
+
+class BareServer(ResourceServer):
+    """A resource server with no tasks and no tools, for tests that drive the rollout unit or ``collect`` directly."""
+
+    class Params(BaseModel):
+        pass
+
+    def __init__(self) -> None:
+        super().__init__(self.Params())
+
+    def tasks(self, skipped: list[str] | None = None) -> Iterator[Task]:
+        return iter(())
 
 
 def verify_once(verifier: Any, task: Task, rollout: Rollout) -> Verdict:

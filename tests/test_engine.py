@@ -20,7 +20,7 @@ from rollgen.records import Rollout, Task, Verdict
 from rollgen.rundir import JsonlWriter, read_jsonl
 from rollgen.runtime import Runtime
 from rollgen.verifiers import Verifier
-from tests.conftest import serve_in_thread, write_arith_tasks
+from tests.conftest import BareServer, serve_in_thread, write_arith_tasks
 from tests.fakes import FakeOpenAI
 
 
@@ -184,10 +184,6 @@ def test_rollouts_stream_to_disk_as_they_complete(tmp_path: Path) -> None:
     tasks = [Task(id=f"t{i}", prompt=f"Calculate {i} + 1.") for i in range(40)]
     probe = _StreamProbe(path)
 
-    class NoTools:
-        def tools(self) -> list:
-            return []
-
     async def work() -> AsyncIterator[tuple[Task, int]]:
         for t in tasks:
             yield t, 0
@@ -197,7 +193,7 @@ def test_rollouts_stream_to_disk_as_they_complete(tmp_path: Path) -> None:
             writer = await asyncio.to_thread(JsonlWriter, path)
             try:
                 async with Runtime(connections=1) as rt:
-                    await collect(work(), runtime=rt, server=NoTools(), verifier=probe,  # type: ignore[arg-type]
+                    await collect(work(), runtime=rt, server=BareServer(), verifier=probe,
                                   endpoint=Endpoint(url, "m"), sampler=SamplerConfig(num_samples_in_parallel=1),
                                   writer=writer, config_hash="h", progress=False)
             finally:

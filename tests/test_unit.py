@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,11 @@ from rollgen.integrations.reward import AsyncRewardScorer, RewardScorer
 from rollgen.policy import Endpoint
 from rollgen.policy.client import PolicyClient
 from rollgen.records import Rollout, Task
-from rollgen.servers import ResourceServer
 from rollgen.unit import RolloutUnit, rollgen_bug, score
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.extract import answers
 from rollgen.verifiers.math import MathVerifier
-from tests.conftest import serve_in_thread, started, write_arith_tasks
+from tests.conftest import BareServer, serve_in_thread, started, write_arith_tasks
 from tests.fakes import FakeOpenAI
 from tests.test_tools import CALCULATOR
 
@@ -101,17 +99,8 @@ def test_a_rollgen_bug_stops_the_run_instead_of_filling_it_with_error_rows(tmp_p
     assert not (tmp_path / "run" / ".rollgen.lock").exists()  # the run dir was let go
 
 
-class BrokenTool(ResourceServer):
+class BrokenTool(BareServer):
     """A server whose one tool raises: the error goes back to the model as the tool's result."""
-
-    class Params(BaseModel):
-        pass
-
-    def __init__(self) -> None:
-        super().__init__(self.Params())
-
-    def tasks(self, skipped: list[str] | None = None) -> Iterator[Task]:
-        return iter(())
 
     def tools(self) -> list[dict[str, Any]]:
         return [CALCULATOR]
