@@ -22,6 +22,7 @@ afterwards, over the rows still alive, best reward first.
 
 from __future__ import annotations
 
+import functools
 import math
 from array import array
 from collections import OrderedDict
@@ -36,7 +37,7 @@ from rollgen.quality.registry import FILTERS, GroupFilter, Inputs
 from rollgen.quality.text import MinHasher, exact_key, mix, prompt_shingles, shingles, sorted_common, sorted_set, words
 from rollgen.quality.view import Reason, Rows, RowView, prompt_text
 
-__all__ = ["BandIndex", "ExactDedup", "NearDedup", "near_groups"]
+__all__ = ["BandIndex", "ExactDedup", "NearDedup", "lsh_params", "near_groups"]
 
 MAX_CONFIRM = 8  # candidates checked with the exact Jaccard per unit, best estimate first
 SHINGLE_CACHE = 4096  # shingle sets kept (cluster representatives are compared again and again)
@@ -148,10 +149,10 @@ class NearDedup(_Dedup):
         sig = self._task_sig.get(v.task)
         if sig is None:
             self._task_row[v.task] = v.index
-            sh = prompt_shingles(v.prompt, self.p.ngram, v.prompt_words, v.prompt_skeleton)
+            sig, size = v.prompt_signature(self.hasher, self.p.ngram)
             if self.field == "prompt_completion":  # two answers to one prompt: its part of their Jaccard
-                self._prompt_size[v.task] = len(set(sh.tolist()))
-            sig = self._task_sig[v.task] = self.hasher.signature(sh)
+                self._prompt_size[v.task] = size
+            self._task_sig[v.task] = sig
         return sig
 
     def observe(self, v: RowView) -> None:
@@ -276,21 +277,40 @@ def near_groups(sigs: np.ndarray, threshold: float, num_perm: int) -> np.ndarray
     return group
 
 
+@functools.lru_cache(maxsize=32)
+def lsh_params(threshold: float, num_perm: int, weights: tuple[float, float] = (0.1, 0.9)) -> tuple[int, int]:
+    """``(b, r)``: the bands and rows per band that datasketch's ``MinHashLSH`` picks for ``threshold`` and ``weights``
+    (false positive, false negative): the minimum of the weighted areas under the LSH S-curve
+    ``1 - (1 - s**r)**b`` below the threshold and above it. The curve is a polynomial of degree ``b * r <=
+    num_perm``, so Gauss-Legendre quadrature with ``num_perm // 2 + 2`` nodes integrates it exactly (datasketch
+    2.0 uses scipy's adaptive ``quad``, and importing scipy costs seconds)."""
+    x, w = np.polynomial.legendre.leggauss(num_perm // 2 + 2)
+    lo = threshold / 2 * (x + 1)  # nodes on [0, threshold] and on [threshold, 1]
+    hi = threshold + (1 - threshold) / 2 * (x + 1)
+    best, opt = math.inf, (0, 0)
+    for b in range(1, num_perm + 1):
+        r = np.arange(1, num_perm // b + 1, dtype=np.float64)[:, None]
+        fp = threshold / 2 * ((1 - (1 - lo ** r) ** b) @ w)
+        fn = (1 - threshold) / 2 * (((1 - hi ** r) ** b) @ w)
+        err = fp * weights[0] + fn * weights[1]
+        k = int(np.argmin(err))  # the first minimum, as datasketch's strict ``<`` keeps the first
+        if err[k] < best:
+            best, opt = float(err[k]), (b, k + 1)
+    return opt
+
+
 class BandIndex:
     """MinHash LSH: ``b`` bands of ``r`` values, a unit is a candidate when one whole band matches.
 
-    ``b`` and ``r`` come from datasketch's ``MinHashLSH`` for the threshold, weighted for recall
-    (datasketch's equal weights find only ~40% of the pairs right at the threshold; a false hit costs
-    one signature comparison). The bands are hashed for all units at once with numpy and kept in one
+    ``b`` and ``r`` are those of datasketch's ``MinHashLSH`` for the threshold (``lsh_params``), weighted for
+    recall (datasketch's equal weights find only ~40% of the pairs right at the threshold; a false hit
+    costs one signature comparison). The bands are hashed for all units at once with numpy and kept in one
     dict per band, int -> unit (or a list of units), which is about 8x faster than datasketch's own
     index (bytes keys and a set per bucket) and a third of its memory.
     """
 
     def __init__(self, threshold: float, num_perm: int):
-        from datasketch import MinHashLSH
-
-        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
-        self.b, self.r = lsh.b, lsh.r
+        self.b, self.r = lsh_params(threshold, num_perm)
         self.tables: list[dict[int, Any]] = [{} for _ in range(self.b)]
         self._weights = mix(np.arange(1, self.r + 1, dtype=np.uint64))
         self._salt = mix(np.arange(1000, 1000 + self.b, dtype=np.uint64))
