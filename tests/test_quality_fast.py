@@ -9,7 +9,7 @@ import pytest
 from datasketch.lsh import _optimal_param  # what MinHashLSH(threshold, num_perm, weights) sets b, r with
 
 from rollgen.quality.batch import Batch
-from rollgen.quality.dedup import lsh_params
+from rollgen.quality.lsh import lsh_params
 from rollgen.quality.text import MinHasher, prompt_shingles
 
 
