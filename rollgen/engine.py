@@ -122,7 +122,7 @@ async def _collect(run: _Run, runtime: Runtime, staged: Path, n_tasks: int, conf
             if run.prior.rescore and run.prior.reused:
                 log.info("re-verifying %d reused rollouts: this run's verifier config differs from %s",
                          run.prior.reused, run.prior.source)
-                await _rescore_reused(rd, run.verifier)
+                await _rescore_reused(rd, run.verifier, run.server)
             writer = await asyncio.to_thread(JsonlWriter, rd.rollouts)
             run.stop.on_flush(writer.close)
             try:
@@ -146,13 +146,13 @@ async def _collect(run: _Run, runtime: Runtime, staged: Path, n_tasks: int, conf
         run.stop.detach()
 
 
-async def _rescore_reused(rd: RunDir, verifier: Any) -> None:
+async def _rescore_reused(rd: RunDir, verifier: Any, server: Any) -> None:
     """Reused rollouts were scored by another verifier config: score them again with this run's (no model calls)."""
     tasks = await asyncio.to_thread(load_tasks, rd.root)
     tmp = rd.root / "rollouts.jsonl.rescore"  # a temp file the run dir's cleanup knows
     out = await asyncio.to_thread(JsonlWriter, tmp, "w")
     try:
-        async for _, new in rescore(aread_jsonl(rd.rollouts), tasks, verifier):
+        async for _, new in rescore(aread_jsonl(rd.rollouts), tasks, verifier, server=server):
             out.write(new.model_dump_json() + "\n")
     finally:
         await asyncio.to_thread(out.close)

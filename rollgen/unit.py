@@ -129,6 +129,7 @@ class RolloutUnit:
 
     async def run(self, task: Task, repeat: int) -> Rollout:
         """The rollout of ``task``'s ``repeat``-th attempt, scored (or with the status saying why not)."""
+        task = self.server.for_repeat(task, repeat)  # e.g. its own option order, the gold moved with it
         messages = task.chat()
         t0 = time.perf_counter()
         fields: dict[str, Any] = {"status": "ok"}

@@ -107,6 +107,12 @@ def test_repetition_drops_loops_only(tmp_path: Path) -> None:
     assert dropped[0]["reason"] == "repetitive" and "repeat" in dropped[0]["detail"]
 
 
+def test_repetition_on_a_batch_of_only_short_replies(tmp_path: Path) -> None:
+    rows = [roll(x, completion="Answer: A") for x in "abc"]  # no reply long enough to have an n-gram
+    _, kept, dropped = curate(tmp_path, rows, ["repetition"])
+    assert ids(kept) == {"a#0", "b#0", "c#0"} and dropped == []
+
+
 def test_refusal_phrases_near_the_start(tmp_path: Path) -> None:
     rows = [roll("a", completion="I\u2019m sorry, but I can\u2019t help with that request."),
             roll("b", completion="As an AI language model, I cannot do math."),

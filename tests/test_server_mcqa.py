@@ -184,3 +184,31 @@ def test_a_run_against_the_fake(tmp_path: Path) -> None:
     assert len(dataset) == 10 and all(" or " in d["rejected"][-1]["content"] for d in dataset)
     saved = json.loads((out / "run_config.json").read_text())
     assert saved["verifier"]["_target_"].endswith("MultipleChoice") and saved["guards"]["copied_from_prompt"] is False
+
+
+def test_a_shuffled_run_shows_each_repeat_its_own_order_and_scores_it(tmp_path: Path) -> None:
+    server = _server("limit=6", "server.shuffle_choices=true", "server.seed=3")
+    tasks = {t.id: t for t in list(server.tasks())[:6]}
+    fake = FakeOpenAI(replies={t.metadata["question"]: "Answer: A" for t in tasks.values()})  # always the letter A
+    out = tmp_path / "run"
+    with serve_in_thread(fake) as url:
+        cfg = rollgen.compose(["server=mcqa", "limit=6", "server.shuffle_choices=true", "server.seed=3",
+                               "sampler.num_repeats=4", "policy=openai", f"policy.base_url={url}", "progress=false"],
+                              output_dir=str(out))
+        rollgen.run(cfg)
+    rows = list(read_jsonl(out / "rollouts.jsonl"))
+    assert len(rows) == 24
+    orders: dict[str, set[str]] = {}
+    for row in rows:
+        shown = server.for_repeat(tasks[row["task_id"]], row["repeat"])
+        assert row["messages"][: len(shown.chat())] == shown.chat()  # the policy saw this repeat's order
+        assert row["reward"] == (1.0 if shown.answer == "A" else 0.0)  # scored against the gold as shown
+        orders.setdefault(row["task_id"], set()).add(json.dumps(shown.chat()))
+    assert all(len(o) > 1 for o in orders.values())  # repeats of a task really differ
+    assert {r["reward"] for r in rows} == {0.0, 1.0}
+    # `rollgen verify` re-scores each repeat against the order it was shown: no reward changes
+    from rollgen.commands.verify import main as verify_main
+
+    assert verify_main([str(out)]) == 0
+    summary = json.loads((out / "reverify.json").read_text())
+    assert summary["rescored"] == 24 and summary["changed"] == 0

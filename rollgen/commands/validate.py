@@ -131,8 +131,9 @@ async def _rescored(run_dir: Path, cfg: RunConfig, rows: list[dict[str, Any]]) -
     tasks = await asyncio.to_thread(load_tasks, run_dir)
     async with Runtime(cache_dir=cfg.cache_dir, connections=cfg.validation.concurrency, seed=cfg.seed) as rt:
         verifier = await rt.attach(build_verifier(cfg.verifier, cfg.guards))
+        server = await asyncio.to_thread(build, cfg.server)  # its for_repeat: each repeat's task as shown
         return [new.model_dump(mode="json") async for _, new in
-                rescore(rows, tasks, verifier, cfg.validation.concurrency)]
+                rescore(rows, tasks, verifier, cfg.validation.concurrency, server=server)]
 
 
 def _run(run_dir: Path, overrides: list[str], against: list[str] | None, config_dir: str | None,

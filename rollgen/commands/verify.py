@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rollgen.build import build_verifier
+from rollgen.build import build, build_verifier
 from rollgen.config import RunConfig
 from rollgen.errors import ConfigError
 from rollgen.metrics import passed
@@ -126,7 +126,9 @@ async def _reverify(run_dir: Path, cfg: RunConfig, examples: int) -> dict[str, A
     try:
         async with Runtime(cache_dir=cfg.cache_dir, connections=cfg.validation.concurrency, seed=cfg.seed) as rt:
             verifier = await rt.attach(build_verifier(cfg.verifier, cfg.guards))
-            async for old, new in rescore(aread_jsonl(rd.rollouts), tasks, verifier, cfg.validation.concurrency):
+            server = await asyncio.to_thread(build, cfg.server)  # its for_repeat: each repeat's task as shown
+            async for old, new in rescore(aread_jsonl(rd.rollouts), tasks, verifier, cfg.validation.concurrency,
+                                          server=server):
                 new_row = new.model_dump(mode="json")
                 out.write(json.dumps(new_row, ensure_ascii=False) + "\n")
                 changed = diff.add(old, new_row, scorable(old))

@@ -78,8 +78,9 @@ class Batch:
             h, r = self.ngrams(n)
             total = np.bincount(r, minlength=self.size)
             keyed = np.sort((h >> np.uint64(24)) | (r.astype(np.uint64) << np.uint64(40)))  # row, then hash
-            distinct = np.bincount((keyed[np.r_[True, keyed[1:] != keyed[:-1]]] >> np.uint64(40)).astype(np.int64),
-                                   minlength=self.size)
+            first = np.ones(len(keyed), dtype=bool)  # each (row, hash) once; no n-grams at all in a batch of
+            first[1:] = keyed[1:] != keyed[:-1]      # short replies is fine
+            distinct = np.bincount((keyed[first] >> np.uint64(40)).astype(np.int64), minlength=self.size)
             ratio = np.where(total > 0, 1.0 - distinct / np.maximum(total, 1), 0.0)
             self._cache[key] = ratio, total
         return self._cache[key]

@@ -36,13 +36,15 @@ def scorable(row: dict[str, Any]) -> bool:
     return row.get("status") in _SCORED_STATUSES or row.get("reward") is not None
 
 
-async def _rescore_one(row: dict[str, Any], tasks: dict[str, Task], verifier: Any) -> Rollout:
+async def _rescore_one(row: dict[str, Any], tasks: dict[str, Task], verifier: Any, server: Any) -> Rollout:
     old = Rollout.model_validate(row)
     if not scorable(row):
         return old
     task = tasks.get(old.task_id)
     if task is None:
         raise ConfigError([f"rollout {old.id}: task {old.task_id!r} is not in the run's tasks.jsonl"])
+    if server is not None:  # the task as this repeat was shown it (and verified against) in the run
+        task = server.for_repeat(task, old.repeat)
     status = old.status
     if status == "verifier_error":  # what it was before the verifier failed
         status = "truncated" if old.finish_reason == "length" else "ok"
@@ -60,15 +62,19 @@ async def _rows(rows: Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]]) 
 
 
 async def rescore(rows: Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]], tasks: dict[str, Task],
-                  verifier: Any, concurrency: int = 64) -> AsyncIterator[tuple[dict[str, Any], Rollout]]:
+                  verifier: Any, concurrency: int = 64, server: Any = None,
+                  ) -> AsyncIterator[tuple[dict[str, Any], Rollout]]:
     """``(old row, rescored Rollout)`` in file order, with at most ``concurrency`` verifications in flight.
+
+    ``server``: the run's resource server, whose ``for_repeat`` gives each repeat the task it was shown (a
+    server that varies tasks per repeat, such as ``server=mcqa`` with ``shuffle_choices``, needs it).
 
     ``rows``: rows in memory, or read from a file without blocking the loop (``jsonl.aread_jsonl``).
     """
     pending: deque[tuple[dict[str, Any], asyncio.Task[Rollout]]] = deque()
     try:
         async for row in _rows(rows):
-            pending.append((row, asyncio.create_task(_rescore_one(row, tasks, verifier))))
+            pending.append((row, asyncio.create_task(_rescore_one(row, tasks, verifier, server))))
             if len(pending) >= concurrency:
                 old, task = pending.popleft()
                 yield old, await task
