@@ -247,8 +247,10 @@ class NearDedup(_Dedup):
         """The best candidate whose exact Jaccard with ``u`` reaches the threshold and whose gold answer agrees
         (``sigs[at[u]]``: ``u``'s signature)."""
         t = self.p.threshold
-        mine = np.asarray(sigs[at[u]])
-        estimates = sorted((-MinHasher.jaccard(mine, np.asarray(sigs[at[k]])), k) for k in found)
+        ks = np.fromiter(found, dtype=np.int64, count=len(found))
+        share = np.count_nonzero(sigs[at[ks]] == sigs[at[u]], axis=1) / self.p.num_perm  # ``MinHasher.jaccard`` of each
+        best = np.lexsort((ks, -share))[:MAX_CONFIRM]  # best estimate first, then the earlier unit
+        estimates = list(zip((-share[best]).tolist(), ks[best].tolist()))
         apart = estimate_only = False
         todo = []
         for neg, k in estimates[:MAX_CONFIRM]:
