@@ -1,13 +1,15 @@
 """Mean reward of a resource server's tasks against the fake endpoint, as the README's server table states it.
 
-    python bench/servers.py code mcqa structured_output [--correct-rate 0.5] [--repeats 1] [--limit N]
+    python bench/servers.py code mcqa structured_output llm_judge [--correct-rate 0.5] [--repeats 1] [--limit N]
 
 The fake (``tests/fakes.py``, in this process's thread) answers each task with its reference answer with
 probability ``--correct-rate`` and with a typical wrong answer otherwise (``FakeOpenAI.pairs``):
 
 * code: the reference solution in a ```python block / a function that returns None;
 * mcqa: "The answer is (<gold letter>)." / another letter;
-* structured_output: the gold object in a ```json block / the object with its first field changed.
+* structured_output: the gold object in a ```json block / the object with its first field changed;
+* llm_judge: the reference answer / a vague non-answer, graded by a second fake as the judge, which knows each
+  request's reference (``tests/test_server_llm_judge.py``'s ``fair_judge``: the reference wins, ties itself).
 
 A full ``rollgen.run`` (sampler=ppo: every reward kept) per server; prints one JSON line per server with the
 mean reward, the share of rollouts at 1, and the seconds taken.
@@ -47,7 +49,11 @@ def _structured(task: Any) -> tuple[str, str]:
     return f"```json\n{json.dumps(gold, indent=2)}\n```", json.dumps(wrong)
 
 
-REPLIES = {"code": _code, "mcqa": _mcqa, "structured_output": _structured}
+def _judged(task: Any) -> tuple[str, str]:
+    return str(task.answer), "It depends on many things; there is no single answer to that."
+
+
+REPLIES = {"code": _code, "mcqa": _mcqa, "structured_output": _structured, "llm_judge": _judged}
 
 
 def measure(server: str, correct_rate: float, repeats: int, limit: int | None, overrides: list[str]) -> dict[str, Any]:
@@ -62,16 +68,23 @@ def measure(server: str, correct_rate: float, repeats: int, limit: int | None, o
         prompt = next(m["content"] for m in reversed(task.chat()) if m["role"] == "user")
         pairs[prompt] = REPLIES[server](task)
     fake = FakeOpenAI(pairs=pairs, correct_rate=correct_rate, seed=0)
-    with tempfile.TemporaryDirectory() as tmp, serve_in_thread(fake) as url:
+    judge = FakeOpenAI()
+    if server == "llm_judge":
+        from tests.test_server_llm_judge import fair_judge
+
+        judge.reply_fn = fair_judge(tasks)
+    with tempfile.TemporaryDirectory() as tmp, serve_in_thread(fake) as url, serve_in_thread(judge) as judge_url:
         out = Path(tmp) / "run"
+        judged = [f"verifier.base_url={judge_url}"] if server == "llm_judge" else []
         cfg = rollgen.compose([*base, "sampler=ppo", f"sampler.num_repeats={repeats}", "policy=openai",
-                               f"policy.base_url={url}", "progress=false", f"cache_dir={tmp}/cache"],
+                               f"policy.base_url={url}", "progress=false", f"cache_dir={tmp}/cache", *judged],
                               output_dir=str(out))
         t0 = time.perf_counter()
         rollgen.run(cfg)
         elapsed = time.perf_counter() - t0
         rewards = [r["reward"] for r in read_jsonl(out / "rollouts.jsonl")]
-    return {"server": server, "tasks": len(tasks), "rollouts": len(rewards), "correct_rate": correct_rate,
+    extra = {"judge_requests": judge.requests} if server == "llm_judge" else {}
+    return {"server": server, **extra, "tasks": len(tasks), "rollouts": len(rewards), "correct_rate": correct_rate,
             "mean_reward": round(sum(rewards) / len(rewards), 4),
             "share_at_1": round(sum(r == 1.0 for r in rewards) / len(rewards), 4), "seconds": round(elapsed, 1)}
 

@@ -149,9 +149,14 @@ def rerun_config(run_dir: str | Path, overrides: list[str] | None = None, config
         raise ConfigError([hydra_error_line(e)]) from None
     choices = [o.input_line for o in parsed if "." not in o.key_or_group and o.key_or_group in GROUPS]
     fresh = compose(choices, config_dir=config_dir, output_dir=str(run_dir)).model_dump(mode="json", by_alias=True)
-    for o in parsed:
-        if o.input_line in choices:
-            saved[o.key_or_group] = fresh[o.key_or_group]
+    # A choice replaces its section and every section its preset sets (``server=code`` brings the code verifier
+    # and guards, ``sampler=sft`` its format and quality): those that differ from a config composed without it.
+    plain = compose([], config_dir=config_dir, output_dir=str(run_dir)).model_dump(mode="json", by_alias=True) \
+        if choices else fresh
+    chosen = {o.key_or_group for o in parsed if o.input_line in choices}
+    for key in GROUPS:
+        if key in chosen or (key in fresh and fresh[key] != plain.get(key)):
+            saved[key] = fresh[key]
     for key in ("guards", "validate"):  # runs from before these sections existed
         saved.setdefault(key, fresh[key])
     cfg = OmegaConf.create(saved)

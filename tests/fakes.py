@@ -11,7 +11,8 @@ HTTP date. ``hold_after=N`` answers the first N requests and holds every later o
 waiting). ``alternate`` makes answers right and wrong by turns for each prompt (its 1st, 3rd, ... request
 right), so two repeats of a task always give a DPO pair, whatever order the requests arrive in. ``replies``
 answers a prompt containing a key with a fixed text; ``pairs`` with a (right, wrong) text, drawn as
-arithmetic answers are, so non-arithmetic servers get a known share right. Run
+arithmetic answers are, so non-arithmetic servers get a known share right; ``reply_fn`` answers with a function of
+the prompt's last user turn (None: answer as usual), e.g. a judge that decides by content. Run
 standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
 """
 
@@ -28,6 +29,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +96,7 @@ class FakeOpenAI:
     replies: dict[str, str] = field(default_factory=dict)  # text in the prompt -> the reply (code, prose), verbatim
     # text in the prompt -> (right reply, wrong reply), chosen as arithmetic answers are (correct_rate, alternate)
     pairs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    reply_fn: Callable[[str], str | None] | None = None  # the last user turn -> the reply (None: as usual)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -176,6 +179,8 @@ class FakeOpenAI:
                 return {"id": f"call_{self.requests}", "type": "function",
                         "function": {"name": tool, "arguments": json.dumps({"expression": m.group(1) if m else ""})}}, body
             prompt = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+            if self.reply_fn is not None and (made := self.reply_fn(str(prompt))) is not None:
+                return made, body
             if (keyed := next((r for k, r in self.replies.items() if k in str(prompt)), None)) is not None:
                 return keyed, body
             if (pair := next((r for k, r in self.pairs.items() if k in str(prompt)), None)) is not None:

@@ -112,7 +112,9 @@ def test_unknown_key_suggests_the_right_one() -> None:
 
 # Deliberate values of example presets: the YAML option exists to show them.
 PRESET_VALUES = {("verifier", "penalized.yaml"): {"max_chars", "required"},
-                 ("verifier", "weighted.yaml"): {"weights", "gate"}}
+                 ("verifier", "weighted.yaml"): {"weights", "gate"},
+                 ("verifier", "open_judge.yaml"): {"judge_input", "max_response_chars", "prompt_template", "rubric",
+                                                   "labels", "max_score", "pairwise", "validate_with"}}
 
 
 def _drift(model: type, data: dict, where: str) -> list[str]:

@@ -29,7 +29,7 @@ def test_wheel_contains_conf(wheel: Path) -> None:
     assert "rollgen/servers/data/instruction_prompts.json" in names  # server=instruction_following's requests
     assert not any(n.startswith("tests/") for n in names)
     bundled = ["HumanEval.jsonl.gz", "HumanEval.LICENSE", "code_tasks.jsonl", "mcqa_questions.jsonl",
-               "structured_tasks.jsonl"]  # the servers' own tasks
+               "structured_tasks.jsonl", "judge_prompts.jsonl"]  # the servers' own tasks
     for data in bundled:
         assert f"rollgen/servers/data/{data}" in names
 

@@ -293,7 +293,8 @@ def test_every_verifier_option_composes_and_builds() -> None:
     for option in options:
         cfg = compose([f"verifier={option}"], output_dir="x")
         verifier = build_verifier(cfg.verifier, cfg.guards)
-        assert verifier.inner.name == option or option == "penalized" and verifier.inner.name == "penalized"
+        assert verifier.inner.name == option or option == "penalized" and verifier.inner.name == "penalized" \
+            or option == "open_judge" and verifier.inner.name == "judge"  # the judge, preset for open answers
 
 
 # ---------------------------------------------------------------- what a verifier may return

@@ -104,6 +104,8 @@ async def _agold(cfg: RunConfig, out: Path) -> int:
           f"false-positive rate {report['false_positive_rate']}, false-negative rate {report['false_negative_rate']}")
     for line in report["problems"]:
         print(f"  {line}")
+    if report.get("verifier_note"):
+        print(f"  {report['verifier_note']}")
     for line in report["warnings"]:
         print(f"  warning: {line}")
     print(f"report: {out / 'report.md'}")

@@ -5,6 +5,10 @@ Every case is scored as a run would score it: guards first, then the verifier. W
 ``validate.verifier_alone`` the verifier also scores the cases a guard caught, so the report shows what
 each guard saves. Output: ``report.json`` and ``report.md`` (a confusion matrix, false-positive and
 false-negative rates per kind, up to ``validate.examples`` failures per kind, guard catches).
+
+A verifier that calls a model (the LLM judge) may offer ``for_validation() -> (verifier, note)``: the verifier
+the cases are scored with (itself, or a stand-in that needs no endpoint) and a line, printed and written to the
+report, saying what that checks.
 """
 
 from __future__ import annotations
@@ -147,7 +151,11 @@ async def run_gold_validation(cfg: RunConfig, tasks: list[Task], runtime: Runtim
     ``write_gold_report``)."""
     t0 = time.perf_counter()
     built = build_verifier(cfg.verifier, cfg.guards)
-    verifier = await runtime.attach(built.inner if isinstance(built, Guarded) else built)
+    verifier = built.inner if isinstance(built, Guarded) else built
+    note = None
+    if (for_validation := getattr(verifier, "for_validation", None)) is not None:
+        verifier, note = for_validation()  # a judge: itself, or a stand-in that needs no endpoint
+    verifier = await runtime.attach(verifier)
     skipped: Counter[str] = Counter()
     scored = await _score_all(cfg, tasks, verifier, skipped)
     report = summarize(cfg, scored)
@@ -155,6 +163,8 @@ async def run_gold_validation(cfg: RunConfig, tasks: list[Task], runtime: Runtim
     report["tasks_without_gold"] = sum(_gold(t) is None for t in tasks)
     report["renderings_the_source_rejects"] = dict(sorted(skipped.items()))
     report["elapsed_s"] = round(time.perf_counter() - t0, 3)
+    if note:
+        report["verifier_note"] = note
     return report
 
 
@@ -249,6 +259,7 @@ def write_gold_report(report: dict[str, Any], out: Path) -> None:
          f"{report['thresholds']['max_false_positive_rate']:g}, false-negative rate ≤ "
          f"{report['thresholds']['max_false_negative_rate']:g} per kind"), "",
         *(f"- {p}" for p in report["problems"]), "",
+        *([report["verifier_note"], ""] if report.get("verifier_note") else []),
         "## Confusion matrix (guards, then the verifier, as in a run)", "",
         "| cases | reward 1 | partial | reward 0 | verifier_error |", "|---|---|---|---|---|",
         "| gold and equivalent renderings (should be 1) | " + " | ".join(str(c["positive"][b]) for b in

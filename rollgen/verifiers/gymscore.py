@@ -21,7 +21,8 @@ call ``eval`` on it (``n_queens``, ``string_insertion``, ``spiral_matrix``, ``bi
 ``ast.literal_eval`` (a reply can be a literal list, never code); for the others a reply reaches the scorer only
 when it is plain math (``SAFE_MATH``: no ``__``, quotes, backslashes, ``;``, brackets, Python builtins or sympy
 parsing and printing names, no number over 12 digits, no power of a power); any other reply scores 0 with
-``details.unsafe_answer``.
+``details.unsafe_answer``. ``guarded_score`` is that call, the one path every reasoning-gym scorer rollgen runs
+takes (the math verifier's source scorer, ``rollgen.verifiers.source``, too).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from rollgen.validation.cases import Case
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.extract import answer_region, gold_text
 
-__all__ = ["EVAL_SCORERS", "SAFE_MATH", "SYMPY_SCORERS", "ReasoningGymScore", "safe_math", "source_entry"]
+__all__ = ["EVAL_SCORERS", "SAFE_MATH", "SYMPY_SCORERS", "ReasoningGymScore", "UnsafeAnswer", "guarded_score",
+           "safe_math", "source_entry"]
 
 EVAL_SCORERS = ("n_queens", "string_insertion", "spiral_matrix", "binary_matrix")
 SYMPY_SCORERS = ("puzzle24", "countdown", "polynomial_multiplication", "simple_integration", "intermediate_integration")
@@ -77,6 +79,22 @@ def _harden(name: str, dataset: Any) -> None:
         module = sys.modules[type(dataset).__module__]
         if getattr(module, "eval", None) is not _literal_eval:
             module.eval = _literal_eval  # type: ignore[attr-defined]
+
+
+class UnsafeAnswer(ValueError):
+    """A reply that a scorer which evaluates its input must not be given (not plain math)."""
+
+
+def guarded_score(name: str, dataset: Any, answer: str | None, entry: dict[str, Any]) -> float:
+    """``dataset.score_answer(answer, entry)`` for reasoning-gym generator ``name``, guarded: ``eval`` in the
+    modules of the scorers that evaluate the reply is ``ast.literal_eval``, and a reply reaches a
+    sympy-parsing scorer only when it is plain math (``safe_math``; else ``UnsafeAnswer``, before any parsing).
+    Raises what the scorer raises."""
+    _harden(name, dataset)
+    if answer is not None and name in SYMPY_SCORERS and (why := safe_math(answer)):
+        raise UnsafeAnswer(why)
+    return float(dataset.score_answer(answer, entry))
+
 
 _LOCK = threading.Lock()  # datasets keep state; one thread at a time builds, draws and scores
 _DATASETS: OrderedDict[tuple[str, str, int | None, int | None], Any] = OrderedDict()
@@ -152,11 +170,11 @@ class ReasoningGymScore(Verifier):
             if answer is not None and len(answer) > self.params.max_answer_chars:
                 details["error"] = f"the answer has {len(answer)} characters, over max_answer_chars"
                 return Verdict(reward=0.0, details=details, verifier=self.name)
-            if answer is not None and details["generator"] in SYMPY_SCORERS and (why := safe_math(answer)):
-                details["unsafe_answer"] = why
-                return Verdict(reward=0.0, details=details, verifier=self.name)
             try:
-                score = float(dataset.score_answer(answer, entry))
+                score = guarded_score(details["generator"], dataset, answer, entry)
+            except UnsafeAnswer as e:
+                details["unsafe_answer"] = str(e)
+                return Verdict(reward=0.0, details=details, verifier=self.name)
             except Exception as e:  # noqa: BLE001 - the generator's scorer choking on a reply: the reply's fault
                 details["scorer_error"] = f"{type(e).__name__}: {e}"[:300]
                 score = 0.0

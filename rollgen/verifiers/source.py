@@ -14,6 +14,11 @@ finds, so ``-70`` passes for ``70``), unless math-verify cannot read the gold at
 options, which the math server records) builds the dataset the scorer belongs to, so settings such as
 ``decimal_arithmetic``'s precision are the task's own; ``metadata.source_scorer: false`` (recorded for a
 generator that keeps the base class's scorer) spares importing reasoning-gym to find that out.
+
+The scorer is called through ``rollgen.verifiers.gymscore.guarded_score``, as ``verifier=reasoning_gym`` calls
+it: scorers that ``eval`` the reply get ``ast.literal_eval``, and a form of the answer that is not plain math
+never reaches a sympy-parsing scorer (``UnsafeAnswer``; when no form is plain math it is raised, and the math
+verifier leaves the answer to math-verify, as for any answer a scorer cannot read).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 from rollgen.records import Task
 from rollgen.verifiers.extract import SCIENTIFIC as _SCIENTIFIC
 from rollgen.verifiers.extract import gold_text, parse_number, plain_answer
+from rollgen.verifiers.gymscore import UnsafeAnswer, guarded_score
 
 __all__ = ["scorer_is_built", "source_score", "source_scorer"]
 
@@ -66,9 +72,10 @@ def _build(name: str, config_json: str) -> Scorer | None:
     except (TypeError, ValueError, AssertionError):
         config = config_cls()
     try:
-        return dataset_cls(config=config).score_answer
+        dataset = dataset_cls(config=config)
     except (TypeError, ValueError, AssertionError, OSError):
         return None
+    return lambda answer, entry: guarded_score(name, dataset, answer, entry)
 
 
 def _key(task: Task) -> tuple[str, str] | None:
@@ -115,5 +122,15 @@ def _forms(answer: str) -> list[str]:
 
 
 def source_score(scorer: Callable[[str], float], answer: str) -> float:
-    """The best score of ``answer``'s forms (see ``_forms``). Raises what the scorer raises."""
-    return max(scorer(form) for form in _forms(answer))
+    """The best score of ``answer``'s forms (see ``_forms``), forms the guard refuses left out. Raises what the
+    scorer raises, or ``UnsafeAnswer`` when the guard refuses every form."""
+    scores: list[float] = []
+    refused: UnsafeAnswer | None = None
+    for form in _forms(answer):
+        try:
+            scores.append(scorer(form))
+        except UnsafeAnswer as e:
+            refused = e
+    if not scores and refused is not None:
+        raise refused
+    return max(scores)
