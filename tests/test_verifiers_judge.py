@@ -105,6 +105,16 @@ def test_equal_calls_are_made_once_and_the_disk_cache_survives(tmp_path: Path, m
     assert len(list((tmp_path / "judge").rglob("*.json"))) == 3
 
 
+def test_two_judges_at_other_urls_under_one_model_name_do_not_share_replies(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROLLGEN_CACHE_DIR", str(tmp_path))
+    with serve_in_thread(JudgeFake(reply="VERDICT: CORRECT")) as lenient, \
+            serve_in_thread(JudgeFake(reply="VERDICT: INCORRECT")) as strict:
+        (a,) = run_all(judge(lenient, cache="disk", model="default"), [(task(), "\\boxed{7}")])
+        (b,) = run_all(judge(strict, cache="disk", model="default"), [(task(), "\\boxed{7}")])
+    assert (a.reward, b.reward) == (1.0, 0.0) and not b.details["cached"]
+
+
 def test_concurrency_is_bounded() -> None:
     fake = JudgeFake(latency_s=0.05)
     with serve_in_thread(fake) as url:

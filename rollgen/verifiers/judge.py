@@ -5,7 +5,7 @@ called through rollgen's ``PolicyClient`` (retries with backoff on 429/5xx, ``Re
 practice from the peers is the default: judge the **final answer only** (not the reasoning), a closed
 label set on a parseable last line (``VERDICT: CORRECT``), temperature 0.
 
-* Cache: each call is keyed by a hash of everything that decides the judge's output (endpoint model,
+* Cache: each call is keyed by a hash of everything that decides the judge's output (endpoint URL and model,
   sampling, system prompt, rendered prompt); ``cache: disk`` keeps them in
   ``<cache dir>/judge/`` (the run's ``cache_dir``) so ``rollgen verify`` and ``validate`` re-runs cost nothing, and equal
   calls in flight are made once.
@@ -356,7 +356,8 @@ class LLMJudge(Verifier):
 
     def _key(self, prompt: str) -> str:
         p = self.params
-        what = {"model": p.model, "api": p.api, "temperature": p.temperature, "max_output_tokens": p.max_output_tokens,
+        # the endpoint too: local servers often name every model "default", and two such judges must not share
+        what = {"base_url": p.base_url.rstrip("/"), "model": p.model, "api": p.api, "temperature": p.temperature, "max_output_tokens": p.max_output_tokens,
                 "seed": p.seed, "system": p.system_prompt, "prompt": prompt}
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
