@@ -26,6 +26,7 @@ from rollgen.policy import Endpoint
 from rollgen.jsonl import JsonlWriter
 from rollgen.policy.client import PolicyClient
 from rollgen.records import Rollout, Task
+from rollgen.results import EndpointUsage
 from rollgen.runtime import Runtime
 from rollgen.servers import ResourceServer
 from rollgen.unit import RolloutUnit
@@ -55,6 +56,7 @@ class CollectStats:
     throttled: int = 0  # 429/503 responses seen
     requests: int = 0  # policy requests sent (first attempts)
     retries: int = 0  # further attempts of those requests
+    endpoints: list[EndpointUsage] | None = None  # each endpoint's share (policy.base_urls), at the end
 
     @property
     def failures(self) -> int:
@@ -155,6 +157,8 @@ async def collect(
         finally:
             stats.lowest_limit, stats.throttled = limit.lowest, limit.throttles
             stats.requests, stats.retries = client.requests, client.retries
+            stats.endpoints = client.pool.usage()
+            await client.close()
         bar.set_postfix_str(stats.postfix(), refresh=True)
         return stats
     finally:

@@ -310,7 +310,20 @@ class RlFormat(_FormatBase):
         1.0, ge=0.0, le=1.0, description="reward at or above which a rollout counts as a pass (pass_rate)")
 
 
-FormatConfig = Annotated[SftFormat | DpoFormat | KtoFormat | RlFormat, Field(discriminator="kind")]
+class NemoGymFormat(_FormatBase):
+    """NeMo Gym task rows (``responses_create_params`` + verifier fields), one per curated task: what ``gym eval
+    run`` collects from and NeMo-RL's ``NemoGymDataset`` trains on (``rollgen/formats/nemo_gym.py``)."""
+
+    kind: Literal["nemo_gym"] = "nemo_gym"
+    agent_name: str | None = Field(
+        None, description="agent_ref.name of every row (NeMo-RL routes rows by it and needs it); null: no agent_ref "
+                          "(route with gym eval run --agent)")
+    metadata: Literal["top_level", "key", "drop"] = Field(
+        "top_level", description="task metadata: top-level keys (NeMo Gym's verifier fields), under 'metadata', "
+                                 "or left out")
+
+
+FormatConfig = Annotated[SftFormat | DpoFormat | KtoFormat | RlFormat | NemoGymFormat, Field(discriminator="kind")]
 
 
 class Component(_Model):
@@ -366,6 +379,23 @@ class ValidateConfig(_Model):
     output_dir: str | None = Field(None, description="null = outputs/validate/<date>/<time>, or <run>/validate")
 
 
+class ShardConfig(_Model):
+    """This run's part of the tasks: those whose id hashes to ``index`` of ``count`` (``rollgen.shards``).
+
+    ``shard.count=N`` runs, one per index, cover every task exactly once; ``rollgen merge`` joins their run dirs.
+    """
+
+    index: int = Field(0, ge=0, description="which part this run collects: 0 .. count-1")
+    count: int = Field(1, ge=1, le=100_000, description="parts the tasks are split into (1: all tasks, no sharding)")
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> ShardConfig:
+        if self.index >= self.count:
+            raise ValueError(f"shard.index must be below shard.count ({self.count}): 0 .. {self.count - 1}, "
+                             f"not {self.index}")
+        return self
+
+
 class RunConfig(_Model):
     """One whole run, validated before any I/O."""
 
@@ -392,6 +422,7 @@ class RunConfig(_Model):
         "distinct_2", "dpo_pairs_per_1k_calls"] = "mean_reward"
 
     guards: GuardsConfig = GuardsConfig()
+    shard: ShardConfig = ShardConfig()
     validation: ValidateConfig = Field(ValidateConfig(), alias="validate")
 
     @field_validator("integration", mode="before")

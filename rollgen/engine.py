@@ -57,6 +57,8 @@ def collection_hash(cfg: RunConfig, server: Any, policy: Any) -> str:
         "max_turns": cfg.sampler.max_turns,
         "limit": cfg.limit,
     }
+    if cfg.shard.count > 1:  # a shard collects other tasks than the whole run: its own rollouts, its own hash
+        key["shard"] = [cfg.shard.index, cfg.shard.count]
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -274,6 +276,6 @@ def _collection(run_: _Run, config_hash: str, collect_s: float) -> Collection:
         peak_in_flight=s.peak_in_flight,
         concurrency=Concurrency(max=cfg.sampler.num_samples_in_parallel, lowest=s.lowest_limit,
                                 throttled_responses=s.throttled),
-        collect_time_s=round(collect_s, 3),
+        collect_time_s=round(collect_s, 3), endpoints=s.endpoints,
         rollouts_per_s=round((stats.rollouts - prior.reused) / collect_s, 2) if collect_s > 0 else None,
         scan=scan)

@@ -65,6 +65,7 @@ def write_report(rd: RunDir, report: Report) -> dict[str, Any]:
         "Rollouts by status: " + ", ".join(f"{k} {v}" for k, v in c["by_status"].items()), "",
         "Tokens: " + (", ".join(f"{k} {v}" for k, v in c["tokens"].items()) or "not reported"), "",
         *_calls_lines(data),
+        *_endpoint_lines(data),
         *_repeat_lines(data),
         *_quality_lines(data),
         "## Dataset", "", f"format `{data['format']}`: "
@@ -81,6 +82,17 @@ def _calls_lines(report: dict[str, Any]) -> list[str]:
         return []
     return [f"Requests sent: {calls['model_calls']} model calls, {calls['retries']} retries; "
             f"{calls['reused_rollouts']} rollouts reused from earlier runs (no calls)", ""]
+
+
+def _endpoint_lines(report: dict[str, Any]) -> list[str]:
+    """Each endpoint's share of the requests and its latency, when the run had several (``policy.base_urls``)."""
+    endpoints = report.get("endpoints") or []
+    if len(endpoints) < 2:
+        return []
+    lines = ["| endpoint | requests | ok | failed | taken out | latency mean / p50 / p95 (s) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {e['url']} | {e['requests']} | {e['ok']} | {e['failed']} | {e['taken_out']} "
+              f"| {e['latency_mean_s']} / {e['latency_p50_s']} / {e['latency_p95_s']} |" for e in endpoints]
+    return [*lines, ""]
 
 
 def _repeat_lines(report: dict[str, Any]) -> list[str]:

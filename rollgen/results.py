@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
-__all__ = ["Calls", "Collection", "Concurrency", "Curation", "DatasetSummary", "ExportResult", "IntegrationExport",
+__all__ = ["Calls", "Collection", "Concurrency", "Curation", "DatasetSummary", "EndpointUsage", "ExportResult",
+           "IntegrationExport",
            "LengthHistogram", "Report", "Resume", "RolloutStats", "TaskStats"]
 
 
@@ -83,9 +84,25 @@ class Concurrency:
     throttled_responses: int
 
 
+@dataclass(frozen=True)
+class EndpointUsage:
+    """One endpoint's share of the run (``policy.base_urls``): attempts sent, their outcome, times it was taken
+    out of rotation, whether it was in rotation at the end, latency of its successful attempts."""
+
+    url: str
+    requests: int
+    ok: int
+    failed: int
+    taken_out: int
+    up: bool
+    latency_mean_s: float | None
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+
+
 # report.json keys a Collection holds, in report order; ``Collection.present`` names those a report read back had
 LIVE_KEYS = ("calls", "resume", "bad_rows", "first_rollout_s", "peak_in_flight", "concurrency", "collect_time_s",
-             "rollouts_per_s")
+             "rollouts_per_s", "endpoints")
 
 
 @dataclass
@@ -109,6 +126,7 @@ class Collection:
     concurrency: Concurrency | None = None
     collect_time_s: float | None = None
     rollouts_per_s: float | None = None
+    endpoints: list[EndpointUsage] | None = None
     pass_at_k: dict[str, dict[int, float]] | None = None
     scan: Any = None  # rollgen.scan.RolloutScan
     present: frozenset[str] | None = None  # of LIVE_KEYS, those to write (None: all; a report read back: its own)
@@ -122,8 +140,10 @@ class Collection:
             "peak_in_flight": self.peak_in_flight,
             "concurrency": None if self.concurrency is None else asdict(self.concurrency),
             "collect_time_s": self.collect_time_s, "rollouts_per_s": self.rollouts_per_s,
+            "endpoints": None if self.endpoints is None else [asdict(e) for e in self.endpoints],
         }
-        return {k: v for k, v in values.items() if self.present is None or k in self.present}
+        return {k: v for k, v in values.items() if (self.present is None or k in self.present)
+                and (k != "endpoints" or v is not None)}
 
     @classmethod
     def from_report(cls, d: dict[str, Any]) -> Collection:
@@ -137,6 +157,7 @@ class Collection:
             bad_rows=list(d.get("bad_rows") or []), first_rollout_s=d.get("first_rollout_s"),
             peak_in_flight=d.get("peak_in_flight"), concurrency=Concurrency(**conc) if conc else None,
             collect_time_s=d.get("collect_time_s"), rollouts_per_s=d.get("rollouts_per_s"),
+            endpoints=[EndpointUsage(**e) for e in d["endpoints"]] if d.get("endpoints") else None,
             pass_at_k=None if curves is None else {k: {int(n): v for n, v in c.items()} for k, c in curves.items()},
             present=frozenset(k for k in LIVE_KEYS if k in d))
 
@@ -214,7 +235,7 @@ REPORT_KEYS: dict[str, str] = {
     "kept": "Collection.stats.rollouts, Curation.curated, DatasetSummary.rows", "dataset": "DatasetSummary.splits",
     "first_rollout_s": "Collection.first_rollout_s", "peak_in_flight": "Collection.peak_in_flight",
     "concurrency": "Collection.concurrency", "collect_time_s": "Collection.collect_time_s",
-    "rollouts_per_s": "Collection.rollouts_per_s", "quality": "Curation.metrics", "plots": "Report.plots",
+    "rollouts_per_s": "Collection.rollouts_per_s", "endpoints": "Collection.endpoints", "quality": "Curation.metrics", "plots": "Report.plots",
     "contamination": "Curation.contamination", "dataset_details": "DatasetSummary.details",
     "export": "ExportResult.manifests", "empty": "Report.empty", "pass_at_k": "Collection.pass_at_k",
     "reason": "Report.reason", "wall_time_s": "Report.wall_time_s", "curated_with": "Report.curated_with",

@@ -110,7 +110,9 @@ class Runtime:
         self._require_open("session")
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self.connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector)
+            # No shared cookie jar: cookies are per request (a NeMo Gym session per rollout, server=remote), as
+            # NeMo Gym's own client does (DummyCookieJar); a jar would send one rollout's session with another's.
+            self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     def limit(self, name: str, n: int) -> asyncio.Semaphore:

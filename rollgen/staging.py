@@ -26,6 +26,7 @@ from rollgen.records import Task
 from rollgen.resume import Prior, find_sources, own_sources, register, restore, set_aside_other_hash
 from rollgen.rundir import saved_config
 from rollgen.servers import TaskSourceError
+from rollgen.shards import in_shard
 from rollgen.verifiers import verifier_name
 
 __all__ = ["open_run", "stage_tasks"]
@@ -62,11 +63,14 @@ def stage_tasks(run: Any, tmp_dir: Path) -> tuple[Path, int]:
     try:
         tasks = server.tasks(bad_rows) if cfg.on_bad_row == "skip" else server.tasks()
         try:
-            n = write_jsonl(path, islice(_answered(tasks, run), cfg.limit))
+            n = write_jsonl(path, in_shard(islice(_answered(tasks, run), cfg.limit), cfg.shard.index, cfg.shard.count))
         except TaskSourceError as e:
             raise UserError(str(e)) from None
         if n == 0:
             source = getattr(server.params, "data_path", None)
+            if cfg.shard.count > 1:
+                raise UserError(f"shard.index={cfg.shard.index}: none of the tasks falls in this shard of "
+                                f"{cfg.shard.count}; use fewer shards for a task source this small")
             raise UserError(f"{source + ': ' if source else ''}no tasks to collect" + (
                 f" ({len(bad_rows)} bad rows skipped; first: {bad_rows[0]})" if bad_rows
                 else ": the task file is empty" if source else ": the task source is empty"))

@@ -6,7 +6,8 @@ requests into HTTP 500s; ``mode`` injects other faults. It counts requests and t
 flight. ``echo_key`` makes it echo the caller's Authorization header (whole and in pieces) in every
 completion and error, as a leaky proxy or a prompt injection would; ``hold`` (a ``threading.Event``)
 keeps every completion request waiting until it is set; ``retry_after_date`` sends ``Retry-After`` as an
-HTTP date. ``hold_after=N`` answers the first N requests and holds every later one until
+HTTP date. ``max_concurrency`` serves that many requests at once (with ``latency_s``; the rest queue), as a
+model server with a fixed batch does. ``hold_after=N`` answers the first N requests and holds every later one until
 ``release()``, so a test can act on a run that is certainly still going (N rollouts on disk, the rest
 waiting). ``alternate`` makes answers right and wrong by turns for each prompt (its 1st, 3rd, ... request
 right), so two repeats of a task always give a DPO pair, whatever order the requests arrive in. ``replies``
@@ -96,12 +97,14 @@ class FakeOpenAI:
     replies: dict[str, str] = field(default_factory=dict)  # text in the prompt -> the reply (code, prose), verbatim
     # text in the prompt -> (right reply, wrong reply), chosen as arithmetic answers are (correct_rate, alternate)
     pairs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    max_concurrency: int | None = None  # requests served at once (the others wait for a slot), as a model server's batch
     reply_fn: Callable[[str], str | None] | None = None  # the last user turn -> the reply (None: as usual)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.asked: dict[str, int] = {}  # prompt -> requests so far (``alternate``)
         self._gate = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.max_concurrency or 1)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def release(self) -> None:
@@ -157,7 +160,11 @@ class FakeOpenAI:
             if self.keep_bodies:
                 self.bodies.append(body)
             if self.latency_s:
-                await asyncio.sleep(self.latency_s)
+                if self.max_concurrency:  # a server with a fixed number of slots: the rest queue
+                    async with self._slots:
+                        await asyncio.sleep(self.latency_s)
+                else:
+                    await asyncio.sleep(self.latency_s)
             if self.requests <= len(self.first):
                 return await FAULTS[self.first[self.requests - 1]](self, request)
             if self.faults and (fault := self._draw_fault()) is not None:
@@ -301,6 +308,7 @@ class RunningFake:
         self.runner = web.AppRunner(self.fake.app(), access_log=None)
         await self.runner.setup()
         sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a fake stopped and started again on its port
         sock.bind((self.host, self.port))
         site = web.SockSite(self.runner, sock)
         await site.start()
@@ -321,13 +329,14 @@ def main() -> None:
     ap.add_argument("--mode", default="ok")
     ap.add_argument("--faults", default="", help="kind=probability,... with kinds from FAULTS, e.g. 500=0.01,reset=0.01")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-concurrency", type=int, default=None, help="requests served at once (with --latency)")
     ap.add_argument("--alternate", action="store_true", help="right and wrong answers by turns for each prompt")
     ap.add_argument("--varied", action="store_true", help="word each reply differently, as a sampled model does")
     args = ap.parse_args()
     faults = {k: float(v) for k, v in (item.split("=") for item in args.faults.split(",") if item)}
     fake = FakeOpenAI(latency_s=args.latency, correct_rate=args.correct_rate, error_rate=args.error_rate,
                       mode=args.mode, faults=faults, seed=args.seed, retry_after_s=0.001,
-                      alternate=args.alternate, varied=args.varied)
+                      alternate=args.alternate, max_concurrency=args.max_concurrency, varied=args.varied)
 
     async def serve() -> None:
         async with RunningFake(fake, port=args.port) as url:

@@ -63,7 +63,7 @@ def test_bad_config_is_one_line_no_traceback_no_run_dir(tmp_path: Path, override
 
 @pytest.mark.parametrize(("word", "line"), [
     ("currate", "rollgen: 'currate' is not a command; did you mean 'rollgen curate'? (commands: validate, verify, "
-                "curate, dataset, compare, tasks; a run takes overrides: key=value or group=option)"),
+                "curate, merge, dataset, compare, tasks, ray-run; a run takes overrides: key=value or group=option)"),
     ("datset", "rollgen: 'datset' is not a command; did you mean 'rollgen dataset'?"),
     ("hello", "rollgen: 'hello' is not a command (commands: "),
 ])
@@ -79,7 +79,7 @@ def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     assert {"code", "instruction_following", "math", "mcqa", "reasoning_gym", "structured_output"} <= set(
         OPTIONS("server").split(", "))
     for line in ["sampler: dpo, ppo, sft", "policy: local, openai", f"server: {OPTIONS('server')}",
-                 f"guards: {OPTIONS('guards')}", "format: dpo, kto, rl, sft"]:
+                 f"guards: {OPTIONS('guards')}", "format: dpo, kto, nemo_gym, rl, sft"]:
         assert line in p.stdout, p.stdout
 
 

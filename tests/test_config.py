@@ -114,7 +114,8 @@ def test_unknown_key_suggests_the_right_one() -> None:
 PRESET_VALUES = {("verifier", "penalized.yaml"): {"max_chars", "required"},
                  ("verifier", "weighted.yaml"): {"weights", "gate"},
                  ("verifier", "open_judge.yaml"): {"judge_input", "max_response_chars", "prompt_template", "rubric",
-                                                   "labels", "max_score", "pairwise", "validate_with"}}
+                                                   "labels", "max_score", "pairwise", "validate_with"},
+                 ("verifier", "remote.yaml"): {"base_url"}}  # ${server.base_url}: the server=remote preset's URL
 
 
 def _drift(model: type, data: dict, where: str) -> list[str]:

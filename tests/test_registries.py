@@ -40,18 +40,19 @@ def test_filters_are_built_from_their_parameters_and_inputs() -> None:
 def test_an_unknown_filter_or_format_names_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown quality filter 'dedupe'; known: answer_format, cap_per_task, "):
         make("dedupe", QualityConfig(), Inputs())
-    with pytest.raises(ValueError, match=r"^unknown dataset format 'orpo'; known: dpo, kto, rl, sft$"):
+    with pytest.raises(ValueError, match=r"^unknown dataset format 'orpo'; known: dpo, kto, nemo_gym, rl, sft$"):
         FORMATS["orpo"]
     (tmp_path / "rows.jsonl").write_text(json.dumps({"prompt": "p", "completion": "c"}) + "\n")
-    with pytest.raises(ValueError, match=r"unknown dataset format 'orpo'; known: dpo, kto, rl, sft"):
+    with pytest.raises(ValueError, match=r"unknown dataset format 'orpo'; known: dpo, kto, nemo_gym, rl, sft"):
         validate(tmp_path / "rows.jsonl", "orpo")
 
 
 def test_every_format_kind_has_rows_a_card_text_stats_fields_and_a_check() -> None:
-    assert set(FORMATS) == set(CHECKS) == _format_kinds() == {"sft", "dpo", "kto", "rl"}
+    assert set(FORMATS) == set(CHECKS) == _format_kinds() == {"sft", "dpo", "kto", "rl", "nemo_gym"}
     for kind in FORMATS:
         fmt = FORMATS[kind]
-        assert callable(fmt.rows) and fmt.description and "prompt" in fmt.text_fields and fmt.number_fields
+        assert callable(fmt.rows) and fmt.description and "prompt" in fmt.text_fields
+        assert fmt.number_fields or kind == "nemo_gym"  # NeMo Gym task rows carry no numbers of rollgen's
 
 
 def test_a_registry_takes_a_name_once() -> None:

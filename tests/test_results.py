@@ -96,7 +96,7 @@ def test_a_report_of_an_older_rollgen_keeps_its_own_keys(tmp_path: Path) -> None
     assert not {"calls", "concurrency", "first_rollout_s"} & set(report)  # not made up as null
     assert report["from_an_older_version"] == {"kept": True}  # an unknown key stays
     assert Collection.from_report(report).present == frozenset(
-        {"resume", "bad_rows", "peak_in_flight", "collect_time_s", "rollouts_per_s"})
+        {"resume", "bad_rows", "peak_in_flight", "collect_time_s", "rollouts_per_s", "endpoints"})
     assert run_metrics(run)["model_calls"] == 36  # without `calls`, compare counts the rollouts' turns
 
 

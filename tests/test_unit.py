@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from rollgen.integrations.reward import AsyncRewardScorer, RewardScorer
 from rollgen.policy import Endpoint
 from rollgen.policy.client import PolicyClient
 from rollgen.records import Rollout, Task
+from rollgen.servers import ResourceServer
 from rollgen.unit import RolloutUnit, rollgen_bug, score
 from rollgen.verifiers import Verifier
 from rollgen.verifiers.extract import answers
@@ -99,8 +101,17 @@ def test_a_rollgen_bug_stops_the_run_instead_of_filling_it_with_error_rows(tmp_p
     assert not (tmp_path / "run" / ".rollgen.lock").exists()  # the run dir was let go
 
 
-class BrokenTool:
+class BrokenTool(ResourceServer):
     """A server whose one tool raises: the error goes back to the model as the tool's result."""
+
+    class Params(BaseModel):
+        pass
+
+    def __init__(self) -> None:
+        super().__init__(self.Params())
+
+    def tasks(self, skipped: list[str] | None = None) -> Iterator[Task]:
+        return iter(())
 
     def tools(self) -> list[dict[str, Any]]:
         return [CALCULATOR]
@@ -135,7 +146,7 @@ def test_a_failed_request_is_a_row_with_a_status() -> None:
                 sampler = SamplerConfig()
                 endpoint = Endpoint(url, "m", max_retries=0)
                 client = PolicyClient(rt.session, endpoint, sampler.responses_create_params)
-                return await RolloutUnit(server=None, verifier=v, client=client, sampler=sampler).run(TASK, 1)
+                return await RolloutUnit(server=BrokenTool(), verifier=v, client=client, sampler=sampler).run(TASK, 1)
 
         rollout = asyncio.run(main())
     assert rollout.status == "error" and "HTTP 500" in (rollout.error or "") and rollout.reward is None

@@ -19,7 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rollgen.config import DpoFormat, KtoFormat, RlFormat, RunConfig, SftFormat
+from rollgen.config import DpoFormat, KtoFormat, NemoGymFormat, RlFormat, RunConfig, SftFormat
+from rollgen.formats import nemo_gym as _nemo_gym  # noqa: F401  (registers format=nemo_gym)
 from rollgen.formats.card import write_card
 from rollgen.formats.rows import FORMATS, Context
 from rollgen.formats.source import Reader, Source
@@ -32,7 +33,7 @@ from rollgen.rundir import RunDir, saved_config
 
 __all__ = ["Source", "build_dataset", "make_dataset", "pass_threshold", "write_dataset"]
 
-AnyFormat = SftFormat | DpoFormat | KtoFormat | RlFormat
+AnyFormat = SftFormat | DpoFormat | KtoFormat | RlFormat | NemoGymFormat
 
 
 def pass_threshold(cfg: AnyFormat) -> float:

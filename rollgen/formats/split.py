@@ -53,6 +53,11 @@ def prompt_of(row: Mapping[str, Any]) -> str | None:
         if key in row and (key != "chosen" or isinstance(row[key], list)):
             text = _user_text(row[key])
             return text if text.strip() else None
+    params = row.get("responses_create_params")  # a NeMo Gym row: its input items (format=nemo_gym)
+    if isinstance(params, dict) and isinstance(params.get("input"), (str, list)):
+        given = params["input"]
+        text = _user_text([{"role": "user", "content": given}] if isinstance(given, str) else given)
+        return text if text.strip() else None
     return None
 
 

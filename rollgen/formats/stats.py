@@ -28,6 +28,8 @@ SPLIT_ORDER = ("train", "validation", "test")
 
 def detect_format(row: dict[str, Any]) -> str | None:
     """The format a row looks like, from its keys (TRL's dataset types)."""
+    if "responses_create_params" in row:
+        return "nemo_gym"
     if "chosen" in row and "rejected" in row:
         return "dpo"
     if "label" in row and "completion" in row:
@@ -63,6 +65,9 @@ def _parts(row: dict[str, Any], fmt: str) -> dict[str, Any]:
         return {"prompt": row["messages"][:cut], "completion": row["messages"][cut:]}
     if fmt == "sft" and "text" in row:
         return {"completion": row["text"]}
+    if fmt == "nemo_gym" and isinstance(row.get("responses_create_params"), dict):
+        given = row["responses_create_params"].get("input")
+        return {"prompt": given if isinstance(given, (str, list)) else None}
     return row
 
 

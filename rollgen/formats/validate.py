@@ -24,6 +24,7 @@ from rollgen.formats.messages import same_text, text_of
 from rollgen.formats.pairs import EPS
 from rollgen.formats.split import prompt_of
 from rollgen.formats.stats import data_files, detect_format, iter_rows
+from rollgen.nemogym.taskrow import CREATE_PARAMS
 from rollgen.quality.text import prompt_key
 from rollgen.registry import Registry
 
@@ -240,6 +241,35 @@ def _rl(row: dict[str, Any], min_margin: float | None = None) -> list[str]:
     v = _number(row, "reward_variance")
     if "reward_variance" in row and row["reward_variance"] is not None and (v is None or v < 0):
         out.append(f"reward_variance: must be a number >= 0, got {row['reward_variance']!r}")
+    return out
+
+
+@CHECKS.register("nemo_gym")
+def _nemo_gym(row: dict[str, Any], min_margin: float | None = None) -> list[str]:
+    """A NeMo Gym task row as nemo-gym 0.7.0 validates it (``BaseRunRequest``; ``responses_create_params`` is
+    ``extra="forbid"``; function tools need ``name``, ``parameters``, ``strict``; a ``role: tool`` input item is
+    silently read as another item type, so it is flagged)."""
+    params = row.get("responses_create_params")
+    if not isinstance(params, dict):
+        return ["missing field 'responses_create_params' (an object)"]
+    out = [f"responses_create_params.{k}: not a key NeMo Gym accepts" for k in params if k not in CREATE_PARAMS]
+    given = params.get("input")
+    if not (isinstance(given, str) and given.strip()) and not (isinstance(given, list) and given):
+        out.append("responses_create_params.input: must be a non-empty string or list of items")
+    for i, item in enumerate(given if isinstance(given, list) else []):
+        if not isinstance(item, dict) or not (item.get("type") in ("function_call", "function_call_output",
+                                                                   "reasoning") or "role" in item):
+            out.append(f"responses_create_params.input[{i}]: not a message or function_call(_output) item")
+        elif item.get("role") not in (None, "user", "assistant", "system", "developer"):
+            out.append(f"responses_create_params.input[{i}].role: {item.get('role')!r} (tool results are "
+                       "function_call_output items)")
+    for i, tool in enumerate(params.get("tools") or []):
+        missing = [k for k in ("type", "name", "parameters", "strict") if not isinstance(tool, dict) or k not in tool]
+        if missing:
+            out.append(f"responses_create_params.tools[{i}]: missing {', '.join(missing)} (the flat Responses shape)")
+    ref = row.get("agent_ref")
+    if ref is not None and not (isinstance(ref, dict) and isinstance(ref.get("name"), str) and ref["name"]):
+        out.append("agent_ref: must be an object with a non-empty 'name'")
     return out
 
 

@@ -17,7 +17,10 @@ __all__ = ["Endpoint", "Policy"]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where and how to send requests. ``api_key`` stays in memory only (``repr`` hides it)."""
+    """Where and how to send requests. ``api_key`` stays in memory only (``repr`` hides it).
+
+    ``base_urls``: several servers of the same model (``rollgen.policy.pool``); empty means ``base_url`` alone.
+    """
 
     base_url: str
     model: str
@@ -27,9 +30,22 @@ class Endpoint:
     max_retries: int = 3
     max_retry_time_s: float = 600.0
     retry_backoff_s: float = 0.5
+    base_urls: tuple[str, ...] = ()
+    eject_after: int = 3
+    health_check_s: float = 1.0
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every URL requests go to: ``base_urls``, or ``base_url`` alone."""
+        return self.base_urls or (self.base_url,)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"base_url": self.base_url, "model": self.model, "api": self.api}
+        """What identifies the model for the collection hash. Servers listed in ``base_urls`` serve the same model,
+        so which ones they are is not part of it: a run re-started without a dead server, or with one more,
+        continues the same collection."""
+        if len(self.base_urls) > 1:
+            return {"base_urls": "replicas", "model": self.model, "api": self.api}
+        return {"base_url": self.urls[0], "model": self.model, "api": self.api}
 
 
 class Policy(ABC):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -24,8 +25,11 @@ from rollgen import redact
 from rollgen.config import ResponsesCreateParams
 from rollgen.errors import EndpointError
 from rollgen.policy import Endpoint
+from rollgen.policy.pool import EndpointPool
 
 __all__ = ["Completion", "EndpointUnreachable", "PolicyClient", "PolicyError", "check_endpoint", "retry_after_s"]
+
+log = logging.getLogger("rollgen")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 BACKOFF_CAP_S = 30.0
@@ -102,9 +106,12 @@ class PolicyClient:
         self.endpoint = endpoint
         self.params = params
         self.tools = tools or []
-        self.url = endpoint.base_url.rstrip("/") + ("/chat/completions" if endpoint.api == "chat" else "/responses")
+        self.path = "/chat/completions" if endpoint.api == "chat" else "/responses"
         self.headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
         self.timeout = aiohttp.ClientTimeout(total=endpoint.request_timeout_s)
+        self.pool = EndpointPool(session, endpoint.urls, headers=self.headers, eject_after=endpoint.eject_after,
+                                 health_check_s=endpoint.health_check_s,
+                                 health_timeout_s=min(endpoint.request_timeout_s, 30.0))
         self._base_body = self._sampling_body()
         self.requests = 0  # first attempts sent
         self.retries = 0  # further attempts of the same request
@@ -140,6 +147,10 @@ class PolicyClient:
         except (KeyError, IndexError, TypeError, AttributeError) as e:
             raise PolicyError("error", f"malformed response: missing or wrong field ({e!r})") from None
 
+    async def close(self) -> None:
+        """Stop the endpoints' health checks (``policy.base_urls``); the session is the runtime's."""
+        await self.pool.close()
+
     async def _post(self, body: dict[str, Any]) -> Any:
         attempt = 0
         give_up_at = time.monotonic() + self.endpoint.max_retry_time_s
@@ -149,26 +160,45 @@ class PolicyClient:
                 self.retries += 1
             else:
                 self.requests += 1
+            where = self.pool.pick()
+            latency: float | None = None
+            sick = refused = False  # what the attempt says about the endpoint's health
+            started = time.perf_counter()
             try:
-                async with self.session.post(self.url, json=body, headers=self.headers, timeout=self.timeout) as resp:
+                async with self.session.post(where.url + self.path, json=body, headers=self.headers,
+                                             timeout=self.timeout) as resp:
                     if resp.status == 200:
                         raw = await resp.read()
                         try:
-                            return json.loads(raw)
+                            data = json.loads(raw)
                         except ValueError:  # a proxy's error page or a garbled body: worth another try
+                            sick = True
                             failure = PolicyError("error", f"malformed response: not JSON ({raw[:80]!r})")
+                        else:
+                            latency = time.perf_counter() - started
+                            return data
                     else:
                         text = (await resp.text(errors="replace"))[:200]
                         failure = PolicyError("error", f"HTTP {resp.status}: {text}")
                         if resp.status not in RETRY_STATUSES:
                             raise self._redacted(failure)
+                        sick = resp.status != 429
                         delay = retry_after_s(resp.headers.get("Retry-After"))
                         if resp.status in (429, 503) and self.on_throttle is not None:
                             self.on_throttle()
             except asyncio.TimeoutError:
+                sick = True
                 failure = PolicyError("timeout", f"no response within {self.endpoint.request_timeout_s:g}s")
-            except aiohttp.ClientError as e:
+            except aiohttp.ClientConnectorError as e:  # refused, unreachable, DNS: nothing listens there
+                refused = True
                 failure = PolicyError("error", f"{type(e).__name__}: {e}")
+            except aiohttp.ClientError as e:
+                sick = True
+                failure = PolicyError("error", f"{type(e).__name__}: {e}")
+            finally:
+                self.pool.finished(where, latency, failed=sick, connect_failed=refused)
+            if not where.up and self.pool.any_up():
+                delay = 0.0  # that endpoint was just taken out: straight on to another one
             if delay is None:
                 delay = min(BACKOFF_CAP_S, self.endpoint.retry_backoff_s * 2**attempt) * (0.5 + random.random())
             if attempt >= self.endpoint.max_retries or time.monotonic() + delay > give_up_at:
@@ -189,9 +219,27 @@ async def check_endpoint(session: aiohttp.ClientSession, endpoint: Endpoint) -> 
     """``GET <base_url>/models`` before any work: raise ``EndpointUnreachable`` naming the URL when nothing
     answers (connection refused, DNS, timeouts, after the endpoint's retries) or the key is rejected (401/403).
 
-    Any other answer (200, or a server without ``/models``: 404) counts as reachable.
+    Any other answer (200, or a server without ``/models``: 404) counts as reachable. With several URLs
+    (``base_urls``) all are checked at once: it raises when none answers or any rejects the key, and logs those
+    that do not answer (the run takes them out of rotation at their first refused request).
     """
-    url = endpoint.base_url.rstrip("/") + "/models"
+    if len(endpoint.urls) == 1:
+        return await _check_one(session, endpoint, endpoint.urls[0])
+    results = await asyncio.gather(*(_check_one(session, endpoint, u) for u in endpoint.urls), return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, EndpointUnreachable):
+            raise r
+    down = [str(r) for r in results if isinstance(r, EndpointUnreachable)]
+    if rejected := [d for d in down if "rejected the API key" in d]:
+        raise EndpointUnreachable(rejected[0])
+    if len(down) == len(results):
+        raise EndpointUnreachable(f"none of the {len(down)} base_urls answers: " + "; ".join(down))
+    for line in down:
+        log.warning("%s; going on with the other %d endpoints", line, len(results) - len(down))
+
+
+async def _check_one(session: aiohttp.ClientSession, endpoint: Endpoint, base_url: str) -> None:
+    url = base_url.rstrip("/") + "/models"
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     timeout = aiohttp.ClientTimeout(total=min(endpoint.request_timeout_s, 30.0))
     attempts = min(endpoint.max_retries, 3) + 1
@@ -201,14 +249,14 @@ async def check_endpoint(session: aiohttp.ClientSession, endpoint: Endpoint) -> 
                 if resp.status in (401, 403):
                     text = (await resp.text(errors="replace"))[:200]
                     raise EndpointUnreachable(redact.redact(
-                        f"{endpoint.base_url} rejected the API key: HTTP {resp.status} {text}".strip()))
+                        f"{base_url} rejected the API key: HTTP {resp.status} {text}".strip()))
                 return
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
             problem = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         if attempt + 1 < attempts:
             await asyncio.sleep(min(BACKOFF_CAP_S, endpoint.retry_backoff_s * 2**attempt))
     raise EndpointUnreachable(redact.redact(
-        f"no answer from {endpoint.base_url} ({problem}; {attempts} attempt{'s' * (attempts > 1)}); "
+        f"no answer from {base_url} ({problem}; {attempts} attempt{'s' * (attempts > 1)}); "
         "is the server running?"))
 
 

@@ -5,7 +5,8 @@ A task file is JSON Lines (``.jsonl``, any other suffix), a JSON array (``.json`
 (``.parquet``, read in batches with pyarrow). Row shapes, told apart by their keys:
 
 * rollgen: the ``Task`` fields, ``messages`` or ``prompt`` plus ``tools``, ``answer``, ``metadata``;
-* NeMo Gym: ``responses_create_params.input`` (a string or ``{role, content}`` messages), optional
+* NeMo Gym: ``responses_create_params.input`` (a string, or message items and tool history as
+  ``function_call`` / ``function_call_output`` items: ``rollgen.nemogym.items``; ``developer`` turns as ``system``), optional
   ``responses_create_params.tools`` / ``instructions``, the ground truth in ``expected_answer`` (or ``answer``);
 * plain (Hugging Face datasets): ``question`` (or ``problem``) and ``answer`` (or ``solution``).
 
@@ -25,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rollgen.nemogym.items import chat_tools, prompt_messages
 from rollgen.records import Task
 from rollgen.servers import TaskSourceError
 
@@ -242,25 +244,11 @@ def _nemo_gym(row: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ValueError(f"'responses_create_params' must be an object, got {_type(params)}")
     params = dict(params)
-    given = params.pop("input", None)
-    if isinstance(given, str) and given.strip():
-        messages = [{"role": "user", "content": given}]
-    elif isinstance(given, list) and given:
-        _check_messages(given, "responses_create_params.input")
-        messages = [{"role": m["role"], "content": _text(m.get("content"), i)} for i, m in enumerate(given)]
-    else:
-        raise ValueError(
-            "'responses_create_params.input' must be a non-empty string or list of {role, content} messages, "
-            f"got {_type(given)}"
-        )
-    instructions = params.pop("instructions", None)
-    if isinstance(instructions, str) and instructions:
-        messages.insert(0, {"role": "system", "content": instructions})
+    # input items (messages, and tool history as function_call / function_call_output items) and instructions
+    messages = prompt_messages({"input": params.pop("input", None), "instructions": params.pop("instructions", None)})
     fields: dict[str, Any] = {"messages": messages}
     if (tools := params.pop("tools", None)) is not None:
-        if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
-            raise ValueError("'responses_create_params.tools' must be a list of objects")
-        fields["tools"] = [_chat_tool(t) for t in tools]
+        fields["tools"] = chat_tools(tools) or []
     fields["answer"] = row.pop("expected_answer") if "expected_answer" in row else row.pop("answer", None)
     if params:  # sampling settings of the row; rollgen's sampler config decides, but keep them
         row["responses_create_params"] = params
@@ -273,19 +261,3 @@ def _check_messages(messages: Any, key: str) -> None:
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise ValueError(f"'{key}[{i}]' must be an object with a string 'role'")
-
-
-def _text(content: Any, i: int) -> str:
-    """Message content as text: a string, or Responses-API parts (``input_text``) joined."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in content):
-        return "".join(p["text"] for p in content)
-    raise ValueError(f"'responses_create_params.input[{i}].content' must be a string or a list of text parts")
-
-
-def _chat_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    """A Responses-API function tool (flat ``name``) as a chat-completions one (nested ``function``)."""
-    if "function" in tool or "name" not in tool:
-        return tool
-    return {"type": "function", "function": {k: v for k, v in tool.items() if k != "type"}}

@@ -357,7 +357,8 @@ class LLMJudge(Verifier):
     def _key(self, prompt: str) -> str:
         p = self.params
         # the endpoint too: local servers often name every model "default", and two such judges must not share
-        what = {"base_url": p.base_url.rstrip("/"), "model": p.model, "api": p.api, "temperature": p.temperature, "max_output_tokens": p.max_output_tokens,
+        urls = sorted(u.rstrip("/") for u in p.base_urls) if p.base_urls else p.base_url.rstrip("/")  # replicas
+        what = {"base_url": urls, "model": p.model, "api": p.api, "temperature": p.temperature, "max_output_tokens": p.max_output_tokens,
                 "seed": p.seed, "system": p.system_prompt, "prompt": prompt}
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
@@ -469,6 +470,8 @@ class LLMJudge(Verifier):
         self._client = (PolicyClient(runtime.session, p.endpoint(), sampling), asyncio.Semaphore(p.max_concurrency))
 
     async def close(self) -> None:
+        if self._client is not None:
+            await self._client[0].close()
         self._client = None
         await super().close()
 
