@@ -1,6 +1,6 @@
 """Mean reward of a resource server's tasks against the fake endpoint, as the README's server table states it.
 
-    python bench/servers.py code mcqa structured_output llm_judge [--correct-rate 0.5] [--repeats 1] [--limit N]
+    python bench/servers.py code mcqa structured_output llm_judge tool_use [--correct-rate 0.5] [--repeats 1] [--limit N]
 
 The fake (``tests/fakes.py``, in this process's thread) answers each task with its reference answer with
 probability ``--correct-rate`` and with a typical wrong answer otherwise (``FakeOpenAI.pairs``):
@@ -9,7 +9,9 @@ probability ``--correct-rate`` and with a typical wrong answer otherwise (``Fake
 * mcqa: "The answer is (<gold letter>)." / another letter;
 * structured_output: the gold object in a ```json block / the object with its first field changed;
 * llm_judge: the reference answer / a vague non-answer, graded by a second fake as the judge, which knows each
-  request's reference (``tests/test_server_llm_judge.py``'s ``fair_judge``: the reference wins, ties itself).
+  request's reference (``tests/test_server_llm_judge.py``'s ``fair_judge``: the reference wins, ties itself);
+* tool_use: the task's expected calls, turn by turn (``FakeOpenAI.tool_script``), then the gold in ``\\boxed{}`` /
+  the same calls, then ``\\boxed{0}``.
 
 A full ``rollgen.run`` (sampler=ppo: every reward kept) per server; prints one JSON line per server with the
 mean reward, the share of rollouts at 1, and the seconds taken.
@@ -53,7 +55,20 @@ def _judged(task: Any) -> tuple[str, str]:
     return str(task.answer), "It depends on many things; there is no single answer to that."
 
 
-REPLIES = {"code": _code, "mcqa": _mcqa, "structured_output": _structured, "llm_judge": _judged}
+def _tool_use(task: Any) -> tuple[str, str]:
+    return f"The answer is \\boxed{{{task.answer}}}.", "I think it is \\boxed{0}."
+
+
+def _tool_script(task: Any, answers: tuple[str, str]) -> list[Any]:
+    """The expected calls of a tool_use task, turn by turn (each argument its first accepted value), then the
+    (right, wrong) answer the fake draws from."""
+    turns = [[{"name": name, "arguments": {p: next(v for v in vs if v != "") for p, vs in params.items()}}
+              for call in turn for name, params in call.items()] for turn in task.metadata["expected_calls"]]
+    return [*turns, answers]
+
+
+REPLIES = {"code": _code, "mcqa": _mcqa, "structured_output": _structured, "llm_judge": _judged,
+           "tool_use": _tool_use}
 
 
 def measure(server: str, correct_rate: float, repeats: int, limit: int | None, overrides: list[str]) -> dict[str, Any]:
@@ -68,6 +83,10 @@ def measure(server: str, correct_rate: float, repeats: int, limit: int | None, o
         prompt = next(m["content"] for m in reversed(task.chat()) if m["role"] == "user")
         pairs[prompt] = REPLIES[server](task)
     fake = FakeOpenAI(pairs=pairs, correct_rate=correct_rate, seed=0)
+    if server == "tool_use":  # the calls first, then the answer
+        fake.pairs, fake.tool_script = {}, {
+            next(m["content"] for m in reversed(t.chat()) if m["role"] == "user"): _tool_script(t, _tool_use(t))
+            for t in tasks}
     judge = FakeOpenAI()
     if server == "llm_judge":
         from tests.test_server_llm_judge import fair_judge

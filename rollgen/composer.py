@@ -167,4 +167,4 @@ def rerun_config(run_dir: str | Path, overrides: list[str] | None = None, config
     return validate_run_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
 
-GROUPS = ("server", "sampler", "policy", "verifier", "quality", "format", "integration", "guards", "validate")
+GROUPS = ("server", "sampler", "policy", "verifier", "quality", "format", "integration", "guards", "validate", "serve")

@@ -45,6 +45,9 @@ class SamplerConfig(_Model):
     num_samples_in_parallel: int = Field(20, ge=1, le=100_000, description="requests in flight at most")
     num_repeats: int = Field(1, ge=1, le=10_000, description="rollouts per task")
     max_turns: int = Field(4, ge=1, le=1000, description="policy calls per rollout (tool loops)")
+    tool_timeout_s: float = Field(
+        30.0, gt=0.0, le=86400.0,
+        description="seconds one tool call may run; a slower call is stopped and its timeout is the tool's result")
     responses_create_params: ResponsesCreateParams = ResponsesCreateParams()
     adaptive_concurrency: bool = Field(True, description="halve parallelism on 429/503, grow it back on success")
     failure_window: int = Field(50, ge=1, description="rollouts the failure budget looks back over")
@@ -379,6 +382,21 @@ class ValidateConfig(_Model):
     output_dir: str | None = Field(None, description="null = outputs/validate/<date>/<time>, or <run>/validate")
 
 
+class ServeConfig(_Model):
+    """``rollgen serve``: the served environment's address, token and limits (rollgen/serve/)."""
+
+    host: str = Field("127.0.0.1", description="bind address (127.0.0.1: this machine only)")
+    port: int = Field(8765, ge=0, le=65535, description="TCP port (0: any free port, printed at start)")
+    token: str | None = Field(None, exclude=True, repr=False,
+                              description="bearer token; null: $token_env, else one is generated and printed")
+    token_env: str = Field("ROLLGEN_SERVE_TOKEN", description="environment variable holding the token")
+    max_body_bytes: int = Field(8 * 2**20, ge=1024, description="a larger request body is answered 413")
+    concurrency: int = Field(64, ge=1, le=100_000, description="requests handled at once; more wait their turn")
+    max_waiting: int = Field(4096, ge=0, description="requests waiting for a turn at most; beyond it 503 (Retry-After)")
+    max_sessions: int = Field(100_000, ge=1, description="NeMo Gym sessions kept (the oldest is dropped first)")
+    shutdown_timeout_s: float = Field(30.0, gt=0.0, description="on SIGTERM/SIGINT: how long in-flight requests may finish")
+
+
 class ShardConfig(_Model):
     """This run's part of the tasks: those whose id hashes to ``index`` of ``count`` (``rollgen.shards``).
 
@@ -424,6 +442,7 @@ class RunConfig(_Model):
     guards: GuardsConfig = GuardsConfig()
     shard: ShardConfig = ShardConfig()
     validation: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    serve: ServeConfig = ServeConfig()
 
     @field_validator("integration", mode="before")
     @classmethod

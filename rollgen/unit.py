@@ -11,7 +11,9 @@ A bad sample is data, a bug is a crash:
 * a verifier that raises is a rollout with status ``verifier_error``, its error naming the exception and,
   for a user's verifier or a library, where it was raised (``KeyError: 'x' (raised in MyReward.verify,
   my_rewards.py:12)``);
-* a tool call that fails is the model's mistake: the error is the tool's result, sent back to the model;
+* a tool call that fails is the model's mistake: the error is the tool's result, sent back to the model (an
+  unknown tool, arguments that are not JSON or break the tool's schema, a tool that raised or ran past
+  ``sampler.tool_timeout_s``); the calls of one turn run concurrently, their results kept in call order;
 * a bug in rollgen's own code (a ``TypeError``, ``AttributeError``, ``LookupError``, ``NameError`` or
   ``AssertionError`` raised by rollgen, not by a user's component or a library it calls) propagates with a
   note saying where it was raised: it stops the run rather than turn every rollout into an error row.
@@ -19,6 +21,7 @@ A bad sample is data, a bug is a crash:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -33,6 +36,7 @@ from rollgen.config import SamplerConfig
 from rollgen.policy.client import Completion, PolicyClient, PolicyError
 from rollgen.records import Rollout, Task, rollout_id
 from rollgen.verifiers import verify
+from rollgen.verifiers.toolcalls import ToolCallError, parse_call, ready
 
 __all__ = ["RolloutUnit", "describe", "rollgen_bug", "score"]
 
@@ -124,6 +128,7 @@ class RolloutUnit:
                  config_hash: str = ""):
         self.server, self.verifier, self.client = server, verifier, client
         self.max_turns = sampler.max_turns
+        self.tool_timeout_s = sampler.tool_timeout_s
         self.sampling = sampler.responses_create_params.model_dump(exclude_none=True)
         self.config_hash = config_hash
 
@@ -146,8 +151,9 @@ class RolloutUnit:
                 messages.append(completion.message())
                 if not completion.tool_calls or completion.finish_reason == "length":
                     break
-                for call in completion.tool_calls:
-                    messages.append(await self._tool_result(call, task))
+                specs = task.tools or self.server.tools()  # the calls of one turn run at once, results in call order
+                await ready(specs)
+                messages.extend(await asyncio.gather(*(self._tool_result(c, task, specs) for c in completion.tool_calls)))
             if completion is not None and completion.finish_reason == "length":
                 fields["status"] = "truncated"
         except PolicyError as e:
@@ -166,11 +172,23 @@ class RolloutUnit:
             await score(self.verifier, task, rollout)
         return rollout
 
-    async def _tool_result(self, call: dict[str, Any], task: Task) -> dict[str, Any]:
-        fn = call.get("function", {})
+    async def _tool_result(self, call: dict[str, Any], task: Task, specs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The tool message answering ``call``: the server's result, or the error the model made (an unknown tool,
+        arguments that are not JSON or break the tool's schema, a tool that raised or ran past the timeout)."""
+        deadline = asyncio.timeout(self.tool_timeout_s)
+        name = None
         try:
-            args = json.loads(fn.get("arguments") or "{}")
-            content = await self.server.call_tool(fn.get("name", ""), args, task)
+            name, args = parse_call(call, specs)
+            async with deadline:
+                content = await self.server.call_tool(name, args, task)
+            if not isinstance(content, str):
+                content = json.dumps(content, ensure_ascii=False, default=str)
+        except ToolCallError as e:
+            content = f"error: {e}"
         except Exception as e:  # noqa: BLE001 - a bad tool call is the model's mistake: report it back to the model
-            content = f"error: {type(e).__name__}: {e}"
-        return {"role": "tool", "tool_call_id": call.get("id"), "content": content}
+            if isinstance(e, TimeoutError) and deadline.expired():
+                content = (f"error: the tool {name!r} did not finish within {self.tool_timeout_s:g}s "
+                           "(sampler.tool_timeout_s) and was stopped")
+            else:
+                content = f"error: {type(e).__name__}: {e}"
+        return {"role": "tool", "tool_call_id": call.get("id") if isinstance(call, dict) else None, "content": content}

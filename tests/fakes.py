@@ -13,7 +13,8 @@ waiting). ``alternate`` makes answers right and wrong by turns for each prompt (
 right), so two repeats of a task always give a DPO pair, whatever order the requests arrive in. ``replies``
 answers a prompt containing a key with a fixed text; ``pairs`` with a (right, wrong) text, drawn as
 arithmetic answers are, so non-arithmetic servers get a known share right; ``reply_fn`` answers with a function of
-the prompt's last user turn (None: answer as usual), e.g. a judge that decides by content. Run
+the prompt's last user turn (None: answer as usual), e.g. a judge that decides by content. ``tool_script`` makes
+the fake call tools over several turns (see ``FakeOpenAI.scripted``). Run
 standalone (for benchmarks in another process): ``python tests/fakes.py --port 0``.
 """
 
@@ -99,6 +100,9 @@ class FakeOpenAI:
     pairs: dict[str, tuple[str, str]] = field(default_factory=dict)
     max_concurrency: int | None = None  # requests served at once (the others wait for a slot), as a model server's batch
     reply_fn: Callable[[str], str | None] | None = None  # the last user turn -> the reply (None: as usual)
+    # tool calls turn by turn: a callable (messages -> step) or {text in the first user turn: [step per turn]};
+    # a step is a list of calls ({"name", "arguments"}), a reply text, or a (right, wrong) text pair
+    tool_script: Any = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -178,6 +182,8 @@ class FakeOpenAI:
             if self.mode == "malformed":
                 return web.Response(text="{not json", content_type="application/json")
             messages = body.get("messages") or body.get("input") or []
+            if self.tool_script is not None and "messages" in body and (step := self.scripted(messages)) is not None:
+                return step, body
             if body.get("tools") and "messages" in body:
                 if messages[-1].get("role") == "tool":  # answer with what the tool said
                     return f"The tool says \\boxed{{{messages[-1]['content']}}}.", body
@@ -210,6 +216,26 @@ class FakeOpenAI:
         finally:
             self.in_flight -= 1
 
+    def scripted(self, messages: list[dict[str, Any]]) -> str | list[dict[str, Any]] | None:
+        """The ``tool_script`` step for this conversation: tool calls (OpenAI ``tool_calls`` items) or the reply
+        text; None when the script has nothing for it. A mapping's step is picked by the number of assistant
+        turns so far (the last step repeats)."""
+        if callable(self.tool_script):
+            step = self.tool_script(messages)
+        else:
+            prompt = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
+            steps = next((s for k, s in self.tool_script.items() if k in prompt), None)
+            if not steps:
+                return None
+            step = steps[min(sum(m.get("role") == "assistant" for m in messages), len(steps) - 1)]
+        if isinstance(step, tuple):
+            step = step[0 if self._right(json.dumps(messages[:2])) else 1]
+        if step is None or isinstance(step, str):
+            return step
+        return [{"id": f"call_{self.requests}_{i}", "type": "function", "function": {
+            "name": c["name"], "arguments": c["arguments"] if isinstance(c["arguments"], str) else json.dumps(c["arguments"])}}
+            for i, c in enumerate(step)]
+
     def _right(self, prompt: Any) -> bool:
         """Whether this answer is right: by turns per prompt (``alternate``), else with ``correct_rate``."""
         if not self.alternate:
@@ -234,8 +260,9 @@ class FakeOpenAI:
         text, body = got
         finish = "length" if self.mode == "truncated" else "stop"
         message: dict[str, Any] = {"role": "assistant", "content": text}
-        if isinstance(text, dict):
-            message, finish, text = {"role": "assistant", "content": None, "tool_calls": [text]}, "tool_calls", ""
+        if isinstance(text, (dict, list)):  # tool calls: one (the default tool mode) or a scripted turn's
+            calls = text if isinstance(text, list) else [text]
+            message, finish, text = {"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls", ""
         return web.json_response({
             "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "model": body.get("model", "fake"),
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],

@@ -63,7 +63,7 @@ def test_bad_config_is_one_line_no_traceback_no_run_dir(tmp_path: Path, override
 
 @pytest.mark.parametrize(("word", "line"), [
     ("currate", "rollgen: 'currate' is not a command; did you mean 'rollgen curate'? (commands: validate, verify, "
-                "curate, merge, dataset, compare, tasks, ray-run; a run takes overrides: key=value or group=option)"),
+                "curate, merge, dataset, compare, tasks, ray-run, serve; a run takes overrides: key=value or group=option)"),
     ("datset", "rollgen: 'datset' is not a command; did you mean 'rollgen dataset'?"),
     ("hello", "rollgen: 'hello' is not a command (commands: "),
 ])

@@ -142,10 +142,11 @@ def test_yaml_defaults_equal_the_types_defaults() -> None:
     import yaml
 
     from rollgen.build import target_class
-    from rollgen.config import GuardsConfig, QualityConfig, ValidateConfig
+    from rollgen.config import GuardsConfig, QualityConfig, ServeConfig, ValidateConfig
 
     drift = []
-    for group, model in (("quality", QualityConfig), ("guards", GuardsConfig), ("validate", ValidateConfig)):
+    for group, model in (("quality", QualityConfig), ("guards", GuardsConfig), ("validate", ValidateConfig),
+                         ("serve", ServeConfig)):
         drift += _drift(model, yaml.safe_load((conf_dir() / group / "default.yaml").read_text()), group)
     checked = 0
     for group in ("server", "policy", "verifier", "integration"):

@@ -275,3 +275,51 @@ def test_a_small_export_warns_and_batch_sizes_can_be_overridden(tmp_path: Path, 
             in launch.stderr)
     config = _load(_launch(out, tmp_path, nemo_rl_dir, 8, "dpo.max_num_steps=3", BATCH_SIZE="2", MICRO_BATCH_SIZE="1"))
     assert config["policy"]["train_global_batch_size"] == 2 and config["dpo"]["max_num_steps"] == 3
+
+
+def test_online_grpo_points_at_rollgen_serve(tmp_path: Path, nemo_rl_dir: Path) -> None:
+    """integration.nemo_rl.online=true: the gym GRPO config starts the bridge server (a NeMo Gym resources server
+    forwarding to `rollgen serve`) and its agent; rows are routed to that agent; train.sh checks the server first."""
+    import py_compile
+
+    import yaml
+
+    from rollgen.integrations.gym_bridge import AGENT, NAME
+    from tests.test_serve import TOKEN, _cfg, serving
+
+    out = _export(tmp_path, RlFormat(validation_fraction=0.25), n_tasks=16, online=True,
+                  serve_url="http://127.0.0.1:1")
+    (tmp_path / "serve").mkdir()
+    with serving(_cfg(tmp_path / "serve")) as (url, _, _):
+        launch = _launch(out, tmp_path, nemo_rl_dir, 8, ROLLGEN_URL=url, ROLLGEN_SERVE_TOKEN=TOKEN)
+        base = {"NEMO_RL_DIR": str(nemo_rl_dir), "NGPUS": "8", "ROLLGEN_URL": url}
+        refused = run_train_sh(out / "train.sh", tmp_path, {**base, "ROLLGEN_SERVE_TOKEN": "wrong-token-123456"},
+                               check=False)
+    assert refused.returncode == 2 and "rollgen serve does not answer" in refused.stderr
+    missing = run_train_sh(out / "train.sh", tmp_path, base, check=False)
+    assert missing.returncode == 2 and "ROLLGEN_SERVE_TOKEN is not set" in missing.stderr
+    assert launch.args[2] == "examples/nemo_gym/run_grpo_nemo_gym.py"
+    config = _load(launch)
+    _check("grpo_gym", out, config, "gym")
+    gym = config["env"]["nemo_gym"]
+    assert config["env"]["should_use_nemo_gym"] is True
+    assert gym["config_paths"][0] == "responses_api_models/vllm_model/configs/vllm_model_for_training.yaml"
+    bridge_config = Path(gym["config_paths"][1])
+    assert bridge_config.is_absolute() and bridge_config.is_file()
+    assert gym[NAME]["resources_servers"][NAME]["rollgen_url"] == url  # train.sh's ROLLGEN_URL reached the server
+    servers = yaml.safe_load(bridge_config.read_text())
+    block = servers[NAME]["resources_servers"][NAME]
+    assert block["entrypoint"] == "app.py" and block["rollgen_token_env"] == "ROLLGEN_SERVE_TOKEN"
+    agent = servers[AGENT]["responses_api_agents"]["simple_agent"]
+    assert agent["resources_server"] == {"type": "resources_servers", "name": NAME}
+    package = bridge_config.parent.parent
+    assert package.parent.name == "resources_servers" and (package / "requirements.txt").is_file()
+    py_compile.compile(str(package / "app.py"), doraise=True)
+    assert f'NEMO_GYM_EXTRA_ROOTS="$HERE/{package.parent.parent.name}' in (out / "train.sh").read_text()
+    assert "start `rollgen serve" in (out / "train.sh").read_text()
+    for split in ("train", "validation"):
+        rows = list(read_jsonl(out / "gym" / f"{split}.jsonl"))
+        assert rows and all(r["agent_ref"] == {"type": "responses_api_agents", "name": AGENT} and r["id"]
+                            for r in rows)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert f"gym_env/resources_servers/{NAME}/app.py" in manifest["files"] and "rollgen serve" in manifest["reward"]

@@ -468,8 +468,10 @@ def test_integration_modules_have_a_small_public_surface() -> None:
                    "write_reward_config"},
         "trl": {"RewardFunction", "TrlIntegration", "reward_function"},
         "verl": {"VerlIntegration", "compute_score", "make_compute_score"},
-        "openrlhf": {"OpenRLHFIntegration", "make_app", "make_reward_func", "response_of"},
+        "openrlhf": {"OpenRLHFIntegration", "make_app", "make_reward_func", "response_of", "reward_body",
+                     "reward_items"},  # the last two: rollgen serve's /get_reward reads and answers OpenRLHF's shape
         "nemo_rl": {"NemoRLIntegration"},
+        "gym_bridge": {"AGENT", "NAME", "write_bridge"},
     }
     for name, names in expected.items():
         module = importlib.import_module(f"rollgen.integrations.{name}")

@@ -48,6 +48,11 @@ NOT_RUN = {
     "policy=openai policy.base_url=http://vllm-node:8000/v1 sampler.responses_create_params.temperature=0.2,0.5,0.7":
         "submits a SLURM job array; tests/test_launchers.py runs it with stand-ins for srun and sbatch and checks "
         "the sbatch script",
+    "ROLLGEN_SERVE_TOKEN=my-long-secret-token rollgen serve server=math serve.port=8765":
+        "serves until stopped; tests/test_serve.py runs `python -m rollgen serve` as a process and stops it with SIGTERM",
+    "curl -s -H \"Authorization: Bearer $ROLLGEN_SERVE_TOKEN\" http://127.0.0.1:8765/verify -d '{\"task\": "
+    "{\"question\": \"What is 7*6?\", \"answer\": \"42\"}, \"completion\": \"7*6 = \\\\boxed{42}\"}'":
+        "needs the server above; tests/test_serve.py sends the same request over HTTP",
 }
 
 QUICKSTART = "python -m rollgen server=math sampler=dpo"
@@ -76,7 +81,7 @@ EXIT = {
 }
 ENDPOINT = "http://localhost:8000/v1"  # in Python blocks: replaced by the fake's URL
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-PROGRAMS = {"python", "rollgen", "pip", "pytest", "bash", "uv"}
+PROGRAMS = {"python", "rollgen", "pip", "pytest", "bash", "uv", "curl"}
 
 
 # ---- reading the README ----------------------------------------------------------------------------

@@ -14,4 +14,5 @@ SUBCOMMANDS = {
     "compare": ("rollgen.commands.compare", "compare the reports of several runs side by side"),
     "tasks": ("rollgen.commands.tasks", "preview the exact messages a run sends for its first tasks"),
     "ray-run": ("rollgen.ray_run", "collect a run's shards as Ray tasks, then merge them (pip install 'rollgen[ray]')"),
+    "serve": ("rollgen.commands.serve", "serve a resource server and its verifier over HTTP for online RL"),
 }

@@ -16,7 +16,10 @@ Written under ``export/nemo_rl/``:
 - rl → ``grpo/<split>.jsonl``: ``{input, output}`` for ``ResponseDataset`` + ``math_hf_data_processor`` +
   ``env_name: math`` (``output`` is the ground truth), and ``gym/<split>.jsonl``: NeMo Gym rows
   ``{responses_create_params: {input, tools?}, question, expected_answer[, agent_ref]}`` for
-  ``NemoGymDataset`` + ``nemo_gym_data_processor``;
+  ``NemoGymDataset`` + ``nemo_gym_data_processor``; with ``online: true`` the gym GRPO config is scored live
+  by ``rollgen serve`` (``rollgen.integrations.gym_bridge``: a NeMo Gym resources server forwarding to it is
+  written to ``gym_env/``, ``env.nemo_gym.config_paths`` names its config, rows' ``agent_ref`` its agent and
+  their ``id`` the served task; train.sh checks that rollgen serve answers before it starts);
 - kto → nothing: NeMo-RL has no KTO algorithm;
 - ``<algorithm>.yaml``: a config with ``data: {_override_: true, ...}`` (our files replace the example's
   datasets; the section keeps every key NeMo-RL's code reads, ``use_multiple_dataloader`` included, and
@@ -37,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rollgen.integrations import Integration
 from rollgen.integrations.common import BATCH_FUNCTIONS, Export, micro_and_global_batch, user_text
+from rollgen.integrations.gym_bridge import AGENT, NAME, write_bridge
 from rollgen.jsonl import write_jsonl
 
 __all__ = ["NemoRLIntegration"]
@@ -50,6 +54,15 @@ GYM_ENV = {"should_use_nemo_gym": True, "nemo_gym": {
                      "resources_servers/math_with_judge/configs/math_with_judge.yaml"],
     "math_with_judge": {"resources_servers": {"math_with_judge": {"judge_model_server": {"name": "policy_model"},
                                                                   "should_use_judge": False}}}}}
+
+GYM_ROOT = "gym_env"  # the bridge server package's extra root for NeMo Gym (NEMO_GYM_EXTRA_ROOTS)
+# train.sh, online: rollgen serve must answer, with the token, before NeMo-RL starts its Gym servers.
+ONLINE_CHECK = """if [ -z "${TOKEN_ENV:-}" ]; then
+  echo "train.sh: TOKEN_ENV is not set: start \\`rollgen serve\\` first and export the token it printed" >&2; exit 2
+fi
+if ! curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN_ENV" -X POST "$ROLLGEN_URL/close_session" -d '{}'; then
+  echo "train.sh: rollgen serve does not answer at $ROLLGEN_URL (or the token is wrong): start it first" >&2; exit 2
+fi"""
 
 
 def _data_section(files: dict[str, Path], dataset_name: str, default: dict[str, Any],
@@ -79,10 +92,16 @@ class NemoRLIntegration(Integration):
                                                              "each row by it; null = none)")
         rl_dataset: Literal["math", "gym"] = Field(
             "math", description="which GRPO config train.sh runs: math (ResponseDataset) | gym (NemoGymDataset)")
+        online: bool = Field(False, description="GRPO scored live by `rollgen serve` (its verifier and tools, through "
+                                                "a NeMo Gym server the export writes); implies rl_dataset=gym")
+        serve_url: str = Field("http://127.0.0.1:8765", description="online: where `rollgen serve` listens "
+                                                                     "(as seen from the NeMo Gym servers)")
+        serve_token_env: str = Field("ROLLGEN_SERVE_TOKEN", description="online: the environment variable that "
+                                                                        "holds rollgen serve's token")
 
         @model_validator(mode="after")
         def _gym_needs_an_agent(self) -> NemoRLIntegration.Params:
-            if self.rl_dataset == "gym" and not self.gym_agent:
+            if self.rl_dataset == "gym" and not self.gym_agent and not self.online:
                 raise ValueError("rl_dataset=gym needs gym_agent: NeMo-RL routes every NeMo Gym row by agent_ref.name")
             return self
 
@@ -104,10 +123,22 @@ class NemoRLIntegration(Integration):
         text = yaml.safe_dump(body, sort_keys=False, allow_unicode=True)
         ex.write_text(f"{name}.yaml", f"# NeMo-RL {name} config from rollgen (train.sh adds `defaults:`).\n{text}")
 
-    def _script(self, ex: Export, ours: str, base: str, script: str, setup: str, overrides: list[str]) -> None:
-        """train.sh: ``ours``.yaml on top of NeMo-RL's ``base`` config, run by its example ``script``."""
+    def _script(self, ex: Export, ours: str, base: str, script: str, setup: str, overrides: list[str],
+                online: bool = False) -> None:
+        """train.sh: ``ours``.yaml on top of NeMo-RL's ``base`` config, run by its example ``script``; ``online``:
+        it first checks that ``rollgen serve`` answers, and lets NeMo Gym find the bridge server."""
+        p = self.params
+        env = {"NEMO_RL_DIR": p.nemo_rl_dir, "MODEL": p.model, "NGPUS": str(p.n_gpus_per_node)}
+        header = ""
+        if online:
+            header = (f"Online: start `rollgen serve server=<the run's server> [its overrides]` first (it prints the\n"
+                      f"token; export {p.serve_token_env}=<token>); rewards and tools come from it, at ROLLGEN_URL.\n")
+            env["ROLLGEN_URL"] = p.serve_url
+            setup += ("\n" + ONLINE_CHECK.replace("TOKEN_ENV", p.serve_token_env)
+                      + f'\nexport NEMO_GYM_EXTRA_ROOTS="$HERE/{GYM_ROOT}${{NEMO_GYM_EXTRA_ROOTS:+:$NEMO_GYM_EXTRA_ROOTS}}"')
+            overrides = [*overrides, f"env.nemo_gym.{NAME}.resources_servers.{NAME}.rollgen_url=$ROLLGEN_URL"]
         ex.write_script(
-            f"NeMo-RL {ours} on rollgen's export (matched {MATCHED}).\n"
+            f"NeMo-RL {ours} on rollgen's export (matched {MATCHED}).\n{header}"
             "Usage: NEMO_RL_DIR=<NeMo-RL checkout> MODEL=<hf id or path> NGPUS=<n> bash train.sh [key=value ...]\n"
             "BATCH_SIZE, MICRO_BATCH_SIZE (and for GRPO ROLLOUT_N) replace the values derived from the row counts\n"
             "and NGPUS.",
@@ -117,8 +148,7 @@ class NemoRLIntegration(Integration):
              ["uv", "run", "python", f"examples/{script}", "--config", f"$HERE/{ours}.resolved.yaml",
               "policy.model_name=$MODEL", "policy.tokenizer.name=$MODEL", "cluster.gpus_per_node=$NGPUS",
               *overrides, f"checkpointing.checkpoint_dir=$HERE/checkpoints/{ours}"]],
-            {"NEMO_RL_DIR": self.params.nemo_rl_dir, "MODEL": self.params.model,
-             "NGPUS": str(self.params.n_gpus_per_node)}, setup=setup)
+            env, setup=setup)
         ex.manifest["command"] = "bash train.sh"
 
     def _sft(self, ex: Export, dataset_dir: Path) -> dict[str, Any]:
@@ -165,6 +195,7 @@ class NemoRLIntegration(Integration):
     def _rl(self, ex: Export, dataset_dir: Path) -> dict[str, Any]:
         p = self.params
         system_prompts: set[str] = set()
+        agent = AGENT if p.online else p.gym_agent
 
         def math_row(row: dict[str, Any], split: str, i: int) -> dict[str, Any] | None:
             if row.get("ground_truth") is None:
@@ -181,8 +212,10 @@ class NemoRLIntegration(Integration):
                 params["tools"] = [_responses_tool(t) for t in row["tools"]]
             out: dict[str, Any] = {"responses_create_params": params, "question": user_text(row["prompt"]),
                                    "expected_answer": str(row["ground_truth"])}
-            if p.gym_agent:
-                out["agent_ref"] = {"name": p.gym_agent}
+            if p.online and row.get("task_id") is not None:
+                out["id"] = str(row["task_id"])  # rollgen serve scores the served task of this id
+            if agent:
+                out["agent_ref"] = {"type": "responses_api_agents", "name": agent} if p.online else {"name": agent}
             return out
 
         files = ex.write_splits(dataset_dir, "grpo", math_row, write_jsonl, ".jsonl")
@@ -211,16 +244,32 @@ class NemoRLIntegration(Integration):
                                               "processor": "nemo_gym_data_processor", "env_name": "nemo_gym"},
                 {"max_input_seq_length": None, "use_multiple_dataloader": False}),
                 {**off, "grpo": {"max_val_samples": None, "val_batch_size": None, **off.get("grpo", {})},
-                 "env": GYM_ENV,
+                 "env": self._gym_env(ex),
                  "policy": {"generation": {"vllm_cfg": {"async_engine": True, "expose_http_server": True}}}})
-        if p.rl_dataset == "gym" and "train" in gym_files:
+        if (p.rl_dataset == "gym" or p.online) and "train" in gym_files:
             self._script(ex, "grpo_gym", "grpo_math_1B.yaml", "nemo_gym/run_grpo_nemo_gym.py",
-                         *_grpo_batches(ex, gym_files, validation=False))
+                         *_grpo_batches(ex, gym_files, validation=False), online=p.online)
         else:
             self._script(ex, "grpo_math", "grpo_math_1B.yaml", "run_grpo.py", *_grpo_batches(ex, files, validation=True))
-        ex.manifest["notes"].append("NeMo-RL scores GRPO with its own environment (math: hf_math_verify; nemo_gym: the "
-                                    "Gym resources server); serving rollgen's verifier to it is a later issue")
+        if p.online:
+            ex.manifest["reward"] = (f"online: rollgen serve at {p.serve_url} (its verifier and tools), reached "
+                                     f"through the NeMo Gym server gym_env/resources_servers/{NAME}; start "
+                                     "`rollgen serve` before train.sh")
+        else:
+            ex.manifest["notes"].append("NeMo-RL scores GRPO with its own environment (math: hf_math_verify; nemo_gym: "
+                                        "the Gym resources server); integration.nemo_rl.online=true scores it with "
+                                        "rollgen's verifier through `rollgen serve`")
         return ex.finish()
+
+    def _gym_env(self, ex: Export) -> dict[str, Any]:
+        """``env:`` of the gym GRPO config: NeMo Gym's math_with_judge, or online the rollgen serve bridge."""
+        p = self.params
+        if not p.online:
+            return GYM_ENV
+        config = write_bridge(ex, GYM_ROOT, p.serve_url, p.serve_token_env)
+        return {"should_use_nemo_gym": True, "nemo_gym": {
+            "config_paths": [GYM_ENV["nemo_gym"]["config_paths"][0], str(config.resolve())],
+            NAME: {"resources_servers": {NAME: {"rollgen_url": p.serve_url}}}}}  # train.sh overrides it (ROLLGEN_URL)
 
 
 def _no_validation(files: dict[str, Path], algorithm: str) -> dict[str, Any]:

@@ -55,7 +55,7 @@ from rollgen.integrations.reward import (
 from rollgen.jsonl import write_jsonl
 from rollgen.runtime import Runtime
 
-__all__ = ["OpenRLHFIntegration", "make_app", "make_reward_func", "response_of"]
+__all__ = ["OpenRLHFIntegration", "make_app", "make_reward_func", "response_of", "reward_body", "reward_items"]
 
 MATCHED = "openrlhf 0.11.2 (PyPI; openrlhf/datasets/*.py, openrlhf/utils/agent.py, openrlhf/cli/train_*.py)"
 
@@ -92,13 +92,16 @@ def response_of(query: str, prompt: str) -> str:
     return _TRAILING_SPECIAL.sub("", text).strip()
 
 
-def _items(queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any]) -> list[Item]:
+def reward_items(queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any]) -> list[Item]:
+    """The scorer's items of one OpenRLHF request: each response (query minus prompt), label, prompt.
+    Raises ValueError when the three lists differ in length."""
     if not len(queries) == len(prompts) == len(labels):
         raise ValueError(f"query, prompts and labels differ in length ({len(queries)}, {len(prompts)}, {len(labels)})")
     return [(response_of(q, p), label, p, "stop") for q, p, label in zip(queries, prompts, labels, strict=True)]
 
 
-def _result(results: list[Scored]) -> dict[str, Any]:
+def reward_body(results: list[Scored]) -> dict[str, Any]:
+    """OpenRLHF's answer: ``rewards``, ``scores`` (the same) and ``extra_logs`` (1.0 where the verifier failed)."""
     rewards = [float(r or 0.0) for r, _ in results]
     errors = [float("verifier_error" in d) for _, d in results]
     return {"rewards": rewards, "scores": rewards, "extra_logs": {"rollgen_verifier_error": errors}}
@@ -106,7 +109,7 @@ def _result(results: list[Scored]) -> dict[str, Any]:
 
 def _batch(scorer: RewardScorer, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any]
            ) -> dict[str, Any]:
-    return _result(scorer.score_many(_items(queries, prompts, labels)))
+    return reward_body(scorer.score_many(reward_items(queries, prompts, labels)))
 
 
 def make_reward_func(config: str | os.PathLike[str] | None = None) -> Any:
@@ -153,10 +156,10 @@ def make_app(scorer: RewardScorer, token: str) -> web.Application:
         except (ValueError, KeyError, TypeError) as e:
             return web.json_response({"error": f"bad request: {e}"}, status=400)
         try:
-            items = _items(queries, prompts, labels)
+            items = reward_items(queries, prompts, labels)
         except ValueError as e:
             return web.json_response({"error": str(e)}, status=400)
-        return web.json_response(_result(await ascorer.score_many(items)))
+        return web.json_response(reward_body(await ascorer.score_many(items)))
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

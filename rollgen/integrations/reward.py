@@ -170,15 +170,12 @@ class AsyncRewardScorer(_Spec):
                     finish_reason: str | None = "stop") -> Scored:
         """One completion: ``(reward, details)``; reward None when the verifier could not verify (details
         then hold ``verifier_error``)."""
-        if self._verifier is None:
-            raise RuntimeError("AsyncRewardScorer is not started: `async with scorer:` or "
-                               "`await runtime.attach(scorer)`")
         text = prompt_text(prompt)
         task = Task(id="reward", messages=[{"role": "user", "content": text}], answer=ground_truth)
         rollout = Rollout(id="reward#0", task_id=task.id, repeat=0,
                           messages=[*task.chat(), {"role": "assistant", "content": completion}],
                           completion=completion, status="ok", finish_reason=finish_reason)
-        await score(self._verifier, task, rollout)
+        await self.score_rollout(task, rollout)
         if rollout.status == "verifier_error":
             return None, {"verifier_error": rollout.error}
         return rollout.reward, {**rollout.reward_details, "verifier": rollout.verifier}
@@ -186,6 +183,14 @@ class AsyncRewardScorer(_Spec):
     async def score_many(self, items: Sequence[Item]) -> list[Scored]:
         """Score ``(completion, ground_truth, prompt, finish_reason)`` items concurrently, in order."""
         return list(await asyncio.gather(*(self.score(*item) for item in items)))
+
+    async def score_rollout(self, task: Task, rollout: Rollout) -> Rollout:
+        """The rollout unit's verify step on a whole ``rollout`` of ``task`` (a served environment's): sets its
+        ``reward``, ``reward_details``, ``verifier``, or status ``verifier_error``. Returns ``rollout``."""
+        if self._verifier is None:
+            raise RuntimeError("AsyncRewardScorer is not started: `async with scorer:` or "
+                               "`await runtime.attach(scorer)`")
+        return await score(self._verifier, task, rollout)
 
 
 class RewardScorer(_Spec):
