@@ -97,20 +97,23 @@ def _curves(kmax: int, groups: Iterable[Sequence[tuple[Any, bool]]], n_groups: i
 
 
 class PassCurves:
-    """pass@k and maj@k gathered one verified rollout at a time, in 8 bytes each (its answer's hash and whether
-    it passed), so a million rollouts need no more than a few MB."""
+    """pass@k and maj@k gathered one verified rollout at a time, in 12 bytes each (its task's code, its answer's hash
+    and whether it passed) in flat arrays, so a million rollouts need a few MB and no object per task."""
 
     _MASK = (1 << 61) - 1
 
     def __init__(self) -> None:
-        self.groups: dict[str, array[int]] = {}
+        self._codes: dict[str, int] = {}
+        self._task = array("i")
+        self._value = array("q")
 
-    def add(self, task_id: str, answer: Any, ok: bool) -> None:
-        """One verified rollout of ``task_id``: its extracted answer (None: none) and whether it ``passed``."""
-        codes = self.groups.get(task_id)
-        if codes is None:
-            codes = self.groups[task_id] = array("q")
-        codes.append(self._code(answer) << 1 | bool(ok))
+    def add(self, task_id: str, answer: Any, ok: bool, code: int | None = None) -> None:
+        """One verified rollout of ``task_id``: its extracted answer (None: none) and whether it ``passed``. ``code``:
+        the caller's own dense number for ``task_id`` (the same for every rollout of it), saving a lookup here."""
+        if code is None:
+            code = self._codes.setdefault(task_id, len(self._codes))
+        self._task.append(code)
+        self._value.append(self._code(answer) << 1 | bool(ok))
 
     @classmethod
     def _code(cls, answer: Any) -> int:
@@ -119,9 +122,31 @@ class PassCurves:
         key = answer if isinstance(answer, str) else ("json", json.dumps(answer, sort_keys=True, default=str))
         return (hash(key) & cls._MASK) + 1  # equal answers, equal codes (maj@k only compares answers)
 
+    def _groups(self) -> list[list[int]]:
+        """Each task's values in file order, tasks in the order of their first verified rollout."""
+        import numpy as np
+
+        if not len(self._task):
+            return []
+        task = np.frombuffer(self._task, dtype=np.int32)
+        first = np.full(int(task.max()) + 1, len(task), dtype=np.int64)
+        np.minimum.at(first, task, np.arange(len(task)))
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+        key = rank[task]
+        values = np.frombuffer(self._value, dtype=np.int64)[np.argsort(key, kind="stable")].tolist()
+        ends = np.cumsum(np.bincount(key)).tolist()
+        out, start = [], 0
+        for end in ends:
+            if end > start:
+                out.append(values[start:end])
+            start = end
+        return out
+
     def curves(self) -> dict[str, dict[int, float]]:
-        decoded = ([(c >> 1 or None, bool(c & 1)) for c in codes] for codes in self.groups.values())
-        return _curves(min((len(v) for v in self.groups.values()), default=0), decoded, len(self.groups))
+        groups = self._groups()
+        decoded = ([(c >> 1 or None, bool(c & 1)) for c in codes] for codes in groups)
+        return _curves(min((len(v) for v in groups), default=0), decoded, len(groups))
 
 
 def repeat_groups(rollouts: str | Path) -> dict[str, list[tuple[str | None, bool]]]:

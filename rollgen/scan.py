@@ -98,7 +98,7 @@ def _scan(rows: Iterable[dict[str, Any]], pass_threshold: float) -> RolloutScan:
         total[i] += reward
         total_sq[i] += reward * reward
         tally[i] += ok if pass_threshold == PASS_THRESHOLD else passed(reward, pass_threshold)
-        curves.add(task_id, (r.get("reward_details") or {}).get("extracted"), ok)
+        curves.add(task_id, (r.get("reward_details") or {}).get("extracted"), ok, i)
     stats = RolloutStats(
         tasks=len(index), rollouts=sum(statuses.values()), by_status=dict(sorted(statuses.items())),
         mean_reward=round(reward_sum / rewarded, 6) if rewarded else None,

@@ -358,11 +358,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-concurrency", type=int, default=None, help="requests served at once (with --latency)")
     ap.add_argument("--alternate", action="store_true", help="right and wrong answers by turns for each prompt")
+    ap.add_argument("--varied", action="store_true", help="word each reply differently, as a sampled model does")
     args = ap.parse_args()
     faults = {k: float(v) for k, v in (item.split("=") for item in args.faults.split(",") if item)}
     fake = FakeOpenAI(latency_s=args.latency, correct_rate=args.correct_rate, error_rate=args.error_rate,
                       mode=args.mode, faults=faults, seed=args.seed, retry_after_s=0.001,
-                      alternate=args.alternate, max_concurrency=args.max_concurrency)
+                      alternate=args.alternate, max_concurrency=args.max_concurrency, varied=args.varied)
 
     async def serve() -> None:
         async with RunningFake(fake, port=args.port) as url:

@@ -66,11 +66,11 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
     groups = PromptGroups(src.near_dedup)
     make = FORMATS[cfg.kind].rows
     with Reader(src) as reader, open(rows_tmp, "w", encoding="utf-8") as tmp:
-        curated = sum(len(entries) for entries in reader.groups.values())
+        curated = len(reader.index)
         ctx = Context(cfg, reader, seed)
         for task_id in reader.task_ids():
             n = 0
-            for row in make(ctx, task_id, reader.groups[task_id]):
+            for row in make(ctx, task_id, reader.entries(task_id)):
                 label = row.get("label") if cfg.kind == "kto" else None
                 h = task_hash(str(row.get("rollout_id")), seed)
                 if label is not None:

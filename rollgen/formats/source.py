@@ -1,7 +1,7 @@
 """What the format stage reads: curated rollouts (by file offset), the tasks, the server's tools, the verifier.
 
-Memory stays small: per rollout the index keeps a reward, a repeat and a byte offset; rollouts are read
-back one task at a time. A run hands its stage what it knows (``Source.of_config``: its saved config, its
+Memory stays small: per rollout the index keeps a reward, a repeat and a byte offset in numpy columns
+(``RolloutIndex``); rollouts are read back one task at a time. A run hands its stage what it knows (``Source.of_config``: its saved config, its
 server's tools, the collection's one pass over the rollouts); ``Source.of_run`` finds the same beside a
 ``curated.jsonl`` on disk, for a dataset built apart from its run.
 """
@@ -9,14 +9,16 @@ server's tools, the collection's one pass over the rollouts); ``Source.of_run`` 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections import defaultdict
+from array import array
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+import numpy as np
 from pydantic import ValidationError
 
 from rollgen import jsonl
@@ -24,7 +26,7 @@ from rollgen.metrics import PASS_THRESHOLD
 from rollgen.results import TaskStats
 from rollgen.scan import RolloutScan, scan_rollouts
 
-__all__ = ["Entry", "Reader", "Source", "TaskStats", "server_tools"]
+__all__ = ["Entry", "Reader", "RolloutIndex", "Source", "TaskStats", "server_tools"]
 
 
 class Entry(NamedTuple):
@@ -92,13 +94,42 @@ def server_tools(server: dict[str, Any] | None) -> tuple[list[dict[str, Any]] | 
         return None, f"server tools unknown ({server.get('_target_')}: {e}); rows carry no 'tools' column"
 
 
-def index_rollouts(path: os.PathLike[str]) -> dict[str, list[Entry]]:
-    """Per task, the reward, repeat and file offset of each rollout: a few bytes each, not whole rollouts."""
-    groups: dict[str, list[Entry]] = defaultdict(list)
-    for line in jsonl.lines(path):
-        r = jsonl.parse(path, line)
-        groups[r["task_id"]].append(Entry(r.get("reward"), r.get("repeat", 0), line.offset))
-    return groups
+_KINDS: tuple[Any, ...] = (float, int, bool, type(None))
+
+
+class RolloutIndex:
+    """Per task, the reward, repeat and file offset of each of its rollouts, in file order: numpy columns (24 bytes a
+    rollout) and one code per task id, never an object per rollout."""
+
+    def __init__(self, path: os.PathLike[str]):
+        codes: dict[str, int] = {}
+        task, repeat, reward, offset = array("i"), array("i"), array("d"), array("q")
+        kind = bytearray()  # the reward's JSON type, given back as it was read: float, int, bool or None
+        for line in jsonl.lines(path):
+            r = jsonl.parse(path, line)
+            task.append(codes.setdefault(r["task_id"], len(codes)))
+            repeat.append(r.get("repeat", 0))
+            value = r.get("reward")
+            kind.append(_KINDS.index(type(value)) if type(value) in _KINDS else 0)
+            reward.append(math.nan if value is None else value)
+            offset.append(line.offset)
+        self._codes = codes
+        t = np.frombuffer(task, dtype=np.int32)
+        self._order = np.argsort(t, kind="stable")  # rows of each task together, in file order
+        self._start = np.searchsorted(t[self._order], np.arange(len(codes) + 1))
+        self._repeat, self._reward, self._offset, self._kind = repeat, reward, offset, kind
+
+    def __len__(self) -> int:
+        return len(self._offset)
+
+    def task_ids(self) -> list[str]:
+        return sorted(self._codes)
+
+    def entries(self, task_id: str) -> list[Entry]:
+        code = self._codes[task_id]
+        rows = self._order[self._start[code]:self._start[code + 1]].tolist()
+        return [Entry(_KINDS[self._kind[i]](self._reward[i]) if self._kind[i] != 3 else None, self._repeat[i],
+                      self._offset[i]) for i in rows]
 
 
 def _offsets(path: os.PathLike[str]) -> dict[str, int]:
@@ -114,7 +145,7 @@ class Reader:
 
     def __init__(self, source: Source):
         self.source = source
-        self.groups = index_rollouts(source.curated)
+        self.index = RolloutIndex(source.curated)
         self.task_offsets = _offsets(source.tasks) if source.tasks else {}
         self._stack = ExitStack()
         self._curated: IO[bytes] | None = None
@@ -130,7 +161,11 @@ class Reader:
         self._stack.close()
 
     def task_ids(self) -> Iterator[str]:
-        return iter(sorted(self.groups))
+        return iter(self.index.task_ids())
+
+    def entries(self, task_id: str) -> list[Entry]:
+        """``task_id``'s curated rollouts, in file order."""
+        return self.index.entries(task_id)
 
     def rollout(self, offset: int) -> dict[str, Any]:
         assert self._curated is not None

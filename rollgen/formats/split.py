@@ -89,7 +89,7 @@ class PromptGroups:
     def groups(self) -> dict[str, str]:
         if not self.near or len(self._sigs) < 2:
             return dict(self.tasks)
-        from rollgen.quality.dedup import near_groups
+        from rollgen.quality.lsh import near_groups
 
         keys = list(self._sigs)
         sigs = self._hasher.densify(np.stack([self._sigs[k] for k in keys]))

@@ -30,7 +30,8 @@ __all__ = ["Curation", "curate", "format_funnel"]
 
 def _read_tasks(tasks: os.PathLike[str] | None, keys: set[str], answers: bool
                 ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """From the run's tasks.jsonl: task id -> the metadata values under ``keys`` (top-level key names), and
+    """From the run's tasks.jsonl: task id -> the metadata values under ``keys`` (top-level key names; tasks with none
+    of them are absent), and
     (when ``answers``) task id -> the key of its gold answer (``text.answer_key``; tasks without one left out)."""
     meta: dict[str, dict[str, Any]] = {}
     gold: dict[str, int] = {}
@@ -38,9 +39,8 @@ def _read_tasks(tasks: os.PathLike[str] | None, keys: set[str], answers: bool
         return meta, gold
     for row in read_jsonl(tasks):
         task_id = str(row.get("id"))
-        if keys:
-            m = row.get("metadata") or {}
-            meta[task_id] = {k: m[k] for k in keys if k in m}
+        if keys and (m := row.get("metadata")) and (found := {k: m[k] for k in keys if k in m}):
+            meta[task_id] = found  # tasks without any of the keys are left out (no empty dict per task)
         if answers and (key := answer_key(row.get("answer"))):
             gold[task_id] = key
     return meta, gold

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from rollgen.quality.text import MinHasher, P, mix, shingles, skeletons, word_spans
+from rollgen.quality.text import PROMPT_SALT, MinHasher, P, mix, shingles, skeletons, word_spans
 
 __all__ = ["Batch"]
 
@@ -91,4 +91,18 @@ class Batch:
         if key not in self._cache:
             h, r = self.shingles(n)
             self._cache[key] = hasher.signatures(h, r, self.size)
+        return self._cache[key]
+
+    def prompt_signatures(self, hasher: MinHasher, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """For rows that are prompts: the MinHash signature of each one's ``text.prompt_shingles`` (its shingles
+        salted with its skeleton), and the number of distinct shingles of each."""
+        key = ("prompt_signatures", n, id(hasher))
+        if key not in self._cache:
+            h, r = self.shingles(n)
+            h = h ^ mix(self.skeletons() ^ np.uint64(PROMPT_SALT))[r]
+            order = np.lexsort((h, r))  # by row, then hash
+            hs, rs = h[order], r[order]
+            first = np.r_[True, (hs[1:] != hs[:-1]) | (rs[1:] != rs[:-1])] if len(hs) else np.zeros(0, bool)
+            sizes = np.bincount(rs[first], minlength=self.size)
+            self._cache[key] = hasher.signatures(h, r, self.size), sizes
         return self._cache[key]

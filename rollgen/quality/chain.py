@@ -11,6 +11,7 @@ Pass 2 copies each raw line to ``curated.jsonl`` or, wrapped with the filter and
 from __future__ import annotations
 
 import json
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,31 @@ from rollgen.quality.view import Reason, Rows, RowView
 __all__ = ["build", "run_chain"]
 
 BATCH = 256  # rows parsed and hashed together (a few MB of text features)
+
+
+class Reasons:
+    """Why each dropped row was dropped, compactly: a code per row into a table of distinct ``(label, detail)``
+    pairs (most details repeat: "reward 0", an error message), not a tuple and a dict entry per row."""
+
+    def __init__(self) -> None:
+        self._table: list[Reason] = []
+        self._code_of: dict[Reason, int] = {}
+        self._codes = array("i")  # per row: its reason's code, or -1
+
+    def set(self, i: int, reason: Reason) -> None:
+        code = self._code_of.get(reason)
+        if code is None:
+            code = self._code_of[reason] = len(self._table)
+            self._table.append(reason)
+        if i >= len(self._codes):
+            self._codes.extend([-1] * (i + 1 - len(self._codes)))
+        self._codes[i] = code
+
+    def label(self, i: int) -> str:
+        return self._table[self._codes[i]][0]
+
+    def __getitem__(self, i: int) -> Reason:
+        return self._table[self._codes[i]]
 
 
 def build(cfg: QualityConfig, task_meta: dict[str, dict[str, Any]],
@@ -63,43 +89,45 @@ def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, re
             steps.append((pos, True, f.check))
         elif isinstance(f, GroupFilter) and f.observes:  # the other group filters wait for pass 1 to end
             steps.append((pos, False, f.observe))
-    first_fail: dict[int, tuple[int, Reason]] = {}
+    reasons = Reasons()
+    fail_pos = array("h")  # per row: the chain position of the row filter that dropped it in pass 1, or -1
     for batch, offsets in _batches(rollouts):
         views = rows.add(batch, offsets)
         for observe in observers:
             observe(views)
         for view in views:
+            fail_pos.append(-1)
             for pos, is_row, step in steps:
                 if not is_row:
                     step(view)
                 elif (reason := step(view)) is not None:
-                    first_fail[view.index] = pos, reason
+                    fail_pos[view.index] = pos
+                    reasons.set(view.index, reason)
                     break
     rows.freeze()
 
     dropped_by = np.full(len(rows), -1, dtype=np.int16)
-    reasons: dict[int, Reason] = {}
-    fail_at: dict[int, list[int]] = {}
-    for i, (pos, _) in first_fail.items():
-        fail_at.setdefault(pos, []).append(i)
+    first_fail = np.frombuffer(fail_pos, dtype=np.int16) if len(fail_pos) else np.zeros(0, np.int16)
     funnel = []
     alive = len(rows)
     try:
         for pos, (name, f) in enumerate(chain):
             if isinstance(f, GroupFilter):
                 drops = f.decide(np.flatnonzero(dropped_by < 0), rows) if alive else {}
+                for i, reason in drops.items():
+                    reasons.set(i, reason)
+                labels = Counter(label for label, _ in drops.values())
+                dropped = np.fromiter(drops, dtype=np.int64, count=len(drops))
             else:
-                drops = {i: first_fail[i][1] for i in fail_at.get(pos, []) if dropped_by[i] < 0}
-            for i, reason in drops.items():
-                dropped_by[i] = pos
-                reasons[i] = reason
-            labels = Counter(label for label, _ in drops.values())
-            step = {"filter": name, "in": alive, "out": alive - len(drops), "dropped": len(drops),
+                dropped = np.flatnonzero((first_fail == pos) & (dropped_by < 0))
+                labels = Counter(reasons.label(i) for i in dropped.tolist())
+            dropped_by[dropped] = pos
+            step = {"filter": name, "in": alive, "out": alive - len(dropped), "dropped": len(dropped),
                     "reasons": dict(labels.most_common())}
             if isinstance(f, GroupFilter) and f.notes:  # what it saw but did not drop (e.g. kept apart by dedup)
                 step["notes"] = dict(f.notes)
             funnel.append(step)
-            alive -= len(drops)
+            alive -= len(dropped)
     finally:
         rows.close()
 
@@ -107,7 +135,7 @@ def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, re
     return rows, dropped_by, funnel
 
 
-def _write(rollouts: Path, curated: Path, rejected: Path, dropped_by: np.ndarray, reasons: dict[int, Reason],
+def _write(rollouts: Path, curated: Path, rejected: Path, dropped_by: np.ndarray, reasons: Reasons,
            names: list[str]) -> None:
     """Pass 2: each raw line to curated, or wrapped to rejected; both written to temp files, then renamed."""
     who = dropped_by.tolist()

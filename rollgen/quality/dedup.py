@@ -16,16 +16,15 @@ What keeps distinct problems apart:
   read back from the file, to reach the threshold.
 
 What they prevented is counted in ``notes`` (the funnel shows it). The first pass stores 8 bytes
-(exact) or one uint32 signature of ``num_perm`` values (near) per row or per task; clusters are formed
-afterwards, over the rows still alive, best reward first.
+(exact) or, for near, the LSH band keys (8 bytes a band) per row or per task, the signatures themselves going
+to a temp file (``lsh.SignatureStore``); clusters are formed afterwards, over the rows still alive, best
+reward first.
 """
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,10 +32,11 @@ import numpy as np
 from rollgen import config as c
 from rollgen.quality.groupfilters import task_stats
 from rollgen.quality.registry import FILTERS, GroupFilter, Inputs
+from rollgen.quality.lsh import BandIndex, SignatureStore, slack
 from rollgen.quality.text import MinHasher, exact_key, mix, prompt_shingles, shingles, sorted_common, sorted_set, words
 from rollgen.quality.view import Reason, Rows, RowView, prompt_text
 
-__all__ = ["BandIndex", "ExactDedup", "NearDedup", "near_groups"]
+__all__ = ["ExactDedup", "NearDedup"]
 
 MAX_CONFIRM = 8  # candidates checked with the exact Jaccard per unit, best estimate first
 SHINGLE_CACHE = 4096  # shingle sets kept (cluster representatives are compared again and again)
@@ -59,11 +59,6 @@ def _units(cand: np.ndarray, rows: Rows, by_task: bool) -> tuple[np.ndarray, np.
     rank = np.empty(len(tasks), dtype=np.int64)
     rank[order] = np.arange(len(tasks))
     return tasks[order], rank[group]
-
-
-def slack(threshold: float, num_perm: int) -> float:
-    """Three standard errors of a MinHash estimate at ``threshold``: candidates are confirmed from there up."""
-    return 3.0 * math.sqrt(threshold * (1.0 - threshold) / num_perm)
 
 
 class _Dedup(GroupFilter):
@@ -138,37 +133,46 @@ class NearDedup(_Dedup):
         super().__init__(p.field, answers)
         self.p = p
         self.hasher = MinHasher(p.num_perm, p.seed, p.scheme)
-        self._sigs = bytearray()
-        self._task_sig: dict[int, np.ndarray] = {}
-        self._task_row: dict[int, int] = {}  # task -> a row of it, to read its prompt back
-        self._prompt_size: dict[int, int] = {}  # task -> distinct prompt shingles
+        self.index = BandIndex(p.threshold, p.num_perm)
+        self.store = SignatureStore(self.hasher, self.index)  # one signature per observed row, or per task (prompt)
+        self._seen = bytearray()  # by task code: 1 once its prompt was hashed (``field: prompt``)
+        self._task_row = array("q")  # by task code: a row of it, to read its prompt back (``field: prompt``)
+        self._task_unit = array("q")  # by task code: its place in the store (``field: prompt``)
+        self._recent: OrderedDict[int, np.ndarray] = OrderedDict()  # prompt signatures of recent tasks
         self._sets: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
     def _prompt_sig(self, v: RowView) -> np.ndarray:
-        sig = self._task_sig.get(v.task)
+        """The prompt's signature; the rollouts of a task come close together, so recent tasks' are kept."""
+        sig = self._recent.get(v.task)
         if sig is None:
-            self._task_row[v.task] = v.index
-            sh = prompt_shingles(v.prompt, self.p.ngram, v.prompt_words, v.prompt_skeleton)
-            if self.field == "prompt_completion":  # two answers to one prompt: its part of their Jaccard
-                self._prompt_size[v.task] = len(set(sh.tolist()))
-            sig = self._task_sig[v.task] = self.hasher.signature(sh)
+            sig = self._recent[v.task] = v.prompt_signature(self.hasher, self.p.ngram)[0]
+            if len(self._recent) > SHINGLE_CACHE:
+                self._recent.popitem(last=False)
         return sig
 
     def observe(self, v: RowView) -> None:
         if self.by_task:
-            self._prompt_sig(v)
+            while len(self._seen) <= v.task:
+                self._seen.append(0)
+                self._task_row.append(-1)
+                self._task_unit.append(-1)
+            if not self._seen[v.task]:
+                self._seen[v.task] = 1
+                self._task_row[v.task] = v.index
+                self._task_unit[v.task] = self.store.n
+                self.store.add(v.prompt_signature(self.hasher, self.p.ngram)[0])
             return
         sig = v.signature(self.hasher, self.p.ngram)
         if self.field == "prompt_completion":  # MinHash of a union: element-wise minimum
             sig = np.minimum(sig, self._prompt_sig(v))
         self._rows.append(v.index)
-        self._sigs += sig.tobytes()
+        self.store.add(sig)
 
-    def _prompt_set(self, task: int, rows: Rows) -> np.ndarray:
-        """A task's exact prompt shingles (``sorted_set``), from a row of it read back from the rollouts file."""
+    def _prompt_set(self, task: int, row_index: int, rows: Rows) -> np.ndarray:
+        """A task's exact prompt shingles (``sorted_set``), from a row of it (``row_index``) read back from the file."""
         got = self._get(("prompt", task))
         if got is None:
-            row = rows.read(self._task_row[task])
+            row = rows.read(row_index)
             got = self._put(("prompt", task), sorted_set(
                 prompt_shingles(prompt_text(row.get("messages")), self.p.ngram)))
         return got
@@ -188,10 +192,11 @@ class NearDedup(_Dedup):
         common = total = 0
         if self.field != "completion":
             ta, tb = (a, b) if self.by_task else (int(rows.task[a]), int(rows.task[b]))
+            ra, rb = (self._task_row[a], self._task_row[b]) if self.by_task else (a, b)
             if ta == tb:
-                common = total = self._prompt_size[ta]
+                common = total = len(self._prompt_set(ta, ra, rows))
             else:
-                pa, pb = self._prompt_set(ta, rows), self._prompt_set(tb, rows)
+                pa, pb = self._prompt_set(ta, ra, rows), self._prompt_set(tb, rb, rows)
                 common = sorted_common(pa, pb)
                 total = len(pa) + len(pb) - common
         if self.field != "prompt":
@@ -216,29 +221,36 @@ class NearDedup(_Dedup):
     def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
         units, unit_of = _units(cand, rows, self.by_task)
         if self.by_task:
-            sigs = np.stack([self._task_sig[t] for t in units.tolist()]) if len(units) else np.zeros((0, 1), np.uint32)
+            at = np.frombuffer(self._task_unit, dtype=np.int64)[units]
         else:
-            table = np.frombuffer(self._sigs, dtype=np.uint32).reshape(-1, self.p.num_perm)
-            sigs = table[np.searchsorted(np.frombuffer(self._rows, np.int64), units)]
-        sigs = self.hasher.densify(sigs)
+            at = np.searchsorted(np.frombuffer(self._rows, np.int64), units)
+        keys, sigs = self.store.keys(), self.store.signatures()
         answers = self._answer_keys(units, rows).tolist()
         floor = self.p.threshold - slack(self.p.threshold, self.p.num_perm)
-        index = BandIndex(self.p.threshold, self.p.num_perm)
         dup_of: dict[int, tuple[int, str]] = {}
-        for u, keys in enumerate(index.keys(sigs)):
-            found = index.query(keys)
-            if found and (found := self._confirm(u, found, sigs, answers, floor, units, rows)) is not None:
-                dup_of[u] = found[0], f"{found[1]:.2f} Jaccard with"
-            else:
-                index.insert(u, keys)
-        self._sets.clear()
+        try:
+            for u, slots in self.index.walk(keys, at):
+                found = self.index.query(slots)
+                if found and (found := self._confirm(u, found, sigs, at, answers, floor, units, rows)) is not None:
+                    dup_of[u] = found[0], f"{found[1]:.2f} Jaccard with"
+                else:
+                    self.index.insert(u, slots)
+        finally:
+            del sigs
+            self.store.close()
+            self._sets.clear()
+            self._recent.clear()
         return self._verdict(cand, rows, units, unit_of, dup_of, "near duplicate")
 
-    def _confirm(self, u: int, found: set[int], sigs: np.ndarray, answers: list[int], floor: float,
+    def _confirm(self, u: int, found: set[int], sigs: np.ndarray, at: np.ndarray, answers: list[int], floor: float,
                  units: np.ndarray, rows: Rows) -> tuple[int, float] | None:
-        """The best candidate whose exact Jaccard with ``u`` reaches the threshold and whose gold answer agrees."""
+        """The best candidate whose exact Jaccard with ``u`` reaches the threshold and whose gold answer agrees
+        (``sigs[at[u]]``: ``u``'s signature)."""
         t = self.p.threshold
-        estimates = sorted((-MinHasher.jaccard(sigs[u], sigs[k]), k) for k in found)
+        ks = np.fromiter(found, dtype=np.int64, count=len(found))
+        share = np.count_nonzero(sigs[at[ks]] == sigs[at[u]], axis=1) / self.p.num_perm  # ``MinHasher.jaccard`` of each
+        best = np.lexsort((ks, -share))[:MAX_CONFIRM]  # best estimate first, then the earlier unit
+        estimates = list(zip((-share[best]).tolist(), ks[best].tolist()))
         apart = estimate_only = False
         todo = []
         for neg, k in estimates[:MAX_CONFIRM]:
@@ -258,66 +270,3 @@ class NearDedup(_Dedup):
         if estimate_only:
             self.notes[ESTIMATE_ONLY] += 1
         return None
-
-
-def near_groups(sigs: np.ndarray, threshold: float, num_perm: int) -> np.ndarray:
-    """A group number per (densified) signature: signatures whose estimated Jaccard with one of a group's
-    is within ``slack`` of ``threshold`` join it (generous on purpose: for keeping near duplicates together,
-    not for dropping them)."""
-    floor = threshold - slack(threshold, num_perm)
-    index = BandIndex(threshold, num_perm)
-    group = np.arange(len(sigs), dtype=np.int64)
-    for u, keys in enumerate(index.keys(sigs)):
-        best = max(((MinHasher.jaccard(sigs[u], sigs[k]), -k) for k in index.query(keys)), default=None)
-        if best is not None and best[0] >= floor:
-            group[u] = group[-best[1]]
-        else:
-            index.insert(u, keys)
-    return group
-
-
-class BandIndex:
-    """MinHash LSH: ``b`` bands of ``r`` values, a unit is a candidate when one whole band matches.
-
-    ``b`` and ``r`` come from datasketch's ``MinHashLSH`` for the threshold, weighted for recall
-    (datasketch's equal weights find only ~40% of the pairs right at the threshold; a false hit costs
-    one signature comparison). The bands are hashed for all units at once with numpy and kept in one
-    dict per band, int -> unit (or a list of units), which is about 8x faster than datasketch's own
-    index (bytes keys and a set per bucket) and a third of its memory.
-    """
-
-    def __init__(self, threshold: float, num_perm: int):
-        from datasketch import MinHashLSH
-
-        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
-        self.b, self.r = lsh.b, lsh.r
-        self.tables: list[dict[int, Any]] = [{} for _ in range(self.b)]
-        self._weights = mix(np.arange(1, self.r + 1, dtype=np.uint64))
-        self._salt = mix(np.arange(1000, 1000 + self.b, dtype=np.uint64))
-
-    def keys(self, sigs: np.ndarray, chunk: int = 8192) -> Iterator[list[int]]:
-        """One key per band for each signature, computed a chunk of signatures at a time."""
-        for start in range(0, len(sigs), chunk):
-            bands = sigs[start:start + chunk, : self.b * self.r].reshape(-1, self.b, self.r).astype(np.uint64)
-            yield from mix((bands * self._weights).sum(axis=2) + self._salt).tolist()
-
-    def query(self, keys: list[int]) -> set[int]:
-        found: set[int] = set()
-        for table, k in zip(self.tables, keys):
-            hit = table.get(k)
-            if hit is not None:
-                if isinstance(hit, list):
-                    found.update(hit)
-                else:
-                    found.add(hit)
-        return found
-
-    def insert(self, unit: int, keys: list[int]) -> None:
-        for table, k in zip(self.tables, keys):
-            hit = table.get(k)
-            if hit is None:
-                table[k] = unit
-            elif isinstance(hit, list):
-                hit.append(unit)
-            else:
-                table[k] = [hit, unit]

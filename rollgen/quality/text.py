@@ -21,7 +21,7 @@ import unicodedata
 
 import numpy as np
 
-__all__ = ["MinHasher", "P", "answer_key", "exact_key", "mix", "ngram_hashes", "prompt_key", "prompt_shingles",
+__all__ = ["PROMPT_SALT", "MinHasher", "P", "answer_key", "exact_key", "mix", "ngram_hashes", "prompt_key", "prompt_shingles",
            "shingles", "skeleton", "skeletons", "sorted_common", "sorted_set", "text_words", "word_spans", "words"]
 
 _WORD = np.zeros(256, dtype=np.int8)  # 1: part of a word, 2: a symbol that is a word by itself, 0: separator
@@ -106,7 +106,7 @@ def shingles(tokens: np.ndarray, n: int) -> np.ndarray:
 
 
 _SKELETON_SALT = np.uint64(0x5CE1E7)
-_PROMPT_SALT = 0x9E3779B97F4A7C15
+PROMPT_SALT = 0x9E3779B97F4A7C15  # prompt shingles are xor-ed with mix(skeleton ^ this)
 _SIGNIFICANT = np.zeros(256, dtype=bool)  # first bytes of significant words: digits and math symbols
 _SIGNIFICANT[np.frombuffer(b"0123456789+-*/=<>^%$\\{}()[]|&~#@", dtype=np.uint8)] = True
 
@@ -149,7 +149,7 @@ def prompt_shingles(text: str, n: int, tokens: np.ndarray | None = None, skel: i
         tokens, first = text_words(text)
         skel = skeleton(tokens, first)
     sh = shingles(tokens, n)
-    sh ^= np.uint64(_mix_int(skel ^ _PROMPT_SALT))
+    sh ^= np.uint64(_mix_int(skel ^ PROMPT_SALT))
     return sh
 
 

@@ -12,7 +12,7 @@ from typing import IO, Any
 import numpy as np
 
 from rollgen.quality.batch import Batch
-from rollgen.quality.text import MinHasher, exact_key, skeleton, text_words
+from rollgen.quality.text import MinHasher, exact_key
 
 __all__ = ["Reason", "RowView", "Rows", "content_text", "prompt_text"]
 
@@ -56,7 +56,7 @@ class _lazy:
 class RowView:
     """``row`` with ``index`` (line order), ``task`` (a small int per task id) and lazy text features."""
 
-    def __init__(self, row: dict[str, Any], index: int, task: int, prompts: dict[int, tuple[np.ndarray, int]] | None = None,
+    def __init__(self, row: dict[str, Any], index: int, task: int, prompts: dict[int, tuple[Batch, int]] | None = None,
                  batch: Batch | None = None, pos: int = 0):
         self.row, self.index, self.task = row, index, task
         self._prompts = prompts  # prompt words of recent tasks: the rollouts of one task share its prompt
@@ -90,11 +90,11 @@ class RowView:
         return self.batch.signatures(hasher, n)[self.pos]
 
     @_lazy
-    def _prompt_features(self) -> tuple[np.ndarray, int]:
+    def _prompt_features(self) -> tuple[Batch, int]:
+        """The batch of prompts that hashed this row's task's prompt, and its place there."""
         cached = self._prompts.get(self.task) if self._prompts is not None else None
         if cached is None:
-            tokens, first = text_words(self.prompt)
-            cached = tokens, skeleton(tokens, first)
+            cached = Batch([self.prompt]), 0
             if self._prompts is not None:
                 if len(self._prompts) >= PROMPT_CACHE:
                     del self._prompts[next(iter(self._prompts))]  # the oldest task
@@ -103,12 +103,21 @@ class RowView:
 
     @property
     def prompt_words(self) -> np.ndarray:
-        return self._prompt_features[0]
+        batch, k = self._prompt_features
+        return batch.words(k)
 
     @property
     def prompt_skeleton(self) -> int:
         """``text.skeleton`` of the prompt: its numbers and math symbols."""
-        return self._prompt_features[1]
+        batch, k = self._prompt_features
+        return int(batch.skeletons()[k])
+
+    def prompt_signature(self, hasher: MinHasher, n: int) -> tuple[np.ndarray, int]:
+        """MinHash signature of the prompt's shingles (``text.prompt_shingles``) and how many distinct ones it has,
+        hashed with the other new prompts of the batch."""
+        batch, k = self._prompt_features
+        sigs, sizes = batch.prompt_signatures(hasher, n)
+        return sigs[k], int(sizes[k])
 
     @_lazy
     def pair_key(self) -> int:
@@ -144,7 +153,7 @@ class Rows:
         self.ids: list[str] = []
         self.task_ids: list[str] = []  # task code -> task id
         self._codes: dict[str, int] = {}
-        self._prompts: dict[int, tuple[np.ndarray, int]] = {}  # task -> prompt words and skeleton
+        self._prompts: dict[int, tuple[Batch, int]] = {}  # task -> the batch of prompts that hashed its prompt, its place
         self._task = array("i")
         self._reward = array("d")
         self.task = np.zeros(0, dtype=np.int32)
@@ -181,9 +190,8 @@ class Rows:
             while len(self._prompts) + len(new) > PROMPT_CACHE and self._prompts:
                 del self._prompts[next(iter(self._prompts))]  # the oldest task
             prompts = Batch(list(new.values()))
-            skels = prompts.skeletons().tolist()
             for k, code in enumerate(new):
-                self._prompts[code] = prompts.words(k), skels[k]
+                self._prompts[code] = prompts, k
 
     def __len__(self) -> int:
         return len(self.ids)
