@@ -144,3 +144,17 @@ def test_a_tool_the_task_does_not_declare_is_not_called(tmp_path: Path) -> None:
         ok, refused = asyncio.run(go(gym_v1.removesuffix("/v1")))
     assert json.loads(ok) == {"result": "6"} and "no tool 'verify'" in refused
     assert gym.verifies == 0 and gym.tool_calls == 1
+
+
+def test_parallel_tool_calls_of_one_turn_share_the_rollouts_one_session(tmp_path: Path) -> None:
+    gym = FakeGym()
+    tasks = _rows(tmp_path, ["7", "42", "8", "10"])
+    calls = [{"name": "calculate", "arguments": {"expression": "3 + 4"}},
+             {"name": "calculate", "arguments": {"expression": "1 + 1"}}]
+    fake = FakeOpenAI(tool_script={"Calculate": [calls, "\\boxed{7}"]})  # two calls at once, then the answer
+    with serve_in_thread(fake) as policy, serve_in_thread(gym) as gym_v1:  # type: ignore[arg-type]
+        _run(tmp_path, policy, gym_v1.removesuffix("/v1"), tasks, "sampler.num_samples_in_parallel=8")
+    assert gym.seeds == 8 and gym.tool_calls == 16  # 8 rollouts: one session each, both calls in it
+    assert len(gym.sessions) == 8 and set(gym.sessions.values()) == {2}
+    counts = [r["reward_details"]["tool_calls_in_session"] for r in read_jsonl(tmp_path / "run" / "rollouts.jsonl")]
+    assert counts == [2] * 8

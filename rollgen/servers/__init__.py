@@ -36,7 +36,9 @@ class ResourceServer(ABC):
     def for_repeat(self, task: Task, repeat: int) -> Task:
         """The task as its ``repeat``-th attempt is given it: the task itself, unless the server varies a task
         from one repeat to the next (``server=mcqa`` with ``shuffle_choices`` shows each its own option order).
-        The rollout unit asks for it before the policy's first turn and verifies against what it returns."""
+        The rollout unit asks for it before the policy's first turn, in the rollout's own asyncio task, and
+        verifies against what it returns; a server that keeps per-rollout state (``server=remote``'s session)
+        starts it here."""
         return task
 
     def tools(self) -> list[dict[str, Any]]:

@@ -48,26 +48,46 @@ class RemoteSession:
         self.cookies.update({k: m.value for k, m in cookies.items()})
 
 
-_SESSION: contextvars.ContextVar[RemoteSession | None] = contextvars.ContextVar("rollgen_remote_session", default=None)
+@dataclass
+class _Slot:
+    """Where one rollout keeps its session: set in the rollout's own task, so its tool calls (which run in child
+    tasks, each with a copy of the context) and its verify step all see, and share, one session."""
+
+    session: RemoteSession | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # parallel tool calls of a turn seed once
+
+
+_SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("rollgen_remote_session", default=None)
+
+
+def begin_rollout() -> None:
+    """A fresh session slot for the rollout running in this task (the rollout unit's ``for_repeat`` call)."""
+    _SLOT.set(_Slot())
 
 
 async def session_for(server: RemoteServer, task: Task) -> RemoteSession:
     """The current rollout's session for ``task``, seeded (``/seed_session``) on first use."""
-    current = _SESSION.get()
-    if current is not None and current.task_id == task.id:
-        return current
-    session = RemoteSession(task.id)
-    async with server.post("seed_session", task_row(task.model_dump()), session) as resp:
-        text = await resp.text(errors="replace")
-        if resp.status >= 400:
-            raise RuntimeError(f"{server.url('seed_session')}: HTTP {resp.status}: {text[:300]}")
-    _SESSION.set(session)
-    return session
+    slot = _SLOT.get()
+    if slot is None:  # called outside a rollout unit (a direct call): this task's own slot
+        slot = _Slot()
+        _SLOT.set(slot)
+    async with slot.lock:
+        if slot.session is not None and slot.session.task_id == task.id:
+            return slot.session
+        session = RemoteSession(task.id)
+        async with server.post("seed_session", task_row(task.model_dump()), session) as resp:
+            text = await resp.text(errors="replace")
+            if resp.status >= 400:
+                raise RuntimeError(f"{server.url('seed_session')}: HTTP {resp.status}: {text[:300]}")
+        slot.session = session
+        return session
 
 
 def end_session() -> None:
     """Forget the current rollout's session (after its verify step)."""
-    _SESSION.set(None)
+    slot = _SLOT.get()
+    if slot is not None:
+        slot.session = None
 
 
 class RemoteServer(TaskFileServer):
@@ -127,6 +147,11 @@ class RemoteServer(TaskFileServer):
         return _Post(self._runtime.session.post(
             self.url(path), json=body, cookies=session.cookies,
             timeout=aiohttp.ClientTimeout(total=self.params.request_timeout_s)), session)
+
+    def for_repeat(self, task: Task, repeat: int) -> Task:
+        """The task itself; starts the rollout's session slot (the unit calls this in the rollout's own task)."""
+        begin_rollout()
+        return task
 
     async def call_tool(self, name: str, arguments: dict[str, Any], task: Task) -> str:
         """``POST {base_url}/{name}`` with ``arguments``; the body text is the result (an error status's too)."""
