@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import sys
 from typing import Any
 
@@ -75,8 +76,18 @@ def main(argv: list[str]) -> int:
         if env.skipped:
             print(f"rollgen serve: {len(env.skipped)} bad task rows skipped; first: {env.skipped[0]}", file=sys.stderr)
 
+    async def serve() -> None:  # SIGTERM / SIGINT stop it: in-flight requests finish, then exit 0
+        stop, loop = asyncio.Event(), asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await serve_until_stopped(cfg, token, ready, stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
     try:
-        asyncio.run(serve_until_stopped(cfg, token, ready))
+        asyncio.run(serve())
     except (UserError, OSError) as e:
         print(f"rollgen serve: error: {e}", file=sys.stderr)
         return 2

@@ -14,14 +14,13 @@ Endpoints (JSON in, JSON out; every one but ``GET /`` and ``GET /health`` needs 
 * VeRL's reward function over HTTP ``POST /compute_score``: ``compute_score``'s keyword arguments
   (``data_source, solution_str, ground_truth, extra_info``) → ``{score, acc, pred}``.
 
-``serve_until_stopped`` runs it until SIGTERM or SIGINT, then lets in-flight requests finish.
+``serve_until_stopped`` runs it until its ``stop`` event is set (``rollgen serve`` sets it on SIGTERM or SIGINT:
+signals belong to the command line), then lets in-flight requests finish.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
-import threading
 from collections.abc import Callable
 
 from aiohttp import web
@@ -36,30 +35,22 @@ __all__ = ["ServedEnvironment", "make_app", "serve_until_stopped"]
 
 async def serve_until_stopped(cfg: RunConfig, token: str, on_ready: Callable[[str, ServedEnvironment], None],
                               stop: asyncio.Event | None = None) -> None:
-    """Serve ``cfg``'s server and verifier on ``cfg.serve.host:port`` until ``stop`` is set, SIGTERM or SIGINT;
-    ``on_ready(url, env)`` is called once the port is bound. In-flight requests then finish (up to
+    """Serve ``cfg``'s server and verifier on ``cfg.serve.host:port`` until ``stop`` is set (None: until
+    cancelled); ``on_ready(url, env)`` is called once the port is bound. In-flight requests then finish (up to
     ``serve.shutdown_timeout_s``) before the runtime closes."""
     settings = cfg.serve
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with Runtime(cache_dir=cfg.cache_dir, connections=settings.concurrency, seed=cfg.seed) as runtime:
-            env = await runtime.attach(ServedEnvironment(cfg))
-            runner = web.AppRunner(make_app(env, settings, token), access_log=None,
-                                   shutdown_timeout=settings.shutdown_timeout_s, handle_signals=False)
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, settings.host, settings.port)
-                await site.start()
-                address = runner.addresses[0]
-                host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
-                on_ready(f"http://{host}:{address[1]}", env)
-                await stop.wait()
-            finally:
-                await runner.cleanup()  # stops listening, waits for in-flight requests, closes connections
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+    async with Runtime(cache_dir=cfg.cache_dir, connections=settings.concurrency, seed=cfg.seed) as runtime:
+        env = await runtime.attach(ServedEnvironment(cfg))
+        runner = web.AppRunner(make_app(env, settings, token), access_log=None,
+                               shutdown_timeout=settings.shutdown_timeout_s, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, settings.host, settings.port)
+            await site.start()
+            address = runner.addresses[0]
+            host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
+            on_ready(f"http://{host}:{address[1]}", env)
+            await stop.wait()
+        finally:
+            await runner.cleanup()  # stops listening, waits for in-flight requests, closes connections
