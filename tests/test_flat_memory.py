@@ -98,3 +98,22 @@ def test_rows_keep_no_id_that_can_be_derived(tmp_path: Path) -> None:
     assert len(rows._odd_ids) == 4  # the two derivable ids are not stored
     assert rows.task.tolist() == [0, 0, 1, 1, 2, 0] and np.isnan(rows.reward).all()
     assert [rows.task_ids[k] for k in range(len(rows.task_ids))] == ["t1", "t2", "t3"]
+
+
+def test_band_walk_in_chunks_yields_what_one_pass_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rollgen.quality import lsh
+
+    rng = np.random.default_rng(3)
+    index = lsh.BandIndex(0.8, 128)
+    keys = rng.integers(0, 300, size=(3000, index.b)).astype(np.uint64)
+    keys[:500] = np.arange(500 * index.b, dtype=np.uint64).reshape(500, index.b) + 10**6  # units with no candidate
+    order = rng.permutation(len(keys))
+    whole = list(index.walk(keys, order))
+    monkeypatch.setattr(lsh, "WALK_CHUNK", 7)
+    assert list(index.walk(keys, order)) == whole
+    shared = set()
+    for band in range(index.b):
+        col = keys[order, band].tolist()
+        count = {k: col.count(k) for k in set(col)}
+        shared |= {u for u, k in enumerate(col) if count[k] > 1}
+    assert [u for u, _ in whole] == sorted(shared)  # each unit that shares a band key, once, in order
