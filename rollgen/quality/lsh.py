@@ -78,7 +78,8 @@ class BandIndex:
         key with another unit, in increasing ``u``; ``slots`` name its shared keys. A unit not yielded has no
         candidate and needs no slot. ``query(slots)`` gives the units ``insert``-ed so far under any of them."""
         self._buckets = {}
-        hot: list[np.ndarray] = []
+        n = len(keys) if order is None else len(order)
+        runs = np.full((n, self.b), -1, dtype=np.int32)  # per unit and band: its run of equal keys (from 1), -1: alone
         for band in range(self.b):
             col = keys[:, band] if order is None else keys[order, band]
             at = np.argsort(col, kind="stable")
@@ -86,24 +87,16 @@ class BandIndex:
             same = sorted_keys[1:] == sorted_keys[:-1]
             shared = np.r_[False, same] | np.r_[same, False]  # in a run of two or more
             if shared.any():
-                run = np.cumsum(np.r_[True, ~same])[shared]  # run number, per band
-                hot.append((at[shared].astype(np.int64) << 32) | (run.astype(np.int64) * self.b + band))
-        if not hot:
-            return
-        pairs = np.concatenate(hot)
-        del hot
-        pairs.sort()  # by unit, then slot
-        starts = np.flatnonzero(np.r_[True, (pairs[1:] >> 32) != (pairs[:-1] >> 32)])
-        bounds = np.r_[starts, len(pairs)]
-        for c in range(0, len(starts), WALK_CHUNK):  # a chunk of units at a time as Python ints, not all of them
-            first, last = bounds[c], bounds[min(c + WALK_CHUNK, len(starts))]
-            chunk = pairs[first:last]
-            units, slots = (chunk[starts[c:c + WALK_CHUNK] - first] >> 32).tolist(), (chunk & 0xFFFFFFFF).tolist()
-            ends = (bounds[c + 1:c + WALK_CHUNK + 1] - first).tolist()
-            i = 0
-            for u, j in zip(units, ends):
-                yield u, slots[i:j]
-                i = j
+                runs[at[shared], band] = np.cumsum(np.r_[True, ~same])[shared]
+        hot = np.flatnonzero((runs >= 0).any(axis=1))
+        bands = np.arange(self.b, dtype=np.int64)
+        for c in range(0, len(hot), WALK_CHUNK):  # a chunk of units at a time as Python ints, not all of them
+            units = hot[c:c + WALK_CHUNK]
+            run = runs[units].astype(np.int64)
+            slots = np.where(run >= 0, run * self.b + bands, np.iinfo(np.int64).max)  # slot: run and band
+            slots.sort(axis=1)
+            for u, row, k in zip(units.tolist(), slots.tolist(), (run >= 0).sum(axis=1).tolist()):
+                yield u, row[:k]
 
     def query(self, slots: list[int]) -> set[int]:
         found: set[int] = set()
