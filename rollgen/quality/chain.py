@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +63,12 @@ def build(cfg: QualityConfig, task_meta: dict[str, dict[str, Any]],
     return [(name, make(name, cfg, inputs)) for name in cfg.chain]
 
 
-def _batches(path: Path, size: int = BATCH) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
-    """Parsed rows, ``size`` at a time, with the byte offset of each row's line (rows numbered as in ``_write``)."""
+def _batches(path: Path, size: int = BATCH, lines: Iterable[jsonl.Line] | None = None
+             ) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
+    """Parsed rows, ``size`` at a time, with the byte offset of each row's line (rows numbered as in ``_write``).
+    ``lines``: the file's lines from elsewhere (``jsonl.follow`` while it is written); by default read from it."""
     batch, offsets = [], []
-    for line in jsonl.lines(path):
+    for line in jsonl.lines(path) if lines is None else lines:
         batch.append(jsonl.parse(path, line))
         offsets.append(line.offset)
         if len(batch) == size:
@@ -77,10 +79,13 @@ def _batches(path: Path, size: int = BATCH) -> Iterator[tuple[list[dict[str, Any
 
 
 def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, rejected: Path,
-              observers: list[Callable[[list[RowView]], None]]) -> tuple[Rows, np.ndarray, list[dict[str, Any]]]:
+              observers: list[Callable[[list[RowView]], None]], lines: Iterable[jsonl.Line] | None = None,
+              after_first_pass: Callable[[], None] | None = None) -> tuple[Rows, np.ndarray, list[dict[str, Any]]]:
     """Filter ``rollouts`` into ``curated`` / ``rejected``; return the rows, who dropped each (-1: kept), the funnel.
 
-    ``observers`` see every batch of rows in pass 1 (metrics), whatever the filters say.
+    ``observers`` see every batch of rows in pass 1 (metrics), whatever the filters say. ``lines``: pass 1's
+    lines of ``rollouts`` as they come (``jsonl.follow``), when it reads them while they are written;
+    ``after_first_pass()`` is called when that pass has ended, before any decision (it may raise to stop there).
     """
     rows = Rows(rollouts)
     steps: list[tuple[int, bool, Callable[[RowView], Any]]] = []  # (position, is a row filter, the call)
@@ -91,7 +96,7 @@ def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, re
             steps.append((pos, False, f.observe))
     reasons = Reasons()
     fail_pos = array("h")  # per row: the chain position of the row filter that dropped it in pass 1, or -1
-    for batch, offsets in _batches(rollouts):
+    for batch, offsets in _batches(rollouts, lines=lines):
         views = rows.add(batch, offsets)
         for observe in observers:
             observe(views)
@@ -105,6 +110,8 @@ def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, re
                     reasons.set(view.index, reason)
                     break
     rows.freeze()
+    if after_first_pass is not None:
+        after_first_pass()
 
     dropped_by = np.full(len(rows), -1, dtype=np.int16)
     first_fail = np.frombuffer(fail_pos, dtype=np.int16) if len(fail_pos) else np.zeros(0, np.int16)
