@@ -76,7 +76,7 @@ class Follower:
     def start(self) -> None:
         from rollgen.workers import process_context
 
-        ctx = process_context()
+        ctx = process_context("spawn")  # one process (a forkserver would stay beside it, ~70 MB, for the run)
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_child, args=(child, self.job), name="rollgen-quality-follower", daemon=True)
         self._proc.start()
