@@ -48,6 +48,10 @@ class Reasons:
             self._codes.extend([-1] * (i + 1 - len(self._codes)))
         self._codes[i] = code
 
+    def code(self, i: int) -> int:
+        """Row ``i``'s reason as its number in the table (equal reasons, equal codes)."""
+        return self._codes[i]
+
     def label(self, i: int) -> str:
         return self._table[self._codes[i]][0]
 
@@ -146,6 +150,7 @@ def _write(rollouts: Path, curated: Path, rejected: Path, dropped_by: np.ndarray
            names: list[str]) -> None:
     """Pass 2: each raw line to curated, or wrapped to rejected; both written to temp files, then renamed."""
     who = dropped_by.tolist()
+    heads: dict[tuple[int, int], bytes] = {}  # (filter, reason code) -> the wrapper's head: most rows share a few
     with jsonl.atomic_file(curated, "wb") as keep, jsonl.atomic_file(rejected, "wb") as drop:
         for i, (_, _, line) in enumerate(jsonl.lines(rollouts)):
             if i >= len(who):
@@ -153,7 +158,12 @@ def _write(rollouts: Path, curated: Path, rejected: Path, dropped_by: np.ndarray
             if who[i] < 0:
                 keep.write(line + b"\n")
                 continue
-            label, detail = reasons[i]
-            head = (f'{{"filter": {json.dumps(names[who[i]])}, "reason": {json.dumps(label, ensure_ascii=False)}, '
-                    f'"detail": {json.dumps(detail, ensure_ascii=False)}, "rollout": ')
-            drop.write(head.encode("utf-8") + line + b"}\n")
+            key = (who[i], reasons.code(i))
+            head = heads.get(key)
+            if head is None:
+                label, detail = reasons[i]
+                head = (f'{{"filter": {json.dumps(names[who[i]])}, "reason": {json.dumps(label, ensure_ascii=False)}, '
+                        f'"detail": {json.dumps(detail, ensure_ascii=False)}, "rollout": ').encode("utf-8")
+                if len(heads) < 65_536:
+                    heads[key] = head
+            drop.write(head + line + b"}\n")
