@@ -93,7 +93,7 @@ class _Run:
             return
         rd = self.rd
         follower = Follower(Job(self.cfg.quality, rd.rollouts, rd.curated, rd.rejected, rd.tasks,
-                                formats.pass_threshold(self.cfg.format)))
+                                formats.pass_threshold(self.cfg.format), plots=self.cfg.quality.plots))
         try:
             follower.start()
         except OSError as e:
@@ -103,7 +103,7 @@ class _Run:
         log.info("quality's first pass runs during collection (follower pid %s)", follower.pid)
 
     def followed(self, step: str) -> Any:
-        """The follower's ``step`` ("scan" or "curate"), or None when there is none or it failed (then the
+        """The follower's ``step`` ("scan", "curate" or "plots"), or None when there is none or it failed (then the
         stage runs here, serially, as without one)."""
         follower = self.follower
         if follower is None:
@@ -282,7 +282,9 @@ def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[s
             done = {"curation": curation, "dataset": dataset, "exports": exports}
             stage.append("report")
             collection.pass_at_k = collection.scan.curves.curves()
-            plots = write_plots(cfg, rd, curation, collection.pass_at_k)
+            plots = run_.followed("plots") if cfg.quality.plots else None
+            if plots is None:
+                plots = write_plots(cfg, rd, curation, collection.pass_at_k)
         except KeyboardInterrupt:
             status, reason = "interrupted", f"stopped by a signal during {stage[-1]}, after collection"
     run_.close_follower()

@@ -11,6 +11,7 @@ are left. The parent talks to it over a pipe:
     parent                      child
     "end"  (collection ended)   reads the rest, ends the first pass  ->  ("scan", RolloutScan)
     "curate"                    decides, writes curated/rejected       ->  ("curation", Curation)
+                                draws the plots (while the parent formats and exports)  ->  ("plots", paths)
     "stop"                      ends without writing anything
 
 Nothing depends on it: a child that fails, dies or is stopped leaves no file behind (its temp files are
@@ -23,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +65,7 @@ class Job:
     rejected: Path
     tasks: Path
     pass_threshold: float
+    plots: bool = False  # draw the run's plots after curating (``quality.plots``)
 
 
 class Follower:
@@ -94,9 +97,14 @@ class Follower:
         """The first pass has ended: the child decides and writes curated/rejected; its ``Curation``."""
         return self._ask("curate", "curation")
 
-    def _ask(self, word: str, reply: str) -> Any:
+    def plots(self) -> list[str]:
+        """The plots the child drew after curating (paths relative to the run dir)."""
+        return self._ask(None, "plots")
+
+    def _ask(self, word: str | None, reply: str) -> Any:
         try:
-            self._conn.send(word)
+            if word is not None:
+                self._conn.send(word)
             while not self._conn.poll(0.1):  # a short wait at a time, so a stop request reaches this thread
                 if not self._proc.is_alive() and not self._conn.poll(0):
                     raise FollowerFailed(f"the quality follower died (exit code {self._proc.exitcode})")
@@ -131,11 +139,22 @@ class Follower:
             conn.close()
 
 
+def _import_matplotlib() -> None:
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except ImportError:  # drawing says so later, in the stage that draws
+        pass
+
+
 def _child(conn: Any, job: Job) -> None:
     """The follower's main: follow, scan, wait for the word, curate."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # exit through finally blocks (temp files removed)
+    if job.plots:  # matplotlib's import (a second or so) while the child waits for collection anyway
+        threading.Thread(target=_import_matplotlib, daemon=True).start()
     from rollgen import jsonl, quality
+    from rollgen.report import draw_plots
     from rollgen.scan import Scanner
 
     def word() -> str:
@@ -162,6 +181,8 @@ def _child(conn: Any, job: Job) -> None:
                                   lines=jsonl.follow(job.rollouts, more), observers=[scanner.observe],
                                   after_first_pass=first_pass_done)
         conn.send(("curation", curation))
+        if job.plots:
+            conn.send(("plots", draw_plots(True, job.rollouts.parent, curation, scanner.curves.curves())))
     except (_Stopped, EOFError, KeyboardInterrupt):
         pass
     except Exception as e:  # reported to the parent, which runs the stage itself

@@ -112,7 +112,7 @@ def _run(tmp_path: Path, url: str, tasks: Path, name: str, *extra: str) -> dict:
 def _same_outputs(a: Path, b: Path, report_a: dict, report_b: dict) -> None:
     for name in ("curated.jsonl", "rejected.jsonl", "dataset/train.jsonl", "dataset/validation.jsonl"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    for key in ("collection", "funnel", "kept", "quality", "contamination", "dataset_details", "pass_at_k"):
+    for key in ("collection", "funnel", "kept", "quality", "contamination", "dataset_details", "pass_at_k", "plots"):
         assert report_a.get(key) == report_b.get(key), key
 
 
@@ -125,11 +125,16 @@ def test_a_followed_run_curates_exactly_as_the_serial_stage(tmp_path: Path, monk
         return answered[-1]
 
     monkeypatch.setattr(Follower, "curate", spy)
+    drawn = []
+    plots = Follower.plots
+    monkeypatch.setattr(Follower, "plots", lambda self: drawn.append(plots(self)) or drawn[-1])
     tasks = write_arith_tasks(tmp_path / "t.jsonl", 300)
     with serve_in_thread(FakeOpenAI(varied=True, correct_rate=0.6, latency_s=0.002)) as url:
         report = _run(tmp_path, url, tasks, "run", "quality.overlap=true", "sampler=dpo")
     run = tmp_path / "run"
     assert len(answered) == 1 and answered[0].total == 600  # the child curated
+    assert drawn == [report["plots"]] and len(report["plots"]) >= 5  # and drew the plots
+    assert all((run / p).stat().st_size > 1000 for p in report["plots"])
     assert report["collection"]["rollouts"] == 600 and report["funnel"][0]["in"] == 600
     serial = tmp_path / "serial"
     shutil.copytree(run, serial)
