@@ -52,9 +52,15 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def tree_rss_mb(pid: int) -> float:
-    """RSS of ``pid`` and all its descendants now, MB."""
-    return sum(vm_rss_mb(p) or 0.0 for p in [pid, *descendants(pid)])
+def tree_rss_mb(pid: int, peaks: dict[int, float] | None = None) -> float:
+    """RSS of ``pid`` and all its descendants now, MB; ``peaks`` keeps each process's highest seen."""
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        rss = vm_rss_mb(p) or 0.0
+        total += rss
+        if peaks is not None:
+            peaks[p] = max(peaks.get(p, 0.0), rss)
+    return total
 
 
 def write_distinct_tasks(path: Path, n: int) -> Path:
@@ -78,8 +84,9 @@ def point(n_rollouts: int, tmp: Path, url: str, distinct: bool, extra: list[str]
     collecting = after = 0.0
     collected_s = None
     rollouts = out / "rollouts.jsonl"
+    peaks: dict[int, float] = {}
     while proc.poll() is None:
-        rss = tree_rss_mb(proc.pid)
+        rss = tree_rss_mb(proc.pid, peaks)
         if collected_s is None and _lines(rollouts) < n_rollouts:
             collecting = max(collecting, rss)
         else:
@@ -92,7 +99,9 @@ def point(n_rollouts: int, tmp: Path, url: str, distinct: bool, extra: list[str]
     report = json.loads((out / "report.json").read_text())
     return {"rollouts": n_rollouts, "wall_s": wall, "collect_s": collected_s or wall, "rss_collecting_mb": collecting,
             "rss_after_mb": after, "load_before": load0, "load_after": os.getloadavg()[0],
-            "curated": report["kept"].get("curated_rollouts"), "rows": report["kept"].get("dataset_rows")}
+            "curated": report["kept"].get("curated"), "rows": report["kept"].get("dataset_rows"),
+            "peak_main_mb": peaks.get(proc.pid, 0.0),
+            "peak_child_mb": max((v for k, v in peaks.items() if k != proc.pid), default=0.0)}
 
 
 _counted: dict[Path, tuple[int, int]] = {}
@@ -131,7 +140,8 @@ def main() -> None:
                 r = point(n, tmp, url, args.distinct, [f"quality.overlap={args.overlap}"])
                 print(f"{n:>9,} rollouts: wall {r['wall_s']:6.1f} s (collection ~{r['collect_s']:.1f} s, then "
                       f"{r['wall_s'] - r['collect_s']:.1f} s), peak RSS {r['rss_collecting_mb']:.0f} MB while "
-                      f"collecting, {r['rss_after_mb']:.0f} MB after (rollgen and its descendants); curated "
+                      f"collecting, {r['rss_after_mb']:.0f} MB after (rollgen and its descendants; each alone at most: rollgen "
+                      f"{r['peak_main_mb']:.0f} MB, a child {r['peak_child_mb']:.0f} MB); curated "
                       f"{r['curated']}, dataset rows {r['rows']}; load {r['load_before']:.1f} -> {r['load_after']:.1f}",
                       flush=True)
                 for p in (tmp / f"run{n}").glob("*.jsonl"):
