@@ -19,12 +19,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rollgen.config import DpoFormat, KtoFormat, NemoGymFormat, RlFormat, RunConfig, SftFormat
 from rollgen.formats import nemo_gym as _nemo_gym  # noqa: F401  (registers format=nemo_gym)
 from rollgen.formats.card import write_card
 from rollgen.formats.rows import FORMATS, Context
 from rollgen.formats.source import Reader, Source
-from rollgen.formats.split import SPLITS, PromptGroups, assign_splits, prompt_of, task_hash
+from rollgen.formats.split import SPLITS, Groups, PromptGroups, prompt_of, split_groups, task_hash
 from rollgen.formats.stats import dataset_stats
 from rollgen.formats.validate import split_overlap
 from rollgen.metrics import PASS_THRESHOLD
@@ -63,12 +65,14 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
     rows_tmp = out / ".rows.jsonl.tmp"
     labels: Counter[bool] = Counter()
     label_hashes: dict[bool, array[int]] = {True: array("Q"), False: array("Q")}
-    groups = PromptGroups(src.near_dedup)
     make = FORMATS[cfg.kind].rows
     with Reader(src) as reader, open(rows_tmp, "w", encoding="utf-8") as tmp:
         curated = len(reader.index)
+        codes = reader.index.codes  # the one task-code table of this stage
+        groups = PromptGroups(src.near_dedup, codes)
         ctx = Context(cfg, reader, seed)
         for task_id in reader.task_ids():
+            code = codes.get(task_id)
             n = 0
             for row in make(ctx, task_id, reader.entries(task_id)):
                 label = row.get("label") if cfg.kind == "kto" else None
@@ -77,12 +81,13 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
                     labels[label] += 1
                     if isinstance(cfg, KtoFormat) and cfg.balance:
                         label_hashes[label].append(h)
-                tmp.write(json.dumps([task_id, label, h]) + "\t" + json.dumps(row, ensure_ascii=False) + "\n")
+                tmp.write(json.dumps([code, label, h]) + "\t" + json.dumps(row, ensure_ascii=False) + "\n")
                 if not n:
                     groups.add(task_id, prompt_of(row))
                 n += 1
     task_groups = groups.groups()
-    split = assign_splits(task_groups, cfg.validation_fraction, cfg.test_fraction, seed)
+    where = split_groups(task_groups.sizes, task_groups.key, cfg.validation_fraction, cfg.test_fraction, seed)
+    split = where[np.maximum(task_groups.group_of, 0)]  # per task code: its split (an index into SPLITS)
     keep_below = _balance_cut(cfg, labels, label_hashes)
     rows, tasks, kept = _route(rows_tmp, out, split, keep_below)
     rows_tmp.unlink()
@@ -124,19 +129,18 @@ def make_dataset(cfg: RunConfig, rd: RunDir, collection: Collection, tools: list
     return DatasetSummary(format=cfg.format.kind, splits=dict(details["splits"]), rows=details["rows"], details=details)
 
 
-def _split_by(task_groups: dict[str, str], groups: PromptGroups) -> dict[str, Any]:
+def _split_by(task_groups: Groups, groups: PromptGroups) -> dict[str, Any]:
     """How tasks were grouped for the split: distinct prompts, groups, and tasks that share a group."""
-    sizes = Counter(task_groups.values())
+    sizes = task_groups.sizes
     return {"key": "normalised prompt" + (" + near-duplicate prompts (near_dedup)" if groups.near else ""),
-            "tasks": len(task_groups), "distinct_prompts": len(set(groups.tasks.values())), "groups": len(sizes),
-            "tasks_sharing_a_group": sum(n for n in sizes.values() if n > 1)}
+            "tasks": task_groups.tasks, "distinct_prompts": task_groups.distinct_prompts, "groups": len(task_groups),
+            "tasks_sharing_a_group": int(sizes[sizes > 1].sum())}
 
 
-def _split_notes(cfg: AnyFormat, tasks: dict[str, int], task_groups: dict[str, str]) -> list[str]:
+def _split_notes(cfg: AnyFormat, tasks: dict[str, int], task_groups: Groups) -> list[str]:
     """Asked-for splits that got no task, and why."""
-    groups = len(set(task_groups.values()))
-    return [f"{name} is empty: {len(task_groups)} tasks form {groups} prompt group(s), and a group is never split"
-            for name, frac in (("validation", cfg.validation_fraction), ("test", cfg.test_fraction))
+    return [f"{name} is empty: {task_groups.tasks} tasks form {len(task_groups)} prompt group(s), and a group is never "
+            "split" for name, frac in (("validation", cfg.validation_fraction), ("test", cfg.test_fraction))
             if frac > 0 and not tasks.get(name)]
 
 
@@ -158,26 +162,27 @@ def _balance_cut(cfg: AnyFormat, labels: Counter[bool], hashes: dict[bool, array
     return cut
 
 
-def _route(rows_tmp: Path, out: Path, split: dict[str, str], cut: dict[bool, int] | None
+def _route(rows_tmp: Path, out: Path, split: np.ndarray, cut: dict[bool, int] | None
            ) -> tuple[dict[str, int], dict[str, int], Counter[bool]]:
-    """Stream the rows into their split files (temp names, renamed at the end); stale split files go."""
+    """Stream the rows into their split files (temp names, renamed at the end); stale split files go. ``split``: per
+    task code, an index into ``SPLITS``."""
     files: dict[str, Any] = {}
     rows = dict.fromkeys(SPLITS, 0)
-    tasks: dict[str, set[str]] = {s: set() for s in SPLITS}
+    seen = np.zeros(len(split), dtype=bool)  # per task code: a row of it was written (a task is in one split)
     kept: Counter[bool] = Counter()  # KTO labels written
     try:
         with open(rows_tmp, encoding="utf-8") as f:
             for line in f:
                 head, _, body = line.partition("\t")
-                task_id, label, h = json.loads(head)
+                code, label, h = json.loads(head)
                 if cut is not None and label is not None and h >= cut[label]:
                     continue
-                name = split[task_id]
+                name = SPLITS[split[code]]
                 if name not in files:
                     files[name] = open(out / f"{name}.jsonl.tmp", "w", encoding="utf-8")  # noqa: SIM115
                 files[name].write(body)
                 rows[name] += 1
-                tasks[name].add(task_id)
+                seen[code] = True
                 if label is not None:
                     kept[label] += 1
     finally:
@@ -189,4 +194,5 @@ def _route(rows_tmp: Path, out: Path, split: dict[str, str], cut: dict[bool, int
             os.replace(out / f"{name}.jsonl.tmp", final)
         else:
             final.unlink(missing_ok=True)
-    return rows, {s: len(t) for s, t in tasks.items()}, kept
+    per_split = np.bincount(split[seen].astype(np.int64), minlength=len(SPLITS))
+    return rows, {s: int(per_split[k]) for k, s in enumerate(SPLITS)}, kept

@@ -25,6 +25,7 @@ from rollgen import jsonl
 from rollgen.metrics import PASS_THRESHOLD
 from rollgen.results import TaskStats
 from rollgen.scan import RolloutScan, scan_rollouts
+from rollgen.taskcodes import TaskCodes, TaskFile
 
 __all__ = ["Entry", "Reader", "RolloutIndex", "Source", "TaskStats", "server_tools"]
 
@@ -99,22 +100,21 @@ _KINDS: tuple[Any, ...] = (float, int, bool, type(None))
 
 class RolloutIndex:
     """Per task, the reward, repeat and file offset of each of its rollouts, in file order: numpy columns (24 bytes a
-    rollout) and one code per task id, never an object per rollout."""
+    rollout) and one code per task id (``codes``, a ``TaskCodes``), never an object per rollout or per task."""
 
     def __init__(self, path: os.PathLike[str]):
-        codes: dict[str, int] = {}
+        self.codes = codes = TaskCodes()
         task, repeat, reward, offset = array("i"), array("i"), array("d"), array("q")
         kind = bytearray()  # the reward's JSON type, given back as it was read: float, int, bool or None
         for line in jsonl.lines(path):
             r = jsonl.parse(path, line)
-            task.append(codes.setdefault(r["task_id"], len(codes)))
+            task.append(codes.code(r["task_id"]))
             repeat.append(r.get("repeat", 0))
             value = r.get("reward")
             kind.append(_KINDS.index(type(value)) if type(value) in _KINDS else 0)
             reward.append(math.nan if value is None else value)
             offset.append(line.offset)
-        self._codes = codes
-        t = np.frombuffer(task, dtype=np.int32)
+        t = np.frombuffer(task, dtype=np.int32) if len(task) else np.zeros(0, np.int32)
         self._order = np.argsort(t, kind="stable")  # rows of each task together, in file order
         self._start = np.searchsorted(t[self._order], np.arange(len(codes) + 1))
         self._repeat, self._reward, self._offset, self._kind = repeat, reward, offset, kind
@@ -122,22 +122,20 @@ class RolloutIndex:
     def __len__(self) -> int:
         return len(self._offset)
 
+    def sorted_codes(self) -> np.ndarray:
+        """Task codes in the order of their ids (sorted as strings)."""
+        return self.codes.sorted_codes()
+
     def task_ids(self) -> list[str]:
-        return sorted(self._codes)
+        return [self.codes[c] for c in self.sorted_codes().tolist()]
 
     def entries(self, task_id: str) -> list[Entry]:
-        code = self._codes[task_id]
+        code = self.codes.get(task_id)
+        if code < 0:
+            raise KeyError(task_id)
         rows = self._order[self._start[code]:self._start[code + 1]].tolist()
         return [Entry(_KINDS[self._kind[i]](self._reward[i]) if self._kind[i] != 3 else None, self._repeat[i],
                       self._offset[i]) for i in rows]
-
-
-def _offsets(path: os.PathLike[str]) -> dict[str, int]:
-    """Byte offset of each task's line in a tasks.jsonl."""
-    out: dict[str, int] = {}
-    for line in jsonl.lines(path):
-        out.setdefault(jsonl.parse(path, line)["id"], line.offset)
-    return out
 
 
 class Reader:
@@ -146,7 +144,7 @@ class Reader:
     def __init__(self, source: Source):
         self.source = source
         self.index = RolloutIndex(source.curated)
-        self.task_offsets = _offsets(source.tasks) if source.tasks else {}
+        self.tasks = TaskFile(source.tasks)  # task id -> code -> the byte offset of its line (no tasks: empty)
         self._stack = ExitStack()
         self._curated: IO[bytes] | None = None
         self._tasks: IO[bytes] | None = None
@@ -161,7 +159,8 @@ class Reader:
         self._stack.close()
 
     def task_ids(self) -> Iterator[str]:
-        return iter(self.index.task_ids())
+        """The curated rollouts' task ids, sorted (one at a time: no list of them)."""
+        return (self.index.codes[c] for c in self.index.sorted_codes().tolist())
 
     def entries(self, task_id: str) -> list[Entry]:
         """``task_id``'s curated rollouts, in file order."""
@@ -173,7 +172,7 @@ class Reader:
         return json.loads(self._curated.readline())
 
     def task(self, task_id: str) -> dict[str, Any] | None:
-        offset = self.task_offsets.get(task_id)
+        offset = self.tasks.offset(task_id)
         if offset is None or self._tasks is None:
             return None
         self._tasks.seek(offset)

@@ -20,6 +20,7 @@ import numpy as np
 from rollgen import jsonl
 from rollgen.formats.messages import prompt_len, text_of
 from rollgen.formats.rows import FORMATS
+from rollgen.taskcodes import TaskCodes
 
 __all__ = ["data_files", "dataset_stats", "detect_format", "iter_rows", "summarize"]
 
@@ -98,10 +99,11 @@ def dataset_stats(path: str | os.PathLike[str], fmt: str | None = None,
     numbers: dict[str, array[float]] = {}
     ratio: array[float] = array("d")
     labels: Counter[bool] = Counter()
-    rows_per_task: Counter[str] = Counter()
+    task_codes = TaskCodes()  # task ids by code; per code: rows, and the last file that had one (tasks per file)
+    rows_per_task, last_file = array("q"), array("i")
     unreadable = 0
     for f, _, line in iter_rows(files):
-        info = per_file.setdefault(f.name, {"rows": 0, "tasks": set()})
+        info = per_file.setdefault(f.name, {"rows": 0, "tasks": 0, "index": len(per_file)})
         try:
             row = json.loads(line)
         except ValueError:
@@ -116,8 +118,14 @@ def dataset_stats(path: str | os.PathLike[str], fmt: str | None = None,
             continue
         info["rows"] += 1
         if "task_id" in row:
-            info["tasks"].add(str(row["task_id"]))
-            rows_per_task[str(row["task_id"])] += 1
+            code = task_codes.code(str(row["task_id"]))
+            if code == len(rows_per_task):
+                rows_per_task.append(0)
+                last_file.append(-1)
+            rows_per_task[code] += 1
+            if last_file[code] != info["index"]:  # files are read one after another
+                last_file[code] = info["index"]
+                info["tasks"] += 1
         text_fields, number_fields = FORMATS[fmt].text_fields, FORMATS[fmt].number_fields
         parts = _parts(row, fmt)
         lengths = {}
@@ -144,13 +152,13 @@ def dataset_stats(path: str | os.PathLike[str], fmt: str | None = None,
         "format": fmt if files else None,
         "rows": sum(i["rows"] for i in per_file.values()),
         "tasks": len(rows_per_task) or None,
-        "files": {name: {"rows": i["rows"], "tasks": len(i["tasks"]) or None} for name, i in per_file.items()},
+        "files": {name: {"rows": i["rows"], "tasks": i["tasks"] or None} for name, i in per_file.items()},
         "unreadable_lines": unreadable,
         "length_chars": {k: summarize(v) for k, v in chars.items()},
         "length_tokens": {k: summarize(v) for k, v in tokens.items()} if count_tokens is not None else None,
         "tokenizer": tokenizer_name if count_tokens is not None else None,
         "values": {k: summarize(v, histogram=True) for k, v in numbers.items()},
-        "rows_per_task": summarize(array("l", rows_per_task.values())) if rows_per_task else None,
+        "rows_per_task": summarize(rows_per_task) if rows_per_task else None,
     }
     if fmt == "dpo":
         out["chosen_to_rejected_length_ratio"] = summarize(ratio, histogram=False)

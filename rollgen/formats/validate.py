@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from rollgen.formats.stats import data_files, detect_format, iter_rows
 from rollgen.nemogym.taskrow import CREATE_PARAMS
 from rollgen.quality.text import prompt_key
 from rollgen.registry import Registry
+from rollgen.taskcodes import TaskCodes
 
 __all__ = ["CHECKS", "FORMATS", "Problem", "SplitOverlap", "Validation", "split_overlap", "validate"]
 
@@ -280,11 +282,28 @@ def _row_problems(row: dict[str, Any], fmt: str, min_margin: float | None) -> li
     return CHECKS[fmt](row, min_margin) + _tools(row)
 
 
+class _FirstSeen:
+    """Key -> the (file, line) where it was first seen, in flat columns by a ``TaskCodes`` code (no tuple per key)."""
+
+    def __init__(self) -> None:
+        self.codes = TaskCodes()
+        self._file = array("i")  # per code: index into the file names
+        self._line = array("q")
+
+    def first(self, key: str, file: int, line: int) -> tuple[int, int]:
+        code = self.codes.code(key)
+        if code == len(self._file):
+            self._file.append(file)
+            self._line.append(line)
+        return self._file[code], self._line[code]
+
+
 class SplitOverlap:
     """Rows whose prompt (normalised text) or ``task_id`` is also in another split file of a folder."""
 
     def __init__(self) -> None:
-        self._seen: dict[Any, tuple[str, int]] = {}  # key -> (first split file, line)
+        self._seen = {"prompt": _FirstSeen(), "task": _FirstSeen()}  # key -> first split file and line
+        self._files: dict[str, int] = {}  # split file name -> index
         self.rows: dict[str, int] = Counter()  # split file -> rows that leak
         self.checked = 0
         self._prompts: set[bytes] = set()
@@ -292,6 +311,7 @@ class SplitOverlap:
     def check(self, f: Path, n: int, row: dict[str, Any]) -> str | None:
         """The leak message for row ``n`` of split file ``f``, or None."""
         self.checked += 1
+        here = self._files.setdefault(f.name, len(self._files))
         text = prompt_of(row)
         keys: list[tuple[str, Any]] = []
         if text is not None:
@@ -300,10 +320,11 @@ class SplitOverlap:
             keys.append(("task", str(row["task_id"])))
         leak = None
         for kind, key in keys:
-            first = self._seen.setdefault((kind, key), (f.name, n))
-            if first[0] != f.name and leak is None:
+            file, line = self._seen[kind].first(key.hex() if kind == "prompt" else key, here, n)
+            if file != here and leak is None:
                 what = "prompt" if kind == "prompt" else f"task {key!r}"
-                leak = f"{what} also in {first[0]} (line {first[1]}): splits leak (equal prompts must share a split)"
+                leak = (f"{what} also in {list(self._files)[file]} (line {line}): splits leak (equal prompts must share "
+                        "a split)")
                 if kind == "prompt":
                     self._prompts.add(key)
         if leak is not None:

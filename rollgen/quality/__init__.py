@@ -15,37 +15,31 @@ and a few hundred MB (``bench/quality.py``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from rollgen.config import QualityConfig
-from rollgen.jsonl import Line, read_jsonl
+from rollgen.jsonl import Line
 from rollgen.quality.chain import build, run_chain
 from rollgen.quality.metrics import BREAKDOWN, Metrics
-from rollgen.quality.text import answer_key
 from rollgen.quality.view import RowView
 from rollgen.results import Curation
+from rollgen.taskcodes import TaskFile
 
 __all__ = ["Curation", "curate", "format_funnel"]
 
 
 def _read_tasks(tasks: os.PathLike[str] | None, keys: set[str], answers: bool
-                ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """From the run's tasks.jsonl: task id -> the metadata values under ``keys`` (top-level key names; tasks with none
-    of them are absent), and
-    (when ``answers``) task id -> the key of its gold answer (``text.answer_key``; tasks without one left out)."""
-    meta: dict[str, dict[str, Any]] = {}
-    gold: dict[str, int] = {}
+                ) -> tuple[Mapping[str, dict[str, Any]], Mapping[str, int]]:
+    """From the run's tasks.jsonl, read once into columns by task code (``TaskFile``): task id -> the metadata values
+    under ``keys`` (top-level key names; tasks with none of them are absent), and (when ``answers``) task id -> the key
+    of its gold answer (``text.answer_key``; tasks without one absent)."""
     if tasks is None or not Path(tasks).is_file() or not (keys or answers):
-        return meta, gold
-    for row in read_jsonl(tasks):
-        task_id = str(row.get("id"))
-        if keys and (m := row.get("metadata")) and (found := {k: m[k] for k in keys if k in m}):
-            meta[task_id] = found  # tasks without any of the keys are left out (no empty dict per task)
-        if answers and (key := answer_key(row.get("answer"))):
-            gold[task_id] = key
-    return meta, gold
+        table = TaskFile()
+    else:
+        table = TaskFile(tasks, keys=keys, answers=answers)
+    return table.metadata_map(), table.answer_map()
 
 
 def curate(cfg: QualityConfig, rollouts: os.PathLike[str], curated: os.PathLike[str], rejected: os.PathLike[str],

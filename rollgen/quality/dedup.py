@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from array import array
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,7 @@ def _units(cand: np.ndarray, rows: Rows, by_task: bool) -> tuple[np.ndarray, np.
 class _Dedup(GroupFilter):
     observes = True  # hashes every row that reaches it in pass 1
 
-    def __init__(self, field: str, answers: dict[str, int] | None):
+    def __init__(self, field: str, answers: Mapping[str, int] | None):
         super().__init__()
         self.by_task = field == "prompt"
         self.field = field
@@ -76,13 +77,13 @@ class _Dedup(GroupFilter):
         return cls(params, inputs.answers)  # different gold answers keep look-alike tasks apart
 
     def _who(self, unit: int, rows: Rows) -> str:
-        return f"task {rows.task_ids[unit]}" if self.by_task else f"rollout {rows.ids[unit]}"
+        return f"task {rows.task_ids[unit]}" if self.by_task else f"rollout {rows.row_id(unit)}"
 
     def _answer_keys(self, units: np.ndarray, rows: Rows) -> np.ndarray:
         """The gold-answer key of each unit's task (0: unknown)."""
         if not self.answers:
             return np.zeros(len(units), dtype=np.uint64)
-        by_code = np.array([self.answers.get(t, 0) for t in rows.task_ids], dtype=np.uint64)
+        by_code = np.fromiter((self.answers.get(t, 0) for t in rows.codes), dtype=np.uint64, count=len(rows.codes))
         return by_code[units if self.by_task else rows.task[units]]
 
     def _verdict(self, cand: np.ndarray, rows: Rows, units: np.ndarray, unit_of: np.ndarray,
@@ -97,7 +98,7 @@ class _Dedup(GroupFilter):
 
 @FILTERS.register("exact_dedup")
 class ExactDedup(_Dedup):
-    def __init__(self, p: c.ExactDedupFilter, answers: dict[str, int] | None = None):
+    def __init__(self, p: c.ExactDedupFilter, answers: Mapping[str, int] | None = None):
         super().__init__(p.field, answers)
         self._keys = array("Q")
         self._task_key: dict[int, int] = {}
@@ -129,7 +130,7 @@ class ExactDedup(_Dedup):
 
 @FILTERS.register("near_dedup")
 class NearDedup(_Dedup):
-    def __init__(self, p: c.NearDedupFilter, answers: dict[str, int] | None = None):
+    def __init__(self, p: c.NearDedupFilter, answers: Mapping[str, int] | None = None):
         super().__init__(p.field, answers)
         self.p = p
         self.hasher = MinHasher(p.num_perm, p.seed, p.scheme)

@@ -7,6 +7,7 @@ those columns, so a group filter costs a few milliseconds per 100,000 rows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -107,7 +108,7 @@ def _lookup(meta: dict[str, Any], key: str) -> Any:
 class Stratify(GroupFilter):
     """Quotas per stratum: the largest total whose shares fit the strata present, capped per stratum."""
 
-    def __init__(self, p: c.StratifyFilter, task_meta: dict[str, dict[str, Any]]):
+    def __init__(self, p: c.StratifyFilter, task_meta: Mapping[str, dict[str, Any]]):
         super().__init__()
         self.p, self.task_meta = p, task_meta
 

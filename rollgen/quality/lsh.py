@@ -24,6 +24,7 @@ from rollgen.quality.text import MinHasher, mix
 __all__ = ["BandIndex", "SignatureStore", "lsh_params", "near_groups", "slack"]
 
 BLOCK = 256  # signatures densified, keyed and written together
+WALK_CHUNK = 1 << 14  # units of a walk turned into Python ints at a time
 
 
 @functools.lru_cache(maxsize=32)
@@ -89,15 +90,20 @@ class BandIndex:
                 hot.append((at[shared].astype(np.int64) << 32) | (run.astype(np.int64) * self.b + band))
         if not hot:
             return
-        pairs = np.sort(np.concatenate(hot))  # by unit, then slot
-        units, slots = (pairs >> 32).tolist(), (pairs & 0xFFFFFFFF).tolist()
-        i = 0
-        while i < len(units):
-            j = i
-            while j < len(units) and units[j] == units[i]:
-                j += 1
-            yield units[i], slots[i:j]
-            i = j
+        pairs = np.concatenate(hot)
+        del hot
+        pairs.sort()  # by unit, then slot
+        starts = np.flatnonzero(np.r_[True, (pairs[1:] >> 32) != (pairs[:-1] >> 32)])
+        bounds = np.r_[starts, len(pairs)]
+        for c in range(0, len(starts), WALK_CHUNK):  # a chunk of units at a time as Python ints, not all of them
+            first, last = bounds[c], bounds[min(c + WALK_CHUNK, len(starts))]
+            chunk = pairs[first:last]
+            units, slots = (chunk[starts[c:c + WALK_CHUNK] - first] >> 32).tolist(), (chunk & 0xFFFFFFFF).tolist()
+            ends = (bounds[c + 1:c + WALK_CHUNK + 1] - first).tolist()
+            i = 0
+            for u, j in zip(units, ends):
+                yield u, slots[i:j]
+                i = j
 
     def query(self, slots: list[int]) -> set[int]:
         found: set[int] = set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from array import array
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,7 @@ def _summary(x: np.ndarray) -> dict[str, Any]:
 class Metrics:
     """``observe`` every row in pass 1; ``finish`` with the decisions; then ``length_histogram`` for the plot."""
 
-    def __init__(self, task_meta: dict[str, dict[str, Any]]):
+    def __init__(self, task_meta: Mapping[str, dict[str, Any]]):
         self.task_meta = task_meta
         self.chars, self.tokens = array("i"), array("i")
         self.keys = array("Q")
@@ -160,7 +161,9 @@ class Metrics:
                 "histogram": np.histogram(m, BINS)[0].tolist()}
 
     def _by_metadata(self, rows: Rows, kept: np.ndarray) -> dict[str, list[dict[str, Any]]]:
-        out = {}
+        out: dict[str, list[dict[str, Any]]] = {}
+        if not self.task_meta:  # no task has any of the keys
+            return out
         curated_mean = self._task_means(rows, kept)
         for key in BREAKDOWN:
             values = [_label(self.task_meta.get(t, {}).get(key)) for t in rows.task_ids]

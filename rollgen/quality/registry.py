@@ -12,6 +12,7 @@ more than its own parameters). An unknown name is an error naming the registered
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -28,8 +29,8 @@ __all__ = ["FILTERS", "Filter", "GroupFilter", "Inputs", "RowFilter", "make"]
 class Inputs:
     """What some filters need beyond their parameters: the run's task metadata and gold-answer keys."""
 
-    task_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
-    answers: dict[str, int] | None = None
+    task_meta: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    answers: Mapping[str, int] | None = None
 
 
 class Filter:

@@ -13,6 +13,8 @@ import numpy as np
 
 from rollgen.quality.batch import Batch
 from rollgen.quality.text import MinHasher, exact_key
+from rollgen.records import rollout_id
+from rollgen.taskcodes import TaskCodes
 
 __all__ = ["Reason", "RowView", "Rows", "content_text", "prompt_text"]
 
@@ -143,18 +145,20 @@ class RowView:
 
 
 class Rows:
-    """Columns of every row, filled in the first pass: ids, task codes, rewards (NaN when none), and the
-    byte offset of each row's line in ``path``, so a filter can read a few rows back (``read``)."""
+    """Columns of every row, filled in the first pass: task codes (``codes``: one table of task ids), rewards (NaN
+    when none), repeats, and the byte offset of each row's line in ``path``, so a filter can read a few rows back
+    (``read``). A row's id is not kept when it is ``rollout_id(task_id, repeat)``, as the engine writes them; other
+    ids are kept apart (``row_id``)."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._offsets = array("q")
         self._file: IO[bytes] | None = None
-        self.ids: list[str] = []
-        self.task_ids: list[str] = []  # task code -> task id
-        self._codes: dict[str, int] = {}
+        self.codes = TaskCodes()  # task code <-> task id
+        self._odd_ids: dict[int, str] = {}  # row -> its id, for ids that are not rollout_id(task_id, repeat)
         self._prompts: dict[int, tuple[Batch, int]] = {}  # task -> the batch of prompts that hashed its prompt, its place
         self._task = array("i")
+        self._repeat = array("i")
         self._reward = array("d")
         self.task = np.zeros(0, dtype=np.int32)
         self.reward = np.zeros(0, dtype=np.float64)
@@ -168,17 +172,29 @@ class Rows:
         views = []
         for pos, row in enumerate(batch):
             task_id = str(row.get("task_id", ""))
-            code = self._codes.get(task_id)
-            if code is None:
-                code = self._codes[task_id] = len(self.task_ids)
-                self.task_ids.append(task_id)
-            view = RowView(row, len(self.ids), code, self._prompts, features, pos)
-            self.ids.append(str(row.get("id", view.index)))
-            self._task.append(code)
+            index = len(self._task)
+            view = RowView(row, index, self.codes.code(task_id), self._prompts, features, pos)
+            repeat = row.get("repeat")
+            repeat = repeat if type(repeat) is int and -2**31 <= repeat < 2**31 else -1
+            row_id = str(row.get("id", index))
+            if repeat < 0 or row_id != rollout_id(task_id, repeat):
+                self._odd_ids[index] = row_id
+            self._task.append(view.task)
+            self._repeat.append(repeat)
             self._reward.append(view.reward)
             views.append(view)
         self._prompt_words(views)
         return views
+
+    @property
+    def task_ids(self) -> TaskCodes:
+        """Task code -> task id."""
+        return self.codes
+
+    def row_id(self, i: int) -> str:
+        """Row ``i``'s id (its ``id`` field; its index when it has none)."""
+        odd = self._odd_ids.get(i)
+        return odd if odd is not None else rollout_id(self.codes[self._task[i]], self._repeat[i])
 
     def _prompt_words(self, views: list[RowView]) -> None:
         """Hash the prompts of the batch's new tasks together, into the prompt cache."""
@@ -194,12 +210,12 @@ class Rows:
                 self._prompts[code] = prompts, k
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._task)
 
     def freeze(self) -> None:
-        """Turn the appended columns into numpy arrays for the decisions."""
-        self.task = np.array(self._task, dtype=np.int32)
-        self.reward = np.array(self._reward, dtype=np.float64)
+        """The appended columns as numpy arrays for the decisions (views, not copies: no row is added after)."""
+        self.task = np.frombuffer(self._task, dtype=np.int32) if len(self._task) else np.zeros(0, np.int32)
+        self.reward = np.frombuffer(self._reward, dtype=np.float64) if len(self._reward) else np.zeros(0, np.float64)
 
     def read(self, i: int) -> dict[str, Any]:
         """Row ``i`` parsed again from ``path`` (for the few rows a decision needs whole): one ``pread`` of its
