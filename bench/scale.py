@@ -1,19 +1,23 @@
 """A whole run's time and peak memory against the number of rollouts (not a test).
 
-    python bench/scale.py                       # 100k, 300k and 1M rollouts
-    python bench/scale.py --rollouts 100000     # one point
+    python bench/scale.py                               # 100k, 300k and 1M rollouts, the fake's plain replies
+    python bench/scale.py --rollouts 100000 --varied    # one point, replies worded differently per request
+    python bench/scale.py --rollouts 100000 --overlap false   # quality's first pass after collection
 
 Each point is one CLI run (``python -m rollgen``, ``policy=openai``, parallel 64, 2 repeats per task) against
-the fake OpenAI server in its own process at zero latency, replies worded differently per request (as a
-sampled model's are) and right half the time: collect, verify, the default quality chain (MinHash near-dedup
-included), the SFT dataset, export, report and plots. RSS is sampled from /proc every 0.5 s for the rollgen
-process and its children together (a worker pool counts); the peak of each process alone comes from its
-rusage. Prints the peak while collecting, the peak after, the wall time, and the load average.
+the fake OpenAI server in its own process at zero latency, right half the time: collect, verify, the default
+quality chain (MinHash near-dedup included), the SFT dataset, export, report and plots. ``--distinct`` makes
+every task's prompt different (``Calculate 1234 + 567.``), as a real dataset's are; without it the tasks
+repeat 85 prompts (``tests.conftest.write_arith_tasks``). RSS is sampled from /proc every 0.2 s for the
+rollgen process and all its descendants together (the quality follower and the forkserver that starts it
+count). Prints wall time, when the last rollout was written (collection), the tail after it, the peak RSS
+while collecting and after, and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -28,40 +32,76 @@ from bench.engine import overrides, vm_rss_mb  # noqa: E402
 from tests.conftest import write_arith_tasks  # noqa: E402
 
 
-def tree_rss_mb(pid: int) -> float:
-    """RSS of ``pid`` and its children now, MB."""
-    total = vm_rss_mb(pid) or 0.0
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    return total + sum(vm_rss_mb(int(c)) or 0.0 for c in children)
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, grandchildren, ... (children of any of its threads: a process started from a worker
+    thread is listed under that thread)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                kids = [int(c) for c in Path(f"/proc/{p}/task/{tid}/children").read_text().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
 
 
-def point(n_rollouts: int, tmp: Path, url: str) -> dict[str, float]:
-    tasks = write_arith_tasks(tmp / f"tasks{n_rollouts}.jsonl", n_rollouts // 2)
+def tree_rss_mb(pid: int, peaks: dict[int, float] | None = None) -> float:
+    """RSS of ``pid`` and all its descendants now, MB; ``peaks`` keeps each process's highest seen."""
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        rss = vm_rss_mb(p) or 0.0
+        total += rss
+        if peaks is not None:
+            peaks[p] = max(peaks.get(p, 0.0), rss)
+    return total
+
+
+def write_distinct_tasks(path: Path, n: int) -> Path:
+    """``n`` arithmetic tasks with different prompts (the fake solves them)."""
+    with open(path, "w") as f:
+        for i in range(n):
+            a, b = 1000 + i, i % 997 + 3
+            f.write(json.dumps({"id": f"t{i}", "question": f"Calculate {a} + {b}.", "answer": str(a + b)}) + "\n")
+    return path
+
+
+def point(n_rollouts: int, tmp: Path, url: str, distinct: bool, extra: list[str]) -> dict[str, float]:
+    write = write_distinct_tasks if distinct else write_arith_tasks
+    tasks = write(tmp / f"tasks{n_rollouts}.jsonl", n_rollouts // 2)
     out = tmp / f"run{n_rollouts}"
     cmd = [sys.executable, "-m", "rollgen", *overrides(url, tasks, 64, out), "sampler.num_repeats=2",
-           f"cache_dir={tmp / 'cache'}", "reuse_rollouts=false"]
+           f"cache_dir={tmp / 'cache'}", "reuse_rollouts=false", *extra]
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     collecting = after = 0.0
     collected_s = None
     rollouts = out / "rollouts.jsonl"
+    peaks: dict[int, float] = {}
     while proc.poll() is None:
-        rss = tree_rss_mb(proc.pid)
-        if collected_s is None and (out / "report.json").exists() is False and _lines(rollouts) < n_rollouts:
+        rss = tree_rss_mb(proc.pid, peaks)
+        if collected_s is None and _lines(rollouts) < n_rollouts:
             collecting = max(collecting, rss)
         else:
             collected_s = collected_s or time.perf_counter() - t0
             after = max(after, rss)
-        time.sleep(0.5)
+        time.sleep(0.2)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"rollgen exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+    report = json.loads((out / "report.json").read_text())
     return {"rollouts": n_rollouts, "wall_s": wall, "collect_s": collected_s or wall, "rss_collecting_mb": collecting,
-            "rss_after_mb": after, "load_before": load0, "load_after": os.getloadavg()[0]}
+            "rss_after_mb": after, "load_before": load0, "load_after": os.getloadavg()[0],
+            "curated": report["kept"].get("curated"), "rows": report["kept"].get("dataset_rows"),
+            "peak_main_mb": peaks.get(proc.pid, 0.0),
+            "peak_child_mb": max((v for k, v in peaks.items() if k != proc.pid), default=0.0)}
 
 
 _counted: dict[Path, tuple[int, int]] = {}
@@ -84,18 +124,26 @@ def _lines(path: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rollouts", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    ap.add_argument("--varied", action="store_true", help="the fake words each reply differently (a sampled model)")
+    ap.add_argument("--distinct", action="store_true", help="every task a different prompt")
+    ap.add_argument("--overlap", default="auto", help="quality.overlap (auto, true, false)")
+    ap.add_argument("--dir", type=Path, default=None, help="keep the run dirs here (default: a temp dir)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp_s:
+    fake_args = ["--correct-rate", "0.5", *(["--varied"] if args.varied else [])]
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp_s:
         tmp = Path(tmp_s)
-        fake = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakes.py"), "--varied", "--correct-rate", "0.5"],
+        fake = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakes.py"), *fake_args],
                                 stdout=subprocess.PIPE, text=True)
         try:
             url = fake.stdout.readline().strip()  # type: ignore[union-attr]
             for n in args.rollouts:
-                r = point(n, tmp, url)
-                print(f"{n:>9,} rollouts: wall {r['wall_s']:6.1f} s (collection ~{r['collect_s']:.1f} s), peak RSS "
-                      f"{r['rss_collecting_mb']:.0f} MB while collecting, {r['rss_after_mb']:.0f} MB after "
-                      f"(rollgen and its children); load {r['load_before']:.1f} -> {r['load_after']:.1f}", flush=True)
+                r = point(n, tmp, url, args.distinct, [f"quality.overlap={args.overlap}"])
+                print(f"{n:>9,} rollouts: wall {r['wall_s']:6.1f} s (collection ~{r['collect_s']:.1f} s, then "
+                      f"{r['wall_s'] - r['collect_s']:.1f} s), peak RSS {r['rss_collecting_mb']:.0f} MB while "
+                      f"collecting, {r['rss_after_mb']:.0f} MB after (rollgen and its descendants; each alone at most: rollgen "
+                      f"{r['peak_main_mb']:.0f} MB, a child {r['peak_child_mb']:.0f} MB); curated "
+                      f"{r['curated']}, dataset rows {r['rows']}; load {r['load_before']:.1f} -> {r['load_after']:.1f}",
+                      flush=True)
                 for p in (tmp / f"run{n}").glob("*.jsonl"):
                     p.unlink()
         finally:

@@ -236,6 +236,10 @@ class QualityConfig(_Model):
         description="filters applied in this order; each sees only what the previous ones kept")
     filters: QualityFilters = QualityFilters()
     plots: bool = Field(True, description="write plots/*.png (matplotlib) and link them from report.md")
+    overlap: bool | Literal["auto"] = Field(
+        "auto", description="run the chain's first pass (and the report's scan) in a child process that reads "
+        "rollouts.jsonl while collection writes it, so only the decisions are left when collection ends; "
+        "auto: when a run collects at least 10,000 rollouts on a machine with 2 or more CPUs")
 
     @field_validator("chain")
     @classmethod

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rollgen import formats, quality, redact
+from rollgen.follow import Follower, FollowerFailed, Job, wanted
 from rollgen.build import build, build_verifier
 from rollgen.collect import FAILED, CollectStats, EndpointDown, collect
 from rollgen.config import RunConfig
@@ -84,6 +85,40 @@ class _Run:
         self.prior = Prior()
         self.stats = CollectStats()
         self.outcome: dict[str, Any] = {"status": "complete", "model": None}
+        self.follower: Follower | None = None  # quality's first pass in a child during collection (quality.overlap)
+
+    def start_follower(self, to_collect: int) -> None:
+        """Start the follower when ``quality.overlap`` asks for one (blocking: it starts a process)."""
+        if not wanted(self.cfg.quality.overlap, to_collect):
+            return
+        rd = self.rd
+        follower = Follower(Job(self.cfg.quality, rd.rollouts, rd.curated, rd.rejected, rd.tasks,
+                                formats.pass_threshold(self.cfg.format), plots=self.cfg.quality.plots))
+        try:
+            follower.start()
+        except OSError as e:
+            log.warning("quality will run after collection: could not start its follower process (%s)", e)
+            return
+        self.follower = follower
+        log.info("quality's first pass runs during collection (follower pid %s)", follower.pid)
+
+    def followed(self, step: str) -> Any:
+        """The follower's ``step`` ("scan", "curate" or "plots"), or None when there is none or it failed (then the
+        stage runs here, serially, as without one)."""
+        follower = self.follower
+        if follower is None:
+            return None
+        try:
+            return getattr(follower, step)()
+        except FollowerFailed as e:
+            log.warning("%s; running the stage after collection instead", e)
+            self.close_follower()
+            return None
+
+    def close_follower(self) -> None:
+        follower, self.follower = self.follower, None
+        if follower is not None:
+            follower.close()
 
 
 async def _blocking(stop: Stop, fn: Callable[..., T], *args: Any) -> T:
@@ -127,6 +162,8 @@ async def _collect(run: _Run, runtime: Runtime, staged: Path, n_tasks: int, conf
                 await _rescore_reused(rd, run.verifier, run.server)
             writer = await asyncio.to_thread(JsonlWriter, rd.rollouts)
             run.stop.on_flush(writer.close)
+            to_collect = n_tasks * cfg.sampler.num_repeats - len(run.prior.done)
+            await asyncio.to_thread(run.start_follower, to_collect)
             try:
                 await collect(
                     _work(rd, cfg.sampler.num_repeats, run.prior.done), runtime=runtime, server=run.server,
@@ -198,6 +235,7 @@ async def _arun(cfg: RunConfig, stop: Stop, on_start: Callable[[Path], None] | N
         try:
             return await _blocking(run_.stop, _finish, run_, config_hash, collect_s, t0)
         finally:
+            await asyncio.to_thread(run_.close_follower)  # before the temp files go: it may be writing one
             await asyncio.to_thread(run_.rd.remove_temp_files)
     except KeyboardInterrupt:
         if run_.started:
@@ -206,6 +244,7 @@ async def _arun(cfg: RunConfig, stop: Stop, on_start: Callable[[Path], None] | N
     except RunDirBusy as e:
         raise UserError(str(e)) from None
     finally:
+        await asyncio.to_thread(run_.close_follower)
         await asyncio.to_thread(run_.lock.release)
 
 
@@ -233,7 +272,8 @@ def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[s
     if collection.status == "complete":
         stage = ["quality"]
         try:
-            curation = quality.curate(cfg.quality, rd.rollouts, rd.curated, rd.rejected, tasks=rd.tasks)
+            curation = run_.followed("curate") or quality.curate(cfg.quality, rd.rollouts, rd.curated, rd.rejected,
+                                                                  tasks=rd.tasks)
             log.info("%s", quality.format_funnel(curation.funnel, curation.total, str(rd.rejected)))
             stage.append("format")
             dataset = formats.make_dataset(cfg, rd, collection, run_.server.tools())
@@ -242,9 +282,12 @@ def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[s
             done = {"curation": curation, "dataset": dataset, "exports": exports}
             stage.append("report")
             collection.pass_at_k = collection.scan.curves.curves()
-            plots = write_plots(cfg, rd, curation, collection.pass_at_k)
+            plots = run_.followed("plots") if cfg.quality.plots else None
+            if plots is None:
+                plots = write_plots(cfg, rd, curation, collection.pass_at_k)
         except KeyboardInterrupt:
             status, reason = "interrupted", f"stopped by a signal during {stage[-1]}, after collection"
+    run_.close_follower()
     report = build_report(cfg, collection, **done, status=status, reason=reason, plots=plots,
                           wall_time_s=round(time.perf_counter() - t0, 3))
     for line in report.empty or []:
@@ -255,7 +298,7 @@ def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[s
 def _collection(run_: _Run, config_hash: str, collect_s: float) -> Collection:
     """The collect stage's result: the live counters, and one pass over rollouts.jsonl for the rest."""
     cfg, prior, live, s = run_.cfg, run_.prior, run_.outcome, run_.stats
-    scan = scan_rollouts(run_.rd.rollouts, pass_threshold=formats.pass_threshold(cfg.format))
+    scan = run_.followed("scan") or scan_rollouts(run_.rd.rollouts, pass_threshold=formats.pass_threshold(cfg.format))
     stats = scan.stats
     status, reason = live["status"], live.get("reason")
     failed = sum(n for st, n in stats.by_status.items() if st in FAILED or st == "verifier_error")

@@ -17,7 +17,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from rollgen.errors import UserError
 
-__all__ = ["JsonlError", "JsonlWriter", "Line", "aread_jsonl", "atomic_file", "dumps", "lines", "parse", "read_jsonl",
+__all__ = ["JsonlError", "JsonlWriter", "Line", "aread_jsonl", "atomic_file", "dumps", "follow", "lines", "parse", "read_jsonl",
            "read_jsonl_batches", "write_json", "write_jsonl"]
 
 log = logging.getLogger("rollgen")
@@ -65,6 +65,40 @@ def lines(path: str | os.PathLike[str], *, torn_tail: bool = False) -> Iterator[
                 log.warning("%s:%d: left out a torn last line (a write cut short)", path, number)
                 return
             yield Line(number, at, line)
+
+
+def follow(path: str | os.PathLike[str], more: Callable[[], bool], chunk: int = 1 << 20) -> Iterator[Line]:
+    """The lines of ``path`` while another process appends whole lines to it, as ``lines`` numbers them.
+
+    At the end of what is there, ``more()`` is asked: it returns True to look again (after waiting a moment
+    for the writer) and False once the writer has closed the file; then the rest is read and the iteration
+    ends. Bytes after the last newline are held back until their newline comes; a last line without one,
+    left when the writer is done, is treated as ``lines(torn_tail=True)`` treats it.
+    """
+    number = offset = 0
+    rest = b""
+    writing = True
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(chunk)
+            if not data:
+                if not writing:
+                    break
+                writing = more()
+                continue
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            for raw in data[:cut].split(b"\n")[:-1]:
+                number += 1
+                at, offset = offset, offset + len(raw) + 1
+                if line := raw.strip():
+                    yield Line(number, at, line)
+    if line := rest.strip():
+        if not _is_json(line):
+            log.warning("%s:%d: left out a torn last line (a write cut short)", path, number + 1)
+            return
+        yield Line(number + 1, offset, line)
 
 
 def _is_json(raw: bytes) -> bool:

@@ -14,7 +14,7 @@ from rollgen.results import Collection, Curation, DatasetSummary, ExportResult, 
 from rollgen.rundir import RunDir
 from rollgen.version import __version__
 
-__all__ = ["build_report", "write_plots", "write_report"]
+__all__ = ["build_report", "draw_plots", "write_plots", "write_report"]
 
 
 def build_report(cfg: RunConfig, collection: Collection, *, curation: Curation | None = None,
@@ -40,12 +40,18 @@ def write_plots(cfg: RunConfig, rd: RunDir, curation: Curation | None,
                 pass_at_k: dict[str, dict[int, float]] | None) -> list[str]:
     """The run's plots under ``rd.root/plots`` (when ``quality.plots``): quality plots of ``curation`` (when it saw
     rollouts), pass@k / maj@k of ``pass_at_k``; their paths relative to the run dir."""
-    if not cfg.quality.plots:
+    return draw_plots(cfg.quality.plots, rd.root, curation, pass_at_k)
+
+
+def draw_plots(enabled: bool, root: Path, curation: Curation | None,
+               pass_at_k: dict[str, dict[int, float]] | None) -> list[str]:
+    """``write_plots`` from its parts: ``quality.plots`` and the run dir (the quality follower draws them too)."""
+    if not enabled:
         return []
     from rollgen import plots
 
-    out = plots.write_plots(curation, rd.root / "plots") if curation is not None and curation.total else []
-    return out + (plots.write_pass_curves(pass_at_k, rd.root / "plots") if pass_at_k is not None else [])
+    out = plots.write_plots(curation, root / "plots") if curation is not None and curation.total else []
+    return out + (plots.write_pass_curves(pass_at_k, root / "plots") if pass_at_k is not None else [])
 
 
 def write_report(rd: RunDir, report: Report) -> dict[str, Any]:

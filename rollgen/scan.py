@@ -20,7 +20,7 @@ from rollgen.jsonl import read_jsonl
 from rollgen.metrics import PASS_THRESHOLD, PassCurves, passed
 from rollgen.results import RolloutStats, TaskStats
 
-__all__ = ["RolloutScan", "scan_rollouts"]
+__all__ = ["RolloutScan", "Scanner", "scan_rollouts"]
 
 
 @dataclass
@@ -58,52 +58,74 @@ def scan_rollouts(path: str | os.PathLike[str], *, pass_threshold: float = PASS_
 
 
 def _scan(rows: Iterable[dict[str, Any]], pass_threshold: float) -> RolloutScan:
-    statuses: Counter[str] = Counter()
-    tokens: Counter[str] = Counter()
-    models: set[str] = set()
-    hashes: set[str] = set()
-    sampling: dict[str, Any] | None = None
-    index: dict[str, int] = {}
-    n_scored, solved = array("d"), array("b")  # per task; solved: one of its rollouts passed
-    total, total_sq, tally = array("d"), array("d"), array("d")
-    curves = PassCurves()
-    rewarded = n_passed = 0
-    reward_sum = 0.0
+    scanner = Scanner(pass_threshold)
     for r in rows:
-        statuses[r.get("status", "?")] += 1
+        scanner.add(r)
+    return scanner.result()
+
+
+class Scanner:
+    """The scan one row at a time (``add``), for a caller that parses the rows anyway (quality's first pass
+    following the file while it is written); ``result()`` is what ``scan_rollouts`` returns."""
+
+    def __init__(self, pass_threshold: float = PASS_THRESHOLD) -> None:
+        self.pass_threshold = pass_threshold
+        self.statuses: Counter[str] = Counter()
+        self.tokens: Counter[str] = Counter()
+        self.models: set[str] = set()
+        self.hashes: set[str] = set()
+        self.sampling: dict[str, Any] | None = None
+        self.index: dict[str, int] = {}
+        self.n_scored, self.solved = array("d"), array("b")  # per task; solved: one of its rollouts passed
+        self.total, self.total_sq, self.tally = array("d"), array("d"), array("d")
+        self.curves = PassCurves()
+        self.rewarded = self.n_passed = 0
+        self.reward_sum = 0.0
+
+    def observe(self, views: Iterable[Any]) -> None:
+        """A quality observer: every row of a batch of ``RowView``s."""
+        for v in views:
+            self.add(v.row)
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.statuses[r.get("status", "?")] += 1
         task_id = r.get("task_id")
-        i = index.get(task_id)
+        i = self.index.get(task_id)  # type: ignore[arg-type]
         if i is None:
-            i = index[task_id] = len(index)
-            for a in (n_scored, total, total_sq, tally):
+            i = self.index[task_id] = len(self.index)  # type: ignore[index]
+            for a in (self.n_scored, self.total, self.total_sq, self.tally):
                 a.append(0.0)
-            solved.append(0)
+            self.solved.append(0)
         for k, v in (r.get("usage") or {}).items():
             if isinstance(v, int):
-                tokens[k] += v
+                self.tokens[k] += v
         if r.get("model"):
-            models.add(r["model"])
+            self.models.add(r["model"])
         if r.get("config_hash"):
-            hashes.add(r["config_hash"])
-        sampling = sampling or r.get("sampling")
+            self.hashes.add(r["config_hash"])
+        self.sampling = self.sampling or r.get("sampling")
         reward = r.get("reward")
         if reward is None:
-            continue
+            return
         ok = passed(reward)
-        rewarded += 1
-        reward_sum += reward
-        n_passed += ok
-        solved[i] |= ok
-        n_scored[i] += 1
-        total[i] += reward
-        total_sq[i] += reward * reward
-        tally[i] += ok if pass_threshold == PASS_THRESHOLD else passed(reward, pass_threshold)
-        curves.add(task_id, (r.get("reward_details") or {}).get("extracted"), ok, i)
-    stats = RolloutStats(
-        tasks=len(index), rollouts=sum(statuses.values()), by_status=dict(sorted(statuses.items())),
-        mean_reward=round(reward_sum / rewarded, 6) if rewarded else None,
-        pass_rate=round(n_passed / rewarded, 6) if rewarded else None,
-        task_pass_rate=round(sum(solved) / len(index), 6) if index else None, tokens=dict(tokens))
-    return RolloutScan(stats=stats, curves=curves, models=sorted(models), config_hashes=sorted(hashes),
-                       sampling=sampling, pass_threshold=pass_threshold, _index=index,
-                       _tallies=(n_scored, total, total_sq, tally))
+        self.rewarded += 1
+        self.reward_sum += reward
+        self.n_passed += ok
+        self.solved[i] |= ok
+        self.n_scored[i] += 1
+        self.total[i] += reward
+        self.total_sq[i] += reward * reward
+        self.tally[i] += ok if self.pass_threshold == PASS_THRESHOLD else passed(reward, self.pass_threshold)
+        self.curves.add(task_id, (r.get("reward_details") or {}).get("extracted"), ok, i)  # type: ignore[arg-type]
+
+    def result(self, path: str | os.PathLike[str] | None = None) -> RolloutScan:
+        index, rewarded = self.index, self.rewarded
+        stats = RolloutStats(
+            tasks=len(index), rollouts=sum(self.statuses.values()), by_status=dict(sorted(self.statuses.items())),
+            mean_reward=round(self.reward_sum / rewarded, 6) if rewarded else None,
+            pass_rate=round(self.n_passed / rewarded, 6) if rewarded else None,
+            task_pass_rate=round(sum(self.solved) / len(index), 6) if index else None, tokens=dict(self.tokens))
+        return RolloutScan(stats=stats, curves=self.curves, path=Path(path) if path is not None else None,
+                           models=sorted(self.models), config_hashes=sorted(self.hashes), sampling=self.sampling,
+                           pass_threshold=self.pass_threshold, _index=index,
+                           _tallies=(self.n_scored, self.total, self.total_sq, self.tally))

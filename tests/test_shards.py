@@ -99,6 +99,11 @@ def test_two_shards_merged_give_the_single_machine_dataset(shard_runs: tuple[Pat
     # overrides apply to the stages after collection, on the whole
     assert merge.main([str(s0), str(s1), "--out", str(tmp_path / "m2"), "quality.min_reward_threshold=1.0"]) == 0
     assert json.loads((tmp_path / "m2" / "report.json").read_text())["quality"]["rollouts"] == 48
+    # a run dir whose name has "=" in it (a sweep's, say) is a run dir, not an override
+    named = tmp_path / "shard=1"
+    shutil.copytree(s1, named)
+    assert merge.main([str(s0), str(named), "--out", str(tmp_path / "m3")]) == 0
+    assert _rows(tmp_path / "m3") == _rows(whole)
 
 
 def test_merge_names_a_missing_or_duplicated_shard(shard_runs: tuple[Path, Path, Path], tmp_path: Path,

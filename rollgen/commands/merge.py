@@ -306,8 +306,9 @@ def main(argv: list[str]) -> int:
 
     from rollgen.commands.curate import print_outcome
 
-    dirs = [i for i in args.items if "=" not in i]
-    overrides = [i for i in args.items if "=" in i]
+    # key=value is an override, unless it names a directory (a run dir such as outputs/temp=0.7 from a sweep)
+    dirs = [i for i in args.items if "=" not in i or Path(i).is_dir()]
+    overrides = [i for i in args.items if i not in dirs]
     out = Path(args.out or time.strftime("outputs/merge/%Y-%m-%d/%H-%M-%S"))
     try:
         report = merge(dirs, out, overrides)

@@ -15,13 +15,15 @@ and a few hundred MB (``bench/quality.py``).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from rollgen.config import QualityConfig
+from rollgen.jsonl import Line
 from rollgen.quality.chain import build, run_chain
 from rollgen.quality.metrics import BREAKDOWN, Metrics
+from rollgen.quality.view import RowView
 from rollgen.results import Curation
 from rollgen.taskcodes import TaskFile
 
@@ -41,19 +43,25 @@ def _read_tasks(tasks: os.PathLike[str] | None, keys: set[str], answers: bool
 
 
 def curate(cfg: QualityConfig, rollouts: os.PathLike[str], curated: os.PathLike[str], rejected: os.PathLike[str],
-           *, tasks: os.PathLike[str] | None = None) -> Curation:
+           *, tasks: os.PathLike[str] | None = None, lines: Iterable[Line] | None = None,
+           observers: list[Callable[[list[RowView]], None]] | None = None,
+           after_first_pass: Callable[[], None] | None = None) -> Curation:
     """The quality stage: filter ``rollouts`` into ``curated`` and ``rejected``, and measure both.
 
     ``tasks`` (the run's tasks.jsonl) gives the task metadata that ``stratify`` and the per-difficulty
     metrics read (without it every task is in the ``missing`` stratum), and the gold answers that keep
     deduplication from merging different problems. Blocking file work: from a loop, run it in a thread.
-    The report stage draws the plots (``rollgen.plots.write_plots``) from the result.
+    The report stage draws the plots (``rollgen.plots.write_plots``) from the result. ``lines``: the first
+    pass's lines, when they come from elsewhere (``jsonl.follow`` while collection writes the file);
+    ``observers`` see every batch of rows of that pass too (``scan.Scanner.observe``), and
+    ``after_first_pass()`` is called when it has ended, before any decision or file is written.
     """
     keys = set(BREAKDOWN) | ({cfg.filters.stratify.by.split(".")[0]} if "stratify" in cfg.chain else set())
     task_meta, answers = _read_tasks(tasks, keys, answers=bool({"exact_dedup", "near_dedup"} & set(cfg.chain)))
     chain = build(cfg, task_meta, answers)
     metrics = Metrics(task_meta)
-    rows, dropped_by, funnel = run_chain(chain, Path(rollouts), Path(curated), Path(rejected), [metrics.observe])
+    rows, dropped_by, funnel = run_chain(chain, Path(rollouts), Path(curated), Path(rejected),
+                                       [metrics.observe, *(observers or [])], lines, after_first_pass)
     summary = metrics.finish(rows, dropped_by < 0)
     contamination = next((f.summary() for name, f in chain if name == "decontaminate"), None)
     return Curation(total=len(rows), curated=int((dropped_by < 0).sum()), funnel=funnel, metrics=summary,

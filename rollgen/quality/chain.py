@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,10 @@ class Reasons:
             self._codes.extend([-1] * (i + 1 - len(self._codes)))
         self._codes[i] = code
 
+    def code(self, i: int) -> int:
+        """Row ``i``'s reason as its number in the table (equal reasons, equal codes)."""
+        return self._codes[i]
+
     def label(self, i: int) -> str:
         return self._table[self._codes[i]][0]
 
@@ -63,10 +67,12 @@ def build(cfg: QualityConfig, task_meta: dict[str, dict[str, Any]],
     return [(name, make(name, cfg, inputs)) for name in cfg.chain]
 
 
-def _batches(path: Path, size: int = BATCH) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
-    """Parsed rows, ``size`` at a time, with the byte offset of each row's line (rows numbered as in ``_write``)."""
+def _batches(path: Path, size: int = BATCH, lines: Iterable[jsonl.Line] | None = None
+             ) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
+    """Parsed rows, ``size`` at a time, with the byte offset of each row's line (rows numbered as in ``_write``).
+    ``lines``: the file's lines from elsewhere (``jsonl.follow`` while it is written); by default read from it."""
     batch, offsets = [], []
-    for line in jsonl.lines(path):
+    for line in jsonl.lines(path) if lines is None else lines:
         batch.append(jsonl.parse(path, line))
         offsets.append(line.offset)
         if len(batch) == size:
@@ -77,10 +83,13 @@ def _batches(path: Path, size: int = BATCH) -> Iterator[tuple[list[dict[str, Any
 
 
 def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, rejected: Path,
-              observers: list[Callable[[list[RowView]], None]]) -> tuple[Rows, np.ndarray, list[dict[str, Any]]]:
+              observers: list[Callable[[list[RowView]], None]], lines: Iterable[jsonl.Line] | None = None,
+              after_first_pass: Callable[[], None] | None = None) -> tuple[Rows, np.ndarray, list[dict[str, Any]]]:
     """Filter ``rollouts`` into ``curated`` / ``rejected``; return the rows, who dropped each (-1: kept), the funnel.
 
-    ``observers`` see every batch of rows in pass 1 (metrics), whatever the filters say.
+    ``observers`` see every batch of rows in pass 1 (metrics), whatever the filters say. ``lines``: pass 1's
+    lines of ``rollouts`` as they come (``jsonl.follow``), when it reads them while they are written;
+    ``after_first_pass()`` is called when that pass has ended, before any decision (it may raise to stop there).
     """
     rows = Rows(rollouts)
     steps: list[tuple[int, bool, Callable[[RowView], Any]]] = []  # (position, is a row filter, the call)
@@ -91,7 +100,7 @@ def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, re
             steps.append((pos, False, f.observe))
     reasons = Reasons()
     fail_pos = array("h")  # per row: the chain position of the row filter that dropped it in pass 1, or -1
-    for batch, offsets in _batches(rollouts):
+    for batch, offsets in _batches(rollouts, lines=lines):
         views = rows.add(batch, offsets)
         for observe in observers:
             observe(views)
@@ -105,6 +114,8 @@ def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, re
                     reasons.set(view.index, reason)
                     break
     rows.freeze()
+    if after_first_pass is not None:
+        after_first_pass()
 
     dropped_by = np.full(len(rows), -1, dtype=np.int16)
     first_fail = np.frombuffer(fail_pos, dtype=np.int16) if len(fail_pos) else np.zeros(0, np.int16)
@@ -139,6 +150,7 @@ def _write(rollouts: Path, curated: Path, rejected: Path, dropped_by: np.ndarray
            names: list[str]) -> None:
     """Pass 2: each raw line to curated, or wrapped to rejected; both written to temp files, then renamed."""
     who = dropped_by.tolist()
+    heads: dict[tuple[int, int], bytes] = {}  # (filter, reason code) -> the wrapper's head: most rows share a few
     with jsonl.atomic_file(curated, "wb") as keep, jsonl.atomic_file(rejected, "wb") as drop:
         for i, (_, _, line) in enumerate(jsonl.lines(rollouts)):
             if i >= len(who):
@@ -146,7 +158,12 @@ def _write(rollouts: Path, curated: Path, rejected: Path, dropped_by: np.ndarray
             if who[i] < 0:
                 keep.write(line + b"\n")
                 continue
-            label, detail = reasons[i]
-            head = (f'{{"filter": {json.dumps(names[who[i]])}, "reason": {json.dumps(label, ensure_ascii=False)}, '
-                    f'"detail": {json.dumps(detail, ensure_ascii=False)}, "rollout": ')
-            drop.write(head.encode("utf-8") + line + b"}\n")
+            key = (who[i], reasons.code(i))
+            head = heads.get(key)
+            if head is None:
+                label, detail = reasons[i]
+                head = (f'{{"filter": {json.dumps(names[who[i]])}, "reason": {json.dumps(label, ensure_ascii=False)}, '
+                        f'"detail": {json.dumps(detail, ensure_ascii=False)}, "rollout": ').encode("utf-8")
+                if len(heads) < 65_536:
+                    heads[key] = head
+            drop.write(head + line + b"}\n")

@@ -37,17 +37,20 @@ _PATTERNS = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in (
 )]
 
 
+_ANY = re.compile("|".join(f"(?:{p.pattern})" for p in _PATTERNS), re.IGNORECASE | re.MULTILINE)
 _FENCED = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 
 
 def answer_instruction(text: str) -> str | None:
     """The first final-answer instruction found in ``text`` (the matched words), or None. Text inside ```
     fences is code or data the prompt shows (a docstring's "Return only positive numbers"), not an instruction."""
-    norm = _FENCED.sub(" ", unicodedata.normalize("NFKC", text))
-    found = [m for p in _PATTERNS if (m := p.search(norm))]
-    if not found:
-        return None
-    return min(found, key=lambda m: m.start()).group(0).strip()
+    norm = unicodedata.normalize("NFKC", text)
+    if "```" in norm:
+        norm = _FENCED.sub(" ", norm)
+    # One scan for all patterns: the leftmost match, and at that place the first pattern in order, which is what
+    # the earliest of each pattern's own first match is (a staged task costs one scan, not fourteen).
+    m = _ANY.search(norm)
+    return m.group(0).strip() if m else None
 
 
 def with_instruction(text: str, instruction: str | None) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from functools import lru_cache
 from typing import Any
 
 from rollgen.config import GuardsConfig
@@ -79,6 +80,7 @@ def _copied_share(completion: str, prompt: str) -> float:
     return copied / total if total else 0.0
 
 
+@lru_cache(maxsize=4096)  # gold answers: the same few strings for every rollout of a task
 def _values(answer: str) -> int:
     """How many values an answer has: ``(2, -1)`` two, ``14{,}916`` and ``1.2 \times 10^3`` one."""
     numbers = parse_number_list(answer)

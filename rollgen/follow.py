@@ -1,0 +1,195 @@
+"""Quality's first pass during collection: a child process reads ``rollouts.jsonl`` while it is written.
+
+Collection keeps one core busy (HTTP, parsing replies, verification); the first pass over the rollouts
+(parse every line, the report's scan, every row filter, the dedup hashing, the metrics) would otherwise
+start only when collection ends. ``Follower`` starts a child process (``workers.process_context``: it
+never re-runs the user's main script) that follows the file as collection appends whole lines to it
+(``jsonl.follow``) and runs exactly the serial stage's code on them (``quality.curate`` with its lines
+given, ``scan.Scanner`` as an observer), so when collection ends only the decisions and the second pass
+are left. The parent talks to it over a pipe:
+
+    parent                      child
+    "end"  (collection ended)   reads the rest, ends the first pass  ->  ("scan", RolloutScan)
+    "curate"                    decides, writes curated/rejected       ->  ("curation", Curation)
+                                draws the plots (while the parent formats and exports)  ->  ("plots", paths)
+    "stop"                      ends without writing anything
+
+Nothing depends on it: a child that fails, dies or is stopped leaves no file behind (its temp files are
+removed, as a serial stage's are), and the engine then runs the stage itself after collection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rollgen.config import QualityConfig
+
+__all__ = ["AUTO_MIN_ROLLOUTS", "Follower", "FollowerFailed", "wanted"]
+
+log = logging.getLogger("rollgen")
+
+AUTO_MIN_ROLLOUTS = 10_000  # ``quality.overlap: auto`` follows a run that collects at least this many
+POLL_S = 0.05  # how long the child waits for the parent's word once it has read everything written
+
+
+def wanted(setting: bool | str, to_collect: int) -> bool:
+    """Whether ``quality.overlap`` (``setting``) asks for a follower, for a run that collects ``to_collect`` rollouts."""
+    if setting == "auto":
+        return to_collect >= AUTO_MIN_ROLLOUTS and (os.cpu_count() or 1) >= 2
+    return bool(setting)
+
+
+class FollowerFailed(RuntimeError):
+    """The child ended without the result asked for (an error in it, or it died); the stage runs serially."""
+
+
+class _Stopped(Exception):
+    """The parent said "stop"."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the child needs: the stage's config and the run's files."""
+
+    quality: QualityConfig
+    rollouts: Path
+    curated: Path
+    rejected: Path
+    tasks: Path
+    pass_threshold: float
+    plots: bool = False  # draw the run's plots after curating (``quality.plots``)
+
+
+class Follower:
+    """The child process and its pipe. ``start``, ``scan`` and ``curate`` block: call them from worker threads."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self._proc: Any = None
+        self._conn: Any = None
+
+    def start(self) -> None:
+        from rollgen.workers import process_context
+
+        ctx = process_context("spawn")  # one process (a forkserver would stay beside it, ~70 MB, for the run)
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_child, args=(child, self.job), name="rollgen-quality-follower", daemon=True)
+        self._proc.start()
+        child.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def scan(self) -> Any:
+        """Collection has ended: the child reads the rest of the file; its ``RolloutScan``."""
+        return self._ask("end", "scan")
+
+    def curate(self) -> Any:
+        """The first pass has ended: the child decides and writes curated/rejected; its ``Curation``."""
+        return self._ask("curate", "curation")
+
+    def plots(self) -> list[str]:
+        """The plots the child drew after curating (paths relative to the run dir)."""
+        return self._ask(None, "plots")
+
+    def _ask(self, word: str | None, reply: str) -> Any:
+        try:
+            if word is not None:
+                self._conn.send(word)
+            while not self._conn.poll(0.1):  # a short wait at a time, so a stop request reaches this thread
+                if not self._proc.is_alive() and not self._conn.poll(0):
+                    raise FollowerFailed(f"the quality follower died (exit code {self._proc.exitcode})")
+            kind, value = self._conn.recv()
+        except (EOFError, OSError, BrokenPipeError) as e:
+            raise FollowerFailed(f"the quality follower is gone ({e or type(e).__name__})") from None
+        if kind == "error":
+            raise FollowerFailed(f"the quality follower failed: {value}")
+        if kind != reply:
+            raise FollowerFailed(f"the quality follower answered {kind!r}, not {reply!r}")
+        return value
+
+    def close(self) -> None:
+        """Stop the child (if it still runs) and reap it; temp files it was writing are removed by it."""
+        proc, conn, self._proc, self._conn = self._proc, self._conn, None, None
+        if proc is None:
+            return
+        try:
+            if proc.is_alive():
+                try:
+                    conn.send("stop")
+                except OSError:
+                    pass
+                proc.join(5)
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: the child's handler exits through its finally blocks
+                proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        finally:
+            conn.close()
+
+
+def _import_matplotlib() -> None:
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except ImportError:  # drawing says so later, in the stage that draws
+        pass
+
+
+def _child(conn: Any, job: Job) -> None:
+    """The follower's main: follow, scan, wait for the word, curate."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # exit through finally blocks (temp files removed)
+    if job.plots:  # matplotlib's import (a second or so) while the child waits for collection anyway
+        threading.Thread(target=_import_matplotlib, daemon=True).start()
+    from rollgen import jsonl, quality
+    from rollgen.report import draw_plots
+    from rollgen.scan import Scanner
+
+    def word() -> str:
+        msg = conn.recv()
+        if msg == "stop":
+            raise _Stopped
+        return str(msg)
+
+    def more() -> bool:
+        """Caught up with the writer: True to look again, False once collection has ended ("end")."""
+        if not conn.poll(POLL_S):
+            return True
+        word()
+        return False
+
+    scanner = Scanner(job.pass_threshold)
+
+    def first_pass_done() -> None:
+        conn.send(("scan", scanner.result(job.rollouts)))
+        word()  # "curate"
+
+    try:
+        curation = quality.curate(job.quality, job.rollouts, job.curated, job.rejected, tasks=job.tasks,
+                                  lines=jsonl.follow(job.rollouts, more), observers=[scanner.observe],
+                                  after_first_pass=first_pass_done)
+        conn.send(("curation", curation))
+        if job.plots:
+            conn.send(("plots", draw_plots(True, job.rollouts.parent, curation, scanner.curves.curves())))
+    except (_Stopped, EOFError, KeyboardInterrupt):
+        pass
+    except Exception as e:  # reported to the parent, which runs the stage itself
+        try:
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+        except OSError:
+            pass
+        log.debug("quality follower failed:\n%s", traceback.format_exc())
+    finally:
+        conn.close()
