@@ -104,23 +104,21 @@ class TaskCodes:
         return np.fromiter((self.get(t) for t in task_ids), dtype=np.int32)
 
     def _grow(self) -> None:
-        hashes = np.frombuffer(self._hashes, dtype=np.uint64)
         slots = np.frombuffer(self._slots, dtype=np.int32)
         used = np.flatnonzero(slots)
-        h, s = hashes[used], slots[used]
-        s_order = np.argsort(s, kind="stable")  # re-insert in code order: same probes as adding one by one
+        self._place(np.frombuffer(self._hashes, dtype=np.uint64)[used], slots[used], 2 * len(slots))
+
+    def _place(self, h: np.ndarray, s: np.ndarray, size: int) -> None:
+        """A new table of ``size`` slots (a power of two) holding hashes ``h`` of codes ``s - 1``."""
+        s_order = np.argsort(s, kind="stable")  # earlier codes first
         h, s = h[s_order], s[s_order]
-        size = 2 * len(slots)
         new_h, new_s = np.zeros(size, np.uint64), np.zeros(size, np.int32)
-        mask = np.uint64(size - 1)
-        pos = (h & mask).astype(np.int64)
+        pos = (h & np.uint64(size - 1)).astype(np.int64)
         left = np.arange(len(h))
-        while len(left):  # place each in its first free slot from its home, earlier codes first
-            p = pos[left]
-            _, first = np.unique(p, return_index=True)  # one contender per slot per round: the earliest code
+        while len(left):  # each to the first free slot from its home: one contender per slot per round
+            _, first = np.unique(pos[left], return_index=True)
             take = left[first]
-            free = new_s[pos[take]] == 0
-            placed = take[free]
+            placed = take[new_s[pos[take]] == 0]
             new_h[pos[placed]], new_s[pos[placed]] = h[placed], s[placed]
             done = np.zeros(len(h), bool)
             done[placed] = True
@@ -128,6 +126,17 @@ class TaskCodes:
             blocked = left[new_s[pos[left]] != 0]
             pos[blocked] = (pos[blocked] + 1) % size
         self._hashes, self._slots = array("Q", new_h.tobytes()), array("i", new_s.tobytes())
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The ids only: the hash table is rebuilt where it is loaded (``hash`` of a str differs between processes)."""
+        return {"hash_fn": self._hash_fn, "text": self._text, "ends": self._ends}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._hash_fn, self._text, self._ends = state["hash_fn"], state["text"], state["ends"]
+        self._last = ("", -1)
+        n = len(self)
+        h = np.fromiter((self._hash_fn(self[k]) & _MASK for k in range(n)), dtype=np.uint64, count=n)
+        self._place(h, np.arange(1, n + 1, dtype=np.int32), max(16, 1 << (2 * n).bit_length()))
 
     def nbytes(self) -> int:
         """Bytes held (the id text, its offsets, the hash table)."""

@@ -117,3 +117,20 @@ def test_band_walk_in_chunks_yields_what_one_pass_does(monkeypatch: pytest.Monke
         count = {k: col.count(k) for k in set(col)}
         shared |= {u for u, k in enumerate(col) if count[k] > 1}
     assert [u for u, _ in whole] == sorted(shared)  # each unit that shares a band key, once, in order
+
+
+def test_task_codes_survive_a_pickle_to_another_process(tmp_path: Path) -> None:
+    import pickle
+    import subprocess
+    import sys
+
+    ids = _ids(2000, seed=2)
+    path = tmp_path / "codes.pickle"
+    path.write_bytes(pickle.dumps(TaskCodes(ids)))
+    check = ("import pickle, sys; c = pickle.loads(open(sys.argv[1], 'rb').read()); ids = list(c); "
+             "assert all(c.get(t) == k for k, t in enumerate(ids)) and c.get('nope') == -1; "
+             "assert c.code('new one') == len(ids); print(len(ids))")
+    out = subprocess.run([sys.executable, "-c", check, str(path)], capture_output=True, text=True,
+                         env={"PYTHONHASHSEED": "random", "PYTHONPATH": ":".join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(len(ids))
