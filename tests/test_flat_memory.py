@@ -134,3 +134,23 @@ def test_task_codes_survive_a_pickle_to_another_process(tmp_path: Path) -> None:
                          env={"PYTHONHASHSEED": "random", "PYTHONPATH": ":".join(sys.path)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(len(ids))
+
+
+def test_band_index_finds_what_a_dict_of_buckets_finds() -> None:
+    from rollgen.quality import lsh
+
+    rng = np.random.default_rng(4)
+    index = lsh.BandIndex(0.7, 64)
+    keys = rng.integers(0, 40, size=(2000, index.b)).astype(np.uint64)
+    order = rng.permutation(len(keys))[:1500]
+    buckets: dict[int, list[int]] = {}
+    steps = 0
+    for u, slots in index.walk(keys, order):
+        expect = {v for s in slots for v in buckets.get(s, [])}
+        assert index.query(slots) == expect
+        if u % 3 or not expect:  # insert most units, as dedup inserts those that are no duplicate
+            index.insert(u, slots)
+            for s in slots:
+                buckets.setdefault(s, []).append(u)
+        steps += 1
+    assert steps > 1000 and sum(map(len, buckets.values())) > steps  # units share slots: the check saw real sets

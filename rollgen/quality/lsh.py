@@ -66,7 +66,9 @@ class BandIndex:
         self.b, self.r = lsh_params(threshold, num_perm)
         self._weights = mix(np.arange(1, self.r + 1, dtype=np.uint64))
         self._salt = mix(np.arange(1000, 1000 + self.b, dtype=np.uint64))
-        self._buckets: dict[int, list[int]] = {}
+        self._members: list[np.ndarray] = []  # during a walk: per band, the units of shared keys, by run then unit
+        self._member_runs: list[np.ndarray] = []  # their runs
+        self._inserted = np.zeros(0, dtype=bool)  # per unit: inserted
 
     def keys(self, sigs: np.ndarray) -> np.ndarray:
         """``(len(sigs), b)`` band keys of densified signatures."""
@@ -77,17 +79,20 @@ class BandIndex:
         """``(u, slots)`` for each unit ``u`` (0, 1, ... in ``order``: row ``order[u]`` of ``keys``) that shares a band
         key with another unit, in increasing ``u``; ``slots`` name its shared keys. A unit not yielded has no
         candidate and needs no slot. ``query(slots)`` gives the units ``insert``-ed so far under any of them."""
-        self._buckets = {}
         n = len(keys) if order is None else len(order)
         runs = np.full((n, self.b), -1, dtype=np.int32)  # per unit and band: its run of equal keys (from 1), -1: alone
+        self._members, self._member_runs = [], []  # per band: the units in runs of two or more, by run then unit
+        self._inserted = np.zeros(n, dtype=bool)
         for band in range(self.b):
             col = keys[:, band] if order is None else keys[order, band]
             at = np.argsort(col, kind="stable")
             sorted_keys = col[at]
             same = sorted_keys[1:] == sorted_keys[:-1]
             shared = np.r_[False, same] | np.r_[same, False]  # in a run of two or more
-            if shared.any():
-                runs[at[shared], band] = np.cumsum(np.r_[True, ~same])[shared]
+            run = np.cumsum(np.r_[True, ~same])[shared] if shared.any() else np.zeros(0, np.int64)
+            runs[at[shared], band] = run
+            self._members.append(at[shared].astype(np.int32))
+            self._member_runs.append(run.astype(np.int32))
         hot = np.flatnonzero((runs >= 0).any(axis=1))
         bands = np.arange(self.b, dtype=np.int64)
         for c in range(0, len(hot), WALK_CHUNK):  # a chunk of units at a time as Python ints, not all of them
@@ -97,18 +102,21 @@ class BandIndex:
             slots.sort(axis=1)
             for u, row, k in zip(units.tolist(), slots.tolist(), (run >= 0).sum(axis=1).tolist()):
                 yield u, row[:k]
+        self._members, self._member_runs = [], []
 
     def query(self, slots: list[int]) -> set[int]:
+        """The units ``insert``-ed so far under any of ``slots`` (during a ``walk``)."""
         found: set[int] = set()
         for s in slots:
-            hit = self._buckets.get(s)
-            if hit is not None:
-                found.update(hit)
+            band, run = s % self.b, s // self.b
+            runs = self._member_runs[band]
+            members = self._members[band][np.searchsorted(runs, run, "left"):np.searchsorted(runs, run, "right")]
+            found.update(members[self._inserted[members]].tolist())
         return found
 
     def insert(self, unit: int, slots: list[int]) -> None:
-        for s in slots:
-            self._buckets.setdefault(s, []).append(unit)
+        """``unit`` is now found under its ``slots`` (all of them: a unit's slots are those ``walk`` gave it)."""
+        self._inserted[unit] = True
 
 
 class SignatureStore:
