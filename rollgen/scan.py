@@ -19,6 +19,7 @@ from typing import Any
 from rollgen.jsonl import read_jsonl
 from rollgen.metrics import PASS_THRESHOLD, PassCurves, passed
 from rollgen.results import RolloutStats, TaskStats
+from rollgen.taskcodes import TaskCodes
 
 __all__ = ["RolloutScan", "Scanner", "scan_rollouts"]
 
@@ -34,13 +35,13 @@ class RolloutScan:
     config_hashes: list[str] = field(default_factory=list)
     sampling: dict[str, Any] | None = None
     pass_threshold: float = PASS_THRESHOLD  # what ``TaskStats.passed`` counts
-    _index: dict[str, int] = field(default_factory=dict, repr=False)
+    _index: TaskCodes = field(default_factory=TaskCodes, repr=False)
     _tallies: tuple[array[float], ...] = field(default=(), repr=False)  # per task: scored, sum, sum of squares, passed
 
     def task(self, task_id: str) -> TaskStats:
         """The rewards of ``task_id``'s scored rollouts (zeros for a task without any)."""
-        i = self._index.get(task_id)
-        if i is None:
+        i = self._index.get(task_id) if isinstance(task_id, str) else -1
+        if i < 0:
             return TaskStats(0, 0.0, 0.0, 0)
         n, total, total_sq, ok = (t[i] for t in self._tallies)
         return TaskStats(int(n), total, total_sq, int(ok))
@@ -75,7 +76,7 @@ class Scanner:
         self.models: set[str] = set()
         self.hashes: set[str] = set()
         self.sampling: dict[str, Any] | None = None
-        self.index: dict[str, int] = {}
+        self.index = TaskCodes()  # task id -> its number here, without a Python object per task
         self.n_scored, self.solved = array("d"), array("b")  # per task; solved: one of its rollouts passed
         self.total, self.total_sq, self.tally = array("d"), array("d"), array("d")
         self.curves = PassCurves()
@@ -90,9 +91,8 @@ class Scanner:
     def add(self, r: dict[str, Any]) -> None:
         self.statuses[r.get("status", "?")] += 1
         task_id = r.get("task_id")
-        i = self.index.get(task_id)  # type: ignore[arg-type]
-        if i is None:
-            i = self.index[task_id] = len(self.index)  # type: ignore[index]
+        i = self.index.code(task_id if isinstance(task_id, str) else str(task_id))
+        if i == len(self.solved):  # a new task
             for a in (self.n_scored, self.total, self.total_sq, self.tally):
                 a.append(0.0)
             self.solved.append(0)

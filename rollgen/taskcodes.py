@@ -129,6 +129,17 @@ class TaskCodes:
             pos[blocked] = (pos[blocked] + 1) % size
         self._hashes, self._slots = array("Q", new_h.tobytes()), array("i", new_s.tobytes())
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as the ids alone: the hash table holds ``hash(str)``, which differs from process to process (a
+        child's table sent to its parent), so it is built again where it is unpickled."""
+        return {"text": bytes(self._text), "ends": self._ends, "hash_fn": self._hash_fn}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(hash_fn=state["hash_fn"])  # type: ignore[misc]
+        text, ends = state["text"], state["ends"]
+        for k in range(len(ends) - 1):
+            self.code(text[ends[k]:ends[k + 1]].decode("utf-8", "surrogatepass"))
+
     def nbytes(self) -> int:
         """Bytes held (the id text, its offsets, the hash table)."""
         return (len(self._text) + self._ends.itemsize * len(self._ends) + self._hashes.itemsize * len(self._hashes)
