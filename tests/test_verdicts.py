@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,25 @@ def test_the_chain_writes_the_same_files_from_either_form(tmp_path: Path) -> Non
     rejected = [json.loads(x) for x in out[True][1].splitlines()]
     assert len(rejected) == 20 and {r["detail"] for r in rejected} == {"rest 0", "rest 1", "rest 2"}
     assert out[True][3] == [{"filter": "odd", "in": 40, "out": 20, "dropped": 20, "reasons": {"odd": 20}}]
+
+
+def test_the_card_counts_drops_from_the_funnel_as_it_would_from_rejected_jsonl(tmp_path: Path) -> None:
+    import rollgen
+    from rollgen.formats.card import provenance
+    from rollgen.formats.source import Source
+    from tests.conftest import serve_in_thread, write_arith_tasks
+    from tests.fakes import FakeOpenAI
+
+    tasks = write_arith_tasks(tmp_path / "t.jsonl", 120)
+    with serve_in_thread(FakeOpenAI(correct_rate=0.5, varied=True)) as url:
+        cfg = rollgen.compose(["policy=openai", f"policy.base_url={url}", f"server.data_path={tasks}", "progress=false",
+                               "sampler.num_repeats=3", "sampler=sft"], output_dir=str(tmp_path / "run"))
+        report = rollgen.run(cfg)
+    run = tmp_path / "run"
+    src = Source.of_run(run / "curated.jsonl")
+    counted = provenance(src, 0)["rejected_by_filter"]  # read from rejected.jsonl
+    given = provenance(replace(src, rejected={f["filter"]: f["dropped"] for f in report["funnel"]}), 0)
+    assert counted == given["rejected_by_filter"]
+    assert sum(counted.values()) == len((run / "rejected.jsonl").read_text().splitlines()) > 0
+    assert list(counted) == [f["filter"] for f in report["funnel"] if f["dropped"]]  # in chain order
+    assert "| dropped by quality filter `reward` |" in (run / "dataset" / "README.md").read_text()
