@@ -276,7 +276,7 @@ def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[s
                                                                   tasks=rd.tasks)
             log.info("%s", quality.format_funnel(curation.funnel, curation.total, str(rd.rejected)))
             stage.append("format")
-            dataset = formats.make_dataset(cfg, rd, collection, run_.server.tools())
+            dataset = formats.make_dataset(cfg, rd, collection, run_.server.tools(), curation=curation)
             stage.append("export")
             exports = export_dataset(cfg, rd, dataset)
             done = {"curation": curation, "dataset": dataset, "exports": exports}

@@ -35,12 +35,12 @@ class RolloutScan:
     config_hashes: list[str] = field(default_factory=list)
     sampling: dict[str, Any] | None = None
     pass_threshold: float = PASS_THRESHOLD  # what ``TaskStats.passed`` counts
-    _index: TaskCodes = field(default_factory=TaskCodes, repr=False)  # task id -> its place in the tallies
+    _index: TaskCodes = field(default_factory=TaskCodes, repr=False)
     _tallies: tuple[array[float], ...] = field(default=(), repr=False)  # per task: scored, sum, sum of squares, passed
 
     def task(self, task_id: str) -> TaskStats:
         """The rewards of ``task_id``'s scored rollouts (zeros for a task without any)."""
-        i = self._index.get(task_id)
+        i = self._index.get(task_id) if isinstance(task_id, str) else -1
         if i < 0:
             return TaskStats(0, 0.0, 0.0, 0)
         n, total, total_sq, ok = (t[i] for t in self._tallies)
@@ -76,7 +76,7 @@ class Scanner:
         self.models: set[str] = set()
         self.hashes: set[str] = set()
         self.sampling: dict[str, Any] | None = None
-        self.index = TaskCodes()  # task id -> code, without an object per task
+        self.index = TaskCodes()  # task id -> its number here, without a Python object per task
         self.n_scored, self.solved = array("d"), array("b")  # per task; solved: one of its rollouts passed
         self.total, self.total_sq, self.tally = array("d"), array("d"), array("d")
         self.curves = PassCurves()
@@ -92,7 +92,7 @@ class Scanner:
         self.statuses[r.get("status", "?")] += 1
         task_id = r.get("task_id")
         i = self.index.code(task_id if isinstance(task_id, str) else str(task_id))
-        if i == len(self.solved):
+        if i == len(self.solved):  # a new task
             for a in (self.n_scored, self.total, self.total_sq, self.tally):
                 a.append(0.0)
             self.solved.append(0)

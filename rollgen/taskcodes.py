@@ -128,7 +128,8 @@ class TaskCodes:
         self._hashes, self._slots = array("Q", new_h.tobytes()), array("i", new_s.tobytes())
 
     def __getstate__(self) -> dict[str, Any]:
-        """The ids only: the hash table is rebuilt where it is loaded (``hash`` of a str differs between processes)."""
+        """Pickled as the ids alone: the hash table holds ``hash(str)``, which differs from process to process (a
+        child's table sent to its parent), so it is built again where it is unpickled (in numpy, not id by id)."""
         return {"hash_fn": self._hash_fn, "text": self._text, "ends": self._ends}
 
     def __setstate__(self, state: dict[str, Any]) -> None:

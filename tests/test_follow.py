@@ -191,3 +191,18 @@ def test_a_signal_during_a_followed_collection_stops_the_follower_and_curates_no
     report = json.loads((run / "report.json").read_text())
     assert report["status"] == "interrupted" and report["collection"]["rollouts"] == 9
     assert not (run / "curated.jsonl").exists() and not list(run.rglob("*.tmp"))
+
+
+def test_task_codes_sent_to_another_process_still_find_every_id() -> None:
+    """The child's scan reaches the parent pickled; ``hash(str)`` differs between processes, so the table is rebuilt."""
+    import pickle
+
+    from rollgen.taskcodes import TaskCodes
+
+    ids = [f"task-{i}" for i in range(3000)] + ["ünïcode", ""]
+    data = pickle.dumps(TaskCodes(ids))
+    code = ("import pickle, sys; t = pickle.loads(sys.stdin.buffer.read()); "
+            "print(len(t), [t.get(x) for x in ('task-0', 'task-2999', 'ünïcode', '', 'missing')])")
+    out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout.decode()
+    assert out.strip() == "3002 [0, 2999, 3000, 3001, -1]"

@@ -97,7 +97,7 @@ def _recurate(rd: Any, cfg: Any, overrides: list[str], given: Any = None,
     collection.scan = scan
     curation = quality.curate(cfg.quality, rd.rollouts, rd.curated, rd.rejected, tasks=rd.tasks)
     tools, note = server_tools(cfg.server.model_dump(mode="json", by_alias=True))
-    dataset = formats.make_dataset(cfg, rd, collection, tools, notes=(note,) if note else ())
+    dataset = formats.make_dataset(cfg, rd, collection, tools, notes=(note,) if note else (), curation=curation)
     exports = export_dataset(cfg, rd, dataset)
     others = [p for p in old.get("plots", []) if Path(p).stem not in QUALITY_PLOTS]  # e.g. pass@k, not ours
     plots = write_plots(cfg, rd, curation, None) + others

@@ -30,7 +30,7 @@ from rollgen.formats.split import SPLITS, Groups, PromptGroups, prompt_of, split
 from rollgen.formats.stats import dataset_stats
 from rollgen.formats.validate import split_overlap
 from rollgen.metrics import PASS_THRESHOLD
-from rollgen.results import Collection, DatasetSummary
+from rollgen.results import Collection, Curation, DatasetSummary
 from rollgen.rundir import RunDir, saved_config
 
 __all__ = ["Source", "build_dataset", "make_dataset", "pass_threshold", "write_dataset"]
@@ -118,13 +118,15 @@ def build_dataset(cfg: AnyFormat, source: Source | str | os.PathLike[str], out_d
 
 
 def make_dataset(cfg: RunConfig, rd: RunDir, collection: Collection, tools: list[dict[str, Any]] | None,
-                 notes: tuple[str, ...] = ()) -> DatasetSummary:
+                 notes: tuple[str, ...] = (), curation: Curation | None = None) -> DatasetSummary:
     """The format stage of a run: its curated rollouts into ``rd.dataset``, from what the run knows (its config,
     its server's ``tools``, the ``collection``'s pass over the rollouts); nothing is read back from the run dir
     but the curated rollouts, the tasks and the quality stage's rejected rows. Blocking file work: from a loop,
-    run it in a thread. ``notes`` go on the dataset card (e.g. why the tools are unknown)."""
+    run it in a thread. ``notes`` go on the dataset card (e.g. why the tools are unknown); ``curation``, the quality
+    stage's result, gives the card its rows dropped per filter without reading rejected.jsonl again."""
+    rejected = {f["filter"]: f["dropped"] for f in curation.funnel} if curation is not None else None
     source = Source.of_config(rd.curated, saved_config(cfg), tasks=rd.tasks, tools=tools, collection=collection.scan,
-                              notes=notes)
+                              notes=notes, rejected=rejected)
     details = build_dataset(cfg.format, source, rd.dataset, cfg.seed)
     return DatasetSummary(format=cfg.format.kind, splits=dict(details["splits"]), rows=details["rows"], details=details)
 

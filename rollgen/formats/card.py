@@ -40,19 +40,28 @@ def provenance(src: Source, curated: int) -> dict[str, Any]:
         quality = saved.get("quality") or {}
         out["quality"] = {k: v for k, v in quality.items() if k in ("kind", "min_reward_threshold", "chain")} or None
         out["sampler"] = {k: v for k, v in (saved.get("sampler") or {}).items() if k != "responses_create_params"}
-    rejected: Counter[str] = Counter()
-    rejected_path = src.curated.parent / "rejected.jsonl"
-    if rejected_path.is_file():
-        for line in jsonl.lines(rejected_path):
-            m = _FILTER.match(line.raw)
-            rejected[json.loads(m.group(1)) if m else str(jsonl.parse(rejected_path, line).get("filter", "?"))] += 1
-    out["rejected_by_filter"] = dict(rejected)
+    out["rejected_by_filter"] = _rejected(src)
     c = src.collection
     out.update(models=c.models if c else [], collection_hashes=c.config_hashes if c else [],
                sampling=c.sampling if c else None, tasks_collected=c.stats.tasks if c else None,
                rollouts=c.stats.rollouts if c else None, rollouts_by_status=c.stats.by_status if c else {},
                curated=curated)
     return out
+
+
+def _rejected(src: Source) -> dict[str, int]:
+    """Rows each quality filter dropped, in chain order: from the quality stage's funnel when the caller has it, else
+    counted in ``rejected.jsonl`` beside the curated file (one pass over it)."""
+    rejected: Counter[str] = Counter()
+    if src.rejected is not None:
+        rejected.update({k: n for k, n in src.rejected.items() if n})
+    elif (path := src.curated.parent / "rejected.jsonl").is_file():
+        for line in jsonl.lines(path):
+            m = _FILTER.match(line.raw)
+            rejected[json.loads(m.group(1)) if m else str(jsonl.parse(path, line).get("filter", "?"))] += 1
+    chain = ((src.run_config or {}).get("quality") or {}).get("chain") or []
+    place = {name: k for k, name in enumerate(chain)}
+    return dict(sorted(rejected.items(), key=lambda kv: (place.get(kv[0], len(place)), kv[0])))
 
 
 def _table(rows: list[tuple[str, Any]]) -> list[str]:

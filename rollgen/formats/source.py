@@ -46,11 +46,13 @@ class Source:
     run_config: dict[str, Any] | None = None  # the run's config as run_config.json holds it (the card's provenance)
     collection: RolloutScan | None = None  # every rollout of the run, scanned once: RL pass rates, the card's counts
     notes: tuple[str, ...] = field(default=())  # what could not be found, for the dataset card
+    rejected: dict[str, int] | None = None  # rows each quality filter dropped, when the caller knows (the funnel)
 
     @classmethod
     def of_config(cls, curated: str | os.PathLike[str], run_config: dict[str, Any], *,
                   tasks: str | os.PathLike[str] | None, tools: list[dict[str, Any]] | None,
-                  collection: RolloutScan | None, notes: tuple[str, ...] = ()) -> Source:
+                  collection: RolloutScan | None, notes: tuple[str, ...] = (),
+                  rejected: dict[str, int] | None = None) -> Source:
         """What a run knows: its saved config (``run_config.json``'s content), its server's tools, its collection."""
         quality = run_config.get("quality") or {}
         near = None
@@ -58,7 +60,7 @@ class Source:
             near = (quality.get("filters") or {}).get("near_dedup") or {}
         return cls(curated=Path(curated), tasks=_file(Path(tasks)) if tasks else None, tools=tools or None,
                    verifier=run_config.get("verifier"), near_dedup=near, run_config=run_config, collection=collection,
-                   notes=notes)
+                   notes=notes, rejected=rejected)
 
     @classmethod
     def of_run(cls, curated: str | os.PathLike[str], *, pass_threshold: float = PASS_THRESHOLD) -> Source:

@@ -22,7 +22,7 @@ import numpy as np
 from rollgen import jsonl
 from rollgen.config import QualityConfig
 from rollgen.quality import decontam, dedup, groupfilters, rowfilters  # noqa: F401 - they register their filters
-from rollgen.quality.registry import Filter, GroupFilter, Inputs, RowFilter, make
+from rollgen.quality.registry import Filter, GroupFilter, Inputs, RowFilter, Verdicts, make
 from rollgen.quality.view import Reason, Rows, RowView
 
 __all__ = ["build", "run_chain"]
@@ -40,13 +40,27 @@ class Reasons:
         self._codes = array("i")  # per row: its reason's code, or -1
 
     def set(self, i: int, reason: Reason) -> None:
+        code = self._code(reason)
+        if i >= len(self._codes):
+            self._codes.extend([-1] * (i + 1 - len(self._codes)))
+        self._codes[i] = code
+
+    def set_many(self, rows: np.ndarray, which: np.ndarray, table: list[Reason]) -> None:
+        """``set`` for many rows at once: row ``rows[k]`` gets reason ``table[which[k]]``."""
+        if not len(rows):
+            return
+        codes = np.array([self._code(r) for r in table], dtype=np.int32)
+        top = int(rows.max()) + 1
+        if top > len(self._codes):
+            self._codes.extend([-1] * (top - len(self._codes)))
+        np.frombuffer(self._codes, dtype=np.int32)[rows] = codes[which]
+
+    def _code(self, reason: Reason) -> int:
         code = self._code_of.get(reason)
         if code is None:
             code = self._code_of[reason] = len(self._table)
             self._table.append(reason)
-        if i >= len(self._codes):
-            self._codes.extend([-1] * (i + 1 - len(self._codes)))
-        self._codes[i] = code
+        return code
 
     def code(self, i: int) -> int:
         """Row ``i``'s reason as its number in the table (equal reasons, equal codes)."""
@@ -124,11 +138,10 @@ def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, re
     try:
         for pos, (name, f) in enumerate(chain):
             if isinstance(f, GroupFilter):
-                drops = f.decide(np.flatnonzero(dropped_by < 0), rows) if alive else {}
-                for i, reason in drops.items():
-                    reasons.set(i, reason)
-                labels = Counter(label for label, _ in drops.values())
-                dropped = np.fromiter(drops, dtype=np.int64, count=len(drops))
+                drops = Verdicts.of(f.decide(np.flatnonzero(dropped_by < 0), rows) if alive else {})
+                reasons.set_many(drops.rows, drops.which, drops.reasons)
+                labels = drops.labels()
+                dropped = drops.rows
             else:
                 dropped = np.flatnonzero((first_fail == pos) & (dropped_by < 0))
                 labels = Counter(reasons.label(i) for i in dropped.tolist())

@@ -32,10 +32,10 @@ import numpy as np
 
 from rollgen import config as c
 from rollgen.quality.groupfilters import task_stats
-from rollgen.quality.registry import FILTERS, GroupFilter, Inputs
+from rollgen.quality.registry import FILTERS, GroupFilter, Inputs, Verdicts
 from rollgen.quality.lsh import BandIndex, SignatureStore, slack
 from rollgen.quality.text import MinHasher, exact_key, mix, prompt_shingles, shingles, sorted_common, sorted_set, words
-from rollgen.quality.view import Reason, Rows, RowView, prompt_text
+from rollgen.quality.view import Rows, RowView, prompt_text
 
 __all__ = ["ExactDedup", "NearDedup"]
 
@@ -87,13 +87,15 @@ class _Dedup(GroupFilter):
         return by_code[units if self.by_task else rows.task[units]]
 
     def _verdict(self, cand: np.ndarray, rows: Rows, units: np.ndarray, unit_of: np.ndarray,
-                 dup_of: dict[int, tuple[int, str]], label: str) -> dict[int, Reason]:
-        out = {}
-        for j, u in enumerate(unit_of.tolist()):
-            if u in dup_of:
-                rep, how = dup_of[u]
-                out[int(cand[j])] = label, f"{how} {self._who(int(units[rep]), rows)}"
-        return out
+                 rep: np.ndarray, how: np.ndarray, hows: list[str], label: str) -> Verdicts:
+        """The rows of duplicate units: unit ``u`` is a duplicate of unit ``rep[u]`` (-1: kept), said as ``hows[how[u]]``;
+        one reason per (representative, wording), shared by the rows that have it."""
+        rep_of = rep[unit_of]
+        dropped = rep_of >= 0
+        key = rep_of[dropped] * len(hows) + how[unit_of][dropped]
+        pairs, which = np.unique(key, return_inverse=True)
+        reasons = [(label, f"{hows[k % len(hows)]} {self._who(int(units[k // len(hows)]), rows)}") for k in pairs.tolist()]
+        return Verdicts(cand[dropped].astype(np.int64), which.astype(np.int64), reasons)
 
 
 @FILTERS.register("exact_dedup")
@@ -112,7 +114,7 @@ class ExactDedup(_Dedup):
         self._keys.append(v.pair_key if self.field == "prompt_completion"
                           else int.from_bytes(exact_key(v.completion_words), "little"))
 
-    def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
+    def decide(self, cand: np.ndarray, rows: Rows) -> Verdicts:
         units, unit_of = _units(cand, rows, self.by_task)
         if self.by_task:
             text_keys = np.array([self._task_key[t] for t in units.tolist()], dtype=np.uint64)
@@ -124,8 +126,9 @@ class ExactDedup(_Dedup):
         rep = first[inverse]
         if keys is not text_keys and (apart := len(first) - len(sorted_set(text_keys))) > 0:
             self.notes[KEPT_APART] += apart
-        dup_of = {u: (int(rep[u]), "same words as") for u in np.flatnonzero(rep != np.arange(len(units))).tolist()}
-        return self._verdict(cand, rows, units, unit_of, dup_of, "exact duplicate")
+        rep = np.where(rep != np.arange(len(units)), rep, -1)
+        return self._verdict(cand, rows, units, unit_of, rep, np.zeros(len(units), np.int64), ["same words as"],
+                             "exact duplicate")
 
 
 @FILTERS.register("near_dedup")
@@ -219,7 +222,7 @@ class NearDedup(_Dedup):
             self._sets.popitem(last=False)
         return value
 
-    def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
+    def decide(self, cand: np.ndarray, rows: Rows) -> Verdicts:
         units, unit_of = _units(cand, rows, self.by_task)
         if self.by_task:
             at = np.frombuffer(self._task_unit, dtype=np.int64)[units]
@@ -241,7 +244,12 @@ class NearDedup(_Dedup):
             self.store.close()
             self._sets.clear()
             self._recent.clear()
-        return self._verdict(cand, rows, units, unit_of, dup_of, "near duplicate")
+        rep = np.full(len(units), -1, dtype=np.int64)
+        how = np.zeros(len(units), dtype=np.int64)
+        hows: dict[str, int] = {}
+        for u, (r, said) in dup_of.items():
+            rep[u], how[u] = r, hows.setdefault(said, len(hows))
+        return self._verdict(cand, rows, units, unit_of, rep, how, list(hows) or [""], "near duplicate")
 
     def _confirm(self, u: int, found: set[int], sigs: np.ndarray, at: np.ndarray, answers: list[int], floor: float,
                  units: np.ndarray, rows: Rows) -> tuple[int, float] | None:

@@ -22,7 +22,7 @@ from rollgen.config import QualityConfig
 from rollgen.quality.view import Reason, Rows, RowView
 from rollgen.registry import Registry
 
-__all__ = ["FILTERS", "Filter", "GroupFilter", "Inputs", "RowFilter", "make"]
+__all__ = ["FILTERS", "Filter", "GroupFilter", "Inputs", "RowFilter", "Verdicts", "make"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,37 @@ class RowFilter(Filter):
         raise NotImplementedError
 
 
+@dataclass
+class Verdicts:
+    """The rows a group filter drops, compactly: ``rows`` (row indices), and for each the place of its reason in
+    ``reasons`` (``which``). A million rows dropped for a few hundred distinct reasons is two arrays, not a million
+    dict entries and tuples. ``decide`` may return this or a plain ``{row: Reason}`` dict (``of`` converts it)."""
+
+    rows: np.ndarray
+    which: np.ndarray
+    reasons: list[Reason]
+
+    @classmethod
+    def of(cls, drops: dict[int, Reason] | Verdicts) -> Verdicts:
+        if isinstance(drops, Verdicts):
+            return drops
+        table: dict[Reason, int] = {}
+        which = [table.setdefault(r, len(table)) for r in drops.values()]
+        return cls(np.fromiter(drops, dtype=np.int64, count=len(drops)), np.array(which, dtype=np.int64), list(table))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def labels(self) -> Counter[str]:
+        """How many rows each reason's label drops."""
+        counts = np.bincount(self.which, minlength=len(self.reasons)) if len(self.rows) else []
+        out: Counter[str] = Counter()
+        for (label, _), n in zip(self.reasons, counts):
+            if n:
+                out[label] += int(n)
+        return out
+
+
 class GroupFilter(Filter):
     """Decides on groups of rows after pass 1; ``notes`` count what it saw but did not drop."""
 
@@ -59,7 +90,7 @@ class GroupFilter(Filter):
     def observe(self, v: RowView) -> None:
         """Pass 1: look at a row still alive at this filter's place in the chain (``observes`` filters)."""
 
-    def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
+    def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason] | Verdicts:
         raise NotImplementedError
 
 
