@@ -154,3 +154,25 @@ def test_band_index_finds_what_a_dict_of_buckets_finds() -> None:
                 buckets.setdefault(s, []).append(u)
         steps += 1
     assert steps > 1000 and sum(map(len, buckets.values())) > steps  # units share slots: the check saw real sets
+
+
+def test_prompt_groups_are_columns_that_split_like_the_dict_api() -> None:
+    from rollgen.formats.split import SPLITS, PromptGroups, assign_splits, split_groups
+
+    codes = TaskCodes()
+    groups = PromptGroups(codes=codes)
+    prompts = {f"t{i}": (f"What is {i % 7} + 1?" if i % 5 else ("   " if i % 2 else None)) for i in range(60)}
+    for task_id, prompt in prompts.items():
+        groups.add(task_id, prompt)
+        groups.add(task_id, "ignored: a task's first prompt counts")
+    g = groups.groups()
+    assert list(codes) == list(prompts) and g.tasks == 60
+    assert g.distinct_prompts == 7 + 12  # 7 prompts, and 12 tasks without one, each its own group
+    assert len(g) == 19 and sorted(g.sizes.tolist()) == [1] * 12 + sorted([len([i for i in range(60) if i % 5 and
+                                                                                  i % 7 == k]) for k in range(7)])
+    by_task = g.as_dict()
+    assert by_task["t0"] == "task:t0" and by_task["t1"] == by_task["t8"] != by_task["t2"]
+    where = split_groups(g.sizes, g.key, 0.2, 0.1, seed=3)
+    split = {codes[c]: SPLITS[where[k]] for c, k in enumerate(g.group_of.tolist())}
+    assert split == assign_splits(by_task, 0.2, 0.1, 3)
+    assert {"train", "validation", "test"} == set(split.values())
