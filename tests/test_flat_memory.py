@@ -176,3 +176,21 @@ def test_prompt_groups_are_columns_that_split_like_the_dict_api() -> None:
     split = {codes[c]: SPLITS[where[k]] for c, k in enumerate(g.group_of.tolist())}
     assert split == assign_splits(by_task, 0.2, 0.1, 3)
     assert {"train", "validation", "test"} == set(split.values())
+
+
+def test_signature_rows_read_back_while_mapped_pages_are_released(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rollgen.quality import lsh
+    from rollgen.quality.text import MinHasher
+
+    monkeypatch.setattr(lsh, "RELEASE", 3)  # let the mapped pages go every third read
+    hasher = MinHasher(64, 1, "oph")
+    store = lsh.SignatureStore(hasher, lsh.BandIndex(0.8, 64))
+    raw = np.random.default_rng(5).integers(0, 2**32, size=(3000, 64), dtype=np.uint64).astype(np.uint32)
+    for sig in raw:
+        store.add(sig)
+    sigs, dense = store.signatures(), hasher.densify(raw)
+    assert sigs.shape == dense.shape and len(sigs) == len(dense)
+    for i in range(0, 3000, 11):
+        pick = np.array([i, (7 * i) % 3000, 2999])
+        assert (sigs[pick] == dense[pick]).all() and (sigs[i] == dense[i]).all()
+    store.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import mmap
 import tempfile
 from array import array
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ __all__ = ["BandIndex", "SignatureStore", "lsh_params", "near_groups", "slack"]
 
 BLOCK = 256  # signatures densified, keyed and written together
 WALK_CHUNK = 1 << 14  # units of a walk turned into Python ints at a time
+RELEASE = 1 << 12  # reads of the signature file between two releases of its mapped pages
 
 
 @functools.lru_cache(maxsize=32)
@@ -119,10 +121,30 @@ class BandIndex:
         self._inserted[unit] = True
 
 
+class _Mapped:
+    """Rows of a read-only memory map, copied out; every ``RELEASE`` reads the mapped pages are let go
+    (``MADV_DONTNEED``: they stay in the page cache, but not in this process's resident set, which otherwise grows
+    to the whole file as candidates are read from all over it)."""
+
+    def __init__(self, mapped: np.memmap):
+        self._mapped, self._reads = mapped, 0
+        self.shape = mapped.shape
+
+    def __len__(self) -> int:
+        return len(self._mapped)
+
+    def __getitem__(self, index: object) -> np.ndarray:
+        rows = np.array(self._mapped[index])
+        self._reads += 1
+        if self._reads % RELEASE == 0 and hasattr(mmap, "MADV_DONTNEED"):
+            self._mapped._mmap.madvise(mmap.MADV_DONTNEED)  # type: ignore[attr-defined]
+        return rows
+
+
 class SignatureStore:
     """Densified MinHash signatures, ``add``-ed one at a time: band keys in memory, signatures in a temp file.
 
-    ``keys()`` (``(n, b)`` uint64) and ``signatures()`` (a read-only memory map of ``(n, num_perm)`` uint32) once
+    ``keys()`` (``(n, b)`` uint64) and ``signatures()`` (rows of a read-only memory map of ``(n, num_perm)`` uint32) once
     every signature is in; ``close()`` drops the file (unlinked from the start, so it never outlives the process).
     """
 
@@ -154,12 +176,12 @@ class SignatureStore:
         self._flush()
         return np.frombuffer(self._keys, dtype=np.uint64).reshape(-1, self.index.b)
 
-    def signatures(self) -> np.ndarray:
+    def signatures(self) -> np.ndarray | _Mapped:
         self._flush()
         if self._file is None or not self.n:
             return np.zeros((0, self.hasher.num_perm), dtype=np.uint32)
         self._file.flush()
-        return np.memmap(self._file, dtype=np.uint32, mode="r", shape=(self.n, self.hasher.num_perm))
+        return _Mapped(np.memmap(self._file, dtype=np.uint32, mode="r", shape=(self.n, self.hasher.num_perm)))
 
     def close(self) -> None:
         self._keys = array("Q")
