@@ -172,8 +172,8 @@ def _child(conn: Any, job: Job) -> None:
 
     scanner = Scanner(job.pass_threshold)
 
-    def first_pass_done() -> None:
-        conn.send(("scan", scanner.result(job.rollouts)))
+    def first_pass_done(rows: Any) -> None:
+        conn.send(("scan", scanner.result(job.rollouts, codes=rows.task_ids)))
         word()  # "curate"
 
     try:

@@ -84,15 +84,17 @@ class Scanner:
         self.reward_sum = 0.0
 
     def observe(self, views: Iterable[Any]) -> None:
-        """A quality observer: every row of a batch of ``RowView``s."""
+        """A quality observer: every row of a batch of ``RowView``s, numbered by the chain's task codes (the
+        table comes with ``result(codes=...)``), so the scan keeps no table of its own."""
         for v in views:
-            self.add(v.row)
+            self.add(v.row, v.task)
 
-    def add(self, r: dict[str, Any]) -> None:
+    def add(self, r: dict[str, Any], code: int | None = None) -> None:
+        """One row; ``code``: its task's number in the caller's table (first seen first), else numbered here."""
         self.statuses[r.get("status", "?")] += 1
         task_id = r.get("task_id")
-        i = self.index.code(task_id if isinstance(task_id, str) else str(task_id))
-        if i == len(self.solved):  # a new task
+        i = self.index.code(task_id if isinstance(task_id, str) else str(task_id)) if code is None else code
+        while i >= len(self.solved):  # a new task
             for a in (self.n_scored, self.total, self.total_sq, self.tally):
                 a.append(0.0)
             self.solved.append(0)
@@ -118,8 +120,9 @@ class Scanner:
         self.tally[i] += ok if self.pass_threshold == PASS_THRESHOLD else passed(reward, self.pass_threshold)
         self.curves.add(task_id, (r.get("reward_details") or {}).get("extracted"), ok, i)  # type: ignore[arg-type]
 
-    def result(self, path: str | os.PathLike[str] | None = None) -> RolloutScan:
-        index, rewarded = self.index, self.rewarded
+    def result(self, path: str | os.PathLike[str] | None = None, codes: TaskCodes | None = None) -> RolloutScan:
+        """The scan; ``codes``: the table of the codes ``add`` was given (``observe``)."""
+        index, rewarded = self.index if codes is None else codes, self.rewarded
         stats = RolloutStats(
             tasks=len(index), rollouts=sum(self.statuses.values()), by_status=dict(sorted(self.statuses.items())),
             mean_reward=round(self.reward_sum / rewarded, 6) if rewarded else None,

@@ -23,7 +23,7 @@ from rollgen.config import QualityConfig
 from rollgen.jsonl import Line
 from rollgen.quality.chain import build, run_chain
 from rollgen.quality.metrics import BREAKDOWN, Metrics
-from rollgen.quality.view import RowView
+from rollgen.quality.view import Rows, RowView
 from rollgen.results import Curation
 from rollgen.taskcodes import TaskFile
 
@@ -45,7 +45,7 @@ def _read_tasks(tasks: os.PathLike[str] | None, keys: set[str], answers: bool
 def curate(cfg: QualityConfig, rollouts: os.PathLike[str], curated: os.PathLike[str], rejected: os.PathLike[str],
            *, tasks: os.PathLike[str] | None = None, lines: Iterable[Line] | None = None,
            observers: list[Callable[[list[RowView]], None]] | None = None,
-           after_first_pass: Callable[[], None] | None = None) -> Curation:
+           after_first_pass: Callable[[Rows], None] | None = None) -> Curation:
     """The quality stage: filter ``rollouts`` into ``curated`` and ``rejected``, and measure both.
 
     ``tasks`` (the run's tasks.jsonl) gives the task metadata that ``stratify`` and the per-difficulty
@@ -54,7 +54,8 @@ def curate(cfg: QualityConfig, rollouts: os.PathLike[str], curated: os.PathLike[
     The report stage draws the plots (``rollgen.plots.write_plots``) from the result. ``lines``: the first
     pass's lines, when they come from elsewhere (``jsonl.follow`` while collection writes the file);
     ``observers`` see every batch of rows of that pass too (``scan.Scanner.observe``), and
-    ``after_first_pass()`` is called when it has ended, before any decision or file is written.
+    ``after_first_pass(rows)`` is called when it has ended (``rows``: the pass's columns and task codes), before any
+    decision or file is written.
     """
     keys = set(BREAKDOWN) | ({cfg.filters.stratify.by.split(".")[0]} if "stratify" in cfg.chain else set())
     task_meta, answers = _read_tasks(tasks, keys, answers=bool({"exact_dedup", "near_dedup"} & set(cfg.chain)))

@@ -98,12 +98,12 @@ def _batches(path: Path, size: int = BATCH, lines: Iterable[jsonl.Line] | None =
 
 def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, rejected: Path,
               observers: list[Callable[[list[RowView]], None]], lines: Iterable[jsonl.Line] | None = None,
-              after_first_pass: Callable[[], None] | None = None) -> tuple[Rows, np.ndarray, list[dict[str, Any]]]:
+              after_first_pass: Callable[[Rows], None] | None = None) -> tuple[Rows, np.ndarray, list[dict[str, Any]]]:
     """Filter ``rollouts`` into ``curated`` / ``rejected``; return the rows, who dropped each (-1: kept), the funnel.
 
     ``observers`` see every batch of rows in pass 1 (metrics), whatever the filters say. ``lines``: pass 1's
     lines of ``rollouts`` as they come (``jsonl.follow``), when it reads them while they are written;
-    ``after_first_pass()`` is called when that pass has ended, before any decision (it may raise to stop there).
+    ``after_first_pass(rows)`` is called when that pass has ended, before any decision (it may raise to stop there).
     """
     rows = Rows(rollouts)
     steps: list[tuple[int, bool, Callable[[RowView], Any]]] = []  # (position, is a row filter, the call)
@@ -129,7 +129,7 @@ def run_chain(chain: list[tuple[str, Filter]], rollouts: Path, curated: Path, re
                     break
     rows.freeze()
     if after_first_pass is not None:
-        after_first_pass()
+        after_first_pass(rows)
 
     dropped_by = np.full(len(rows), -1, dtype=np.int16)
     first_fail = np.frombuffer(fail_pos, dtype=np.int16) if len(fail_pos) else np.zeros(0, np.int16)

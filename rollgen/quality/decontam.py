@@ -54,7 +54,8 @@ class Decontaminate(RowFilter):
         order = np.argsort(all_grams, kind="stable")
         self.grams = all_grams[order]
         self.owners = (np.concatenate(owners) if owners else np.zeros(0, dtype=np.int32))[order]
-        self.by_task: dict[int, Reason | None] = {}
+        self.by_task: dict[int, Reason] = {}  # task code -> why its prompt is contaminated (only such tasks)
+        self._checked = bytearray()  # by task code: 1 once its prompt was checked
         self.matches: dict[int, list[str]] = {}  # benchmark row -> task ids that overlap it
 
     def _match(self, toks: np.ndarray) -> int | None:
@@ -78,10 +79,16 @@ class Decontaminate(RowFilter):
         return f"contaminated_{Path(path).stem}", f"{what} shares a {self.n}-gram with {path} row {row_id!r}"
 
     def check(self, v: RowView) -> Reason | None:
-        if v.task not in self.by_task:
+        if not self.rows:  # no evaluation file: nothing can match (and no state per task)
+            return None
+        if v.task >= len(self._checked):
+            self._checked.extend(bytes(v.task + 1 - len(self._checked)))
+        if not self._checked[v.task]:
+            self._checked[v.task] = 1
             row = self._match(v.prompt_words)
-            self.by_task[v.task] = None if row is None else self._reason(row, "prompt", str(v.row.get("task_id")))
-        reason = self.by_task[v.task]
+            if row is not None:
+                self.by_task[v.task] = self._reason(row, "prompt", str(v.row.get("task_id")))
+        reason = self.by_task.get(v.task)
         if reason is None and self.field == "prompt_completion":
             row = self._match(v.completion_words)
             if row is not None:
