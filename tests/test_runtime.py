@@ -239,6 +239,7 @@ def test_signals_exits_and_event_loops_belong_to_the_command_line() -> None:
     library = {rel: fns for rel, fns in found.items() if rel not in cli}
     assert library == {
         "engine.py": ["asyncio.run"],  # rollgen.run: the sync shim of arun
+        "follow.py": ["signal.signal", "signal.signal", "sys.exit"],  # the quality follower's own process (its main)
         "integrations/openrlhf.py": ["asyncio.run", "loop.add_signal_handler"],  # its `python -m` entry point
         "verifiers/mathverify.py": ["signal.signal", "signal.signal", "signal.signal"],  # the worker's own alarm
     }, library
