@@ -19,7 +19,7 @@ import json
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -122,31 +122,41 @@ class PassCurves:
         key = answer if isinstance(answer, str) else ("json", json.dumps(answer, sort_keys=True, default=str))
         return (hash(key) & cls._MASK) + 1  # equal answers, equal codes (maj@k only compares answers)
 
-    def _groups(self) -> list[list[int]]:
-        """Each task's values in file order, tasks in the order of their first verified rollout."""
+    def _sorted(self) -> tuple[Any, Any]:
+        """The values ordered by task (tasks in the order of their first verified rollout, file order within each),
+        and where each task's run of them ends: two numpy arrays, no Python object per rollout."""
         import numpy as np
 
         if not len(self._task):
-            return []
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         task = np.frombuffer(self._task, dtype=np.int32)
         first = np.full(int(task.max()) + 1, len(task), dtype=np.int64)
         np.minimum.at(first, task, np.arange(len(task)))
         rank = np.empty(len(first), dtype=np.int64)
         rank[np.argsort(first, kind="stable")] = np.arange(len(first))
         key = rank[task]
-        values = np.frombuffer(self._value, dtype=np.int64)[np.argsort(key, kind="stable")].tolist()
-        ends = np.cumsum(np.bincount(key)).tolist()
-        out, start = [], 0
-        for end in ends:
-            if end > start:
-                out.append(values[start:end])
-            start = end
-        return out
+        values = np.frombuffer(self._value, dtype=np.int64)[np.argsort(key, kind="stable")]
+        counts = np.bincount(key)
+        return values, np.cumsum(counts[counts > 0])  # codes without a verified rollout rank last, with none
+
+    @staticmethod
+    def _groups(values: Any, ends: Any, chunk: int = 1 << 14) -> Iterator[list[int]]:
+        """Each task's values as a list, made ``chunk`` tasks at a time (a million rollouts are never one list)."""
+        start = 0
+        for c in range(0, len(ends), chunk):
+            block_ends = ends[c:c + chunk]
+            block = values[start:int(block_ends[-1])].tolist()
+            at = 0
+            for end in (block_ends - start).tolist():
+                yield block[at:end]
+                at = end
+            start = int(block_ends[-1])
 
     def curves(self) -> dict[str, dict[int, float]]:
-        groups = self._groups()
-        decoded = ([(c >> 1 or None, bool(c & 1)) for c in codes] for codes in groups)
-        return _curves(min((len(v) for v in groups), default=0), decoded, len(groups))
+        values, ends = self._sorted()
+        kmax = int(min(ends[0], (ends[1:] - ends[:-1]).min(initial=ends[0]))) if len(ends) else 0
+        decoded = ([(c >> 1 or None, bool(c & 1)) for c in codes] for codes in self._groups(values, ends))
+        return _curves(kmax, decoded, len(ends))
 
 
 def repeat_groups(rollouts: str | Path) -> dict[str, list[tuple[str | None, bool]]]:

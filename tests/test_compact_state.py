@@ -22,6 +22,14 @@ def test_pass_curves_group_by_task_in_first_seen_order() -> None:
                      len(plain))
     assert curves.curves() == expect  # the same sums in the same order: equal floats, not just close
     assert PassCurves().curves() == {"pass@k": {}, "maj@k": {}}
+    values, ends = curves._sorted()  # groups are made a chunk of tasks at a time: any chunk gives the same groups
+    assert list(curves._groups(values, ends, chunk=1)) == list(curves._groups(values, ends, chunk=7)) == [
+        [PassCurves._code(a) << 1 | ok for a, ok in v] for v in plain.values()]
+    coded = PassCurves()  # the caller's own codes, some never used (tasks without a verified rollout)
+    for i, (task, v) in enumerate(plain.items()):
+        for a, ok in v:
+            coded.add(task, a, ok, 3 * i + 1)
+    assert coded.curves() == expect
 
 
 def test_rollout_index_gives_back_each_rollout_as_read(tmp_path: Path) -> None:
