@@ -231,12 +231,14 @@ class NearDedup(_Dedup):
         keys, sigs = self.store.keys(), self.store.signatures()
         answers = self._answer_keys(units, rows).tolist()
         floor = self.p.threshold - slack(self.p.threshold, self.p.num_perm)
-        dup_of: dict[int, tuple[int, str]] = {}
+        rep = np.full(len(units), -1, dtype=np.int64)  # per unit: the unit it duplicates (-1: kept)
+        how = np.zeros(len(units), dtype=np.int64)  # per unit: its wording in ``hows``
+        hows: dict[str, int] = {}
         try:
             for u, slots in self.index.walk(keys, at):
                 found = self.index.query(slots)
                 if found and (found := self._confirm(u, found, sigs, at, answers, floor, units, rows)) is not None:
-                    dup_of[u] = found[0], f"{found[1]:.2f} Jaccard with"
+                    rep[u], how[u] = found[0], hows.setdefault(f"{found[1]:.2f} Jaccard with", len(hows))
                 else:
                     self.index.insert(u, slots)
         finally:
@@ -244,11 +246,6 @@ class NearDedup(_Dedup):
             self.store.close()
             self._sets.clear()
             self._recent.clear()
-        rep = np.full(len(units), -1, dtype=np.int64)
-        how = np.zeros(len(units), dtype=np.int64)
-        hows: dict[str, int] = {}
-        for u, (r, said) in dup_of.items():
-            rep[u], how[u] = r, hows.setdefault(said, len(hows))
         return self._verdict(cand, rows, units, unit_of, rep, how, list(hows) or [""], "near duplicate")
 
     def _confirm(self, u: int, found: set[int], sigs: np.ndarray, at: np.ndarray, answers: list[int], floor: float,
