@@ -26,7 +26,7 @@ from rollgen import formats, quality, redact
 from rollgen.follow import Follower, FollowerFailed, Job, wanted
 from rollgen.build import build, build_verifier
 from rollgen.collect import FAILED, CollectStats, EndpointDown, collect
-from rollgen.config import RunConfig
+from rollgen.config import RlFormat, RunConfig
 from rollgen.errors import UserError
 from rollgen.integrations import export_dataset
 from rollgen.jsonl import JsonlWriter, aread_jsonl
@@ -93,7 +93,8 @@ class _Run:
             return
         rd = self.rd
         follower = Follower(Job(self.cfg.quality, rd.rollouts, rd.curated, rd.rejected, rd.tasks,
-                                formats.pass_threshold(self.cfg.format), plots=self.cfg.quality.plots))
+                                formats.pass_threshold(self.cfg.format), plots=self.cfg.quality.plots,
+                                tallies=_reads_tallies(self.cfg)))
         try:
             follower.start()
         except OSError as e:
@@ -103,8 +104,8 @@ class _Run:
         log.info("quality's first pass runs during collection (follower pid %s)", follower.pid)
 
     def followed(self, step: str) -> Any:
-        """The follower's ``step`` ("scan", "curate" or "plots"), or None when there is none or it failed (then the
-        stage runs here, serially, as without one)."""
+        """The follower's ``step`` ("scan", "curate", "rest" or "plots"), or None when there is none or it failed
+        (then the stage runs here, serially, as without one)."""
         follower = self.follower
         if follower is None:
             return None
@@ -276,13 +277,18 @@ def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[s
                                                                   tasks=rd.tasks)
             log.info("%s", quality.format_funnel(curation.funnel, curation.total, str(rd.rejected)))
             stage.append("format")
+            if _reads_tallies(cfg):
+                _rest_of_scan(run_, collection)
             dataset = formats.make_dataset(cfg, rd, collection, run_.server.tools(), curation=curation)
             stage.append("export")
             exports = export_dataset(cfg, rd, dataset)
             done = {"curation": curation, "dataset": dataset, "exports": exports}
             stage.append("report")
-            collection.pass_at_k = collection.scan.curves.curves()
+            _rest_of_scan(run_, collection)
+            if collection.pass_at_k is None:
+                collection.pass_at_k = collection.scan.curves.curves()
             plots = run_.followed("plots") if cfg.quality.plots else None
+            run_.close_follower()  # its last answer is in
             if plots is None:
                 plots = write_plots(cfg, rd, curation, collection.pass_at_k)
         except KeyboardInterrupt:
@@ -295,8 +301,28 @@ def _finish(run_: _Run, config_hash: str, collect_s: float, t0: float) -> dict[s
     return write_report(rd, report)
 
 
+def _reads_tallies(cfg: RunConfig) -> bool:
+    """Whether the format stage reads each task's reward tallies from the scan (RL rows' pass rates)."""
+    return isinstance(cfg.format, RlFormat)
+
+
+def _rest_of_scan(run_: _Run, collection: Collection) -> None:
+    """When the follower sent its scan's counts only (``partial``): pass@k (and the per-task tallies it was asked
+    for) from it after its curation, else, without a follower left to ask, the whole scan from one pass here."""
+    scan = collection.scan
+    if not scan.partial or collection.pass_at_k is not None:
+        return
+    rest = run_.followed("rest")
+    if rest is None:
+        collection.scan = scan_rollouts(run_.rd.rollouts, pass_threshold=scan.pass_threshold)
+        return
+    collection.pass_at_k = rest.pass_at_k
+    scan.complete(rest)
+
+
 def _collection(run_: _Run, config_hash: str, collect_s: float) -> Collection:
-    """The collect stage's result: the live counters, and one pass over rollouts.jsonl for the rest."""
+    """The collect stage's result: the live counters, and one pass over rollouts.jsonl (or the follower's counts of
+    it) for the rest."""
     cfg, prior, live, s = run_.cfg, run_.prior, run_.outcome, run_.stats
     scan = run_.followed("scan") or scan_rollouts(run_.rd.rollouts, pass_threshold=formats.pass_threshold(cfg.format))
     stats = scan.stats

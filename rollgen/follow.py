@@ -9,10 +9,15 @@ given, ``scan.Scanner`` as an observer), so when collection ends only the decisi
 are left. The parent talks to it over a pipe:
 
     parent                      child
-    "end"  (collection ended)   reads the rest, ends the first pass  ->  ("scan", RolloutScan)
+    "end"  (collection ended)   reads the rest, ends the first pass  ->  ("scan", the scan's counts: partial)
     "curate"                    decides, writes curated/rejected       ->  ("curation", Curation)
+                                lets the first pass's state go; pass@k (and RL's per-task tallies)  ->  ("rest", ScanRest)
                                 draws the plots (while the parent formats and exports)  ->  ("plots", paths)
     "stop"                      ends without writing anything
+
+The parent never holds the per-rollout state: what it receives is a few hundred bytes whatever the run's size
+(RL's per-task tallies aside), and the child's memory is given back before it builds anything new; after its last
+answer the child ends.
 
 Nothing depends on it: a child that fails, dies or is stopped leaves no file behind (its temp files are
 removed, as a serial stage's are), and the engine then runs the stage itself after collection.
@@ -66,6 +71,7 @@ class Job:
     tasks: Path
     pass_threshold: float
     plots: bool = False  # draw the run's plots after curating (``quality.plots``)
+    tallies: bool = False  # send each task's reward tallies with pass@k (the RL format's rows read them)
 
 
 class Follower:
@@ -90,12 +96,16 @@ class Follower:
         return self._proc.pid if self._proc is not None else None
 
     def scan(self) -> Any:
-        """Collection has ended: the child reads the rest of the file; its ``RolloutScan``."""
+        """Collection has ended: the child reads the rest of the file; its ``RolloutScan``'s counts (``partial``)."""
         return self._ask("end", "scan")
 
     def curate(self) -> Any:
         """The first pass has ended: the child decides and writes curated/rejected; its ``Curation``."""
         return self._ask("curate", "curation")
+
+    def rest(self) -> Any:
+        """After ``curate``: the rest of the scan, a ``ScanRest`` (pass@k; the per-task tallies when ``Job.tallies``)."""
+        return self._ask(None, "rest")
 
     def plots(self) -> list[str]:
         """The plots the child drew after curating (paths relative to the run dir)."""
@@ -152,6 +162,21 @@ def _fixed_mmap_threshold() -> None:
         pass
 
 
+def _give_back_memory() -> None:
+    """Free what the first pass left (cycles included) and return the heap's free pages to the system (glibc's
+    ``malloc_trim``; elsewhere only the collection), so the child's next work starts from a small RSS."""
+    import gc
+
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError, TypeError):
+            pass
+
+
 def _import_matplotlib() -> None:
     try:
         import matplotlib.backends.backend_agg  # noqa: F401
@@ -186,9 +211,12 @@ def _child(conn: Any, job: Job) -> None:
         return False
 
     scanner = Scanner(job.pass_threshold)
+    codes: list[Any] = []  # the chain's task table, kept past the first pass only for the tallies
 
     def first_pass_done(rows: Any) -> None:
-        conn.send(("scan", scanner.result(job.rollouts, codes=rows.task_ids)))
+        conn.send(("scan", scanner.result(job.rollouts, codes=rows.task_ids, partial=True)))
+        if job.tallies:
+            codes.append(rows.task_ids)
         word()  # "curate"
 
     try:
@@ -196,8 +224,13 @@ def _child(conn: Any, job: Job) -> None:
                                   lines=jsonl.follow(job.rollouts, more), observers=[scanner.observe],
                                   after_first_pass=first_pass_done)
         conn.send(("curation", curation))
+        _give_back_memory()  # the first pass's columns, dedup index and observers' state are gone with curate's frame
+        rest = scanner.rest(codes.pop() if codes else None)
+        del scanner  # its pass@k codes (12 bytes a rollout) too, before the plots
+        conn.send(("rest", rest))
         if job.plots:
-            conn.send(("plots", draw_plots(True, job.rollouts.parent, curation, scanner.curves.curves())))
+            _give_back_memory()
+            conn.send(("plots", draw_plots(True, job.rollouts.parent, curation, rest.pass_at_k)))
     except (_Stopped, EOFError, KeyboardInterrupt):
         pass
     except Exception as e:  # reported to the parent, which runs the stage itself

@@ -4,6 +4,11 @@
 the report's counts, rewards and tokens (``RolloutStats``), the pass@k / maj@k groups, each task's reward
 tallies (RL rows' pass rate and variance) and where the rollouts came from (models, collection hashes,
 sampling: the dataset card). Every later stage reads these instead of the file.
+
+Quality's follower (``rollgen.follow``) scans in another process and sends its scan over in two parts, so the run's
+process never holds the per-rollout part: first the counts (``Scanner.result(partial=True)``: what the collection
+stage decides on and the dataset card shows), then, once its curation is done, pass@k / maj@k already computed and,
+for RL rows, the per-task tallies (``Scanner.rest``: a ``ScanRest``, which ``RolloutScan.complete`` takes in).
 """
 
 from __future__ import annotations
@@ -21,15 +26,28 @@ from rollgen.metrics import PASS_THRESHOLD, PassCurves, passed
 from rollgen.results import RolloutStats, TaskStats
 from rollgen.taskcodes import TaskCodes
 
-__all__ = ["RolloutScan", "Scanner", "scan_rollouts"]
+__all__ = ["RolloutScan", "ScanRest", "Scanner", "scan_rollouts"]
+
+
+@dataclass(frozen=True)
+class ScanRest:
+    """The part of a scan that a partial one leaves out, made small: pass@k / maj@k (``PassCurves.curves()``) and,
+    when asked, the per-task tallies with their task table (RL rows' pass rates)."""
+
+    pass_at_k: dict[str, dict[int, float]]
+    index: TaskCodes | None = None
+    tallies: tuple[array[float], ...] = ()
 
 
 @dataclass
 class RolloutScan:
-    """What one pass over the rollouts found; ``task(task_id)`` gives a task's reward tallies."""
+    """What one pass over the rollouts found; ``task(task_id)`` gives a task's reward tallies.
+
+    A ``partial`` scan (a follower's first answer) has the counts, models, hashes and sampling only: no pass@k codes
+    (``curves`` is None) and no per-task tallies until ``complete`` gives it them."""
 
     stats: RolloutStats
-    curves: PassCurves
+    curves: PassCurves | None
     path: Path | None = None  # the file scanned
     models: list[str] = field(default_factory=list)
     config_hashes: list[str] = field(default_factory=list)
@@ -37,14 +55,22 @@ class RolloutScan:
     pass_threshold: float = PASS_THRESHOLD  # what ``TaskStats.passed`` counts
     _index: TaskCodes = field(default_factory=TaskCodes, repr=False)
     _tallies: tuple[array[float], ...] = field(default=(), repr=False)  # per task: scored, sum, sum of squares, passed
+    partial: bool = False  # no per-task tallies (and no pass@k codes): the counts only
 
     def task(self, task_id: str) -> TaskStats:
         """The rewards of ``task_id``'s scored rollouts (zeros for a task without any)."""
+        if self.partial:
+            raise RuntimeError("this scan has the counts only, not each task's tallies (RolloutScan.complete)")
         i = self._index.get(task_id) if isinstance(task_id, str) else -1
         if i < 0:
             return TaskStats(0, 0.0, 0.0, 0)
         n, total, total_sq, ok = (t[i] for t in self._tallies)
         return TaskStats(int(n), total, total_sq, int(ok))
+
+    def complete(self, rest: ScanRest) -> None:
+        """Take in the per-task tallies of ``rest`` (when it has them: then ``task`` answers)."""
+        if rest.index is not None:
+            self._index, self._tallies, self.partial = rest.index, rest.tallies, False
 
 
 def scan_rollouts(path: str | os.PathLike[str], *, pass_threshold: float = PASS_THRESHOLD) -> RolloutScan:
@@ -120,15 +146,27 @@ class Scanner:
         self.tally[i] += ok if self.pass_threshold == PASS_THRESHOLD else passed(reward, self.pass_threshold)
         self.curves.add(task_id, (r.get("reward_details") or {}).get("extracted"), ok, i)  # type: ignore[arg-type]
 
-    def result(self, path: str | os.PathLike[str] | None = None, codes: TaskCodes | None = None) -> RolloutScan:
-        """The scan; ``codes``: the table of the codes ``add`` was given (``observe``)."""
+    def result(self, path: str | os.PathLike[str] | None = None, codes: TaskCodes | None = None, *,
+               partial: bool = False) -> RolloutScan:
+        """The scan; ``codes``: the table of the codes ``add`` was given (``observe``). ``partial``: without the
+        per-rollout and per-task parts (no pass@k codes, no task table, no tallies), whatever the number of rollouts
+        a few hundred bytes to send to another process; ``rest`` gives the remainder."""
         index, rewarded = self.index if codes is None else codes, self.rewarded
         stats = RolloutStats(
             tasks=len(index), rollouts=sum(self.statuses.values()), by_status=dict(sorted(self.statuses.items())),
             mean_reward=round(self.reward_sum / rewarded, 6) if rewarded else None,
             pass_rate=round(self.n_passed / rewarded, 6) if rewarded else None,
             task_pass_rate=round(sum(self.solved) / len(index), 6) if index else None, tokens=dict(self.tokens))
-        return RolloutScan(stats=stats, curves=self.curves, path=Path(path) if path is not None else None,
-                           models=sorted(self.models), config_hashes=sorted(self.hashes), sampling=self.sampling,
-                           pass_threshold=self.pass_threshold, _index=index,
-                           _tallies=(self.n_scored, self.total, self.total_sq, self.tally))
+        return RolloutScan(stats=stats, curves=None if partial else self.curves,
+                           path=Path(path) if path is not None else None, models=sorted(self.models),
+                           config_hashes=sorted(self.hashes), sampling=self.sampling,
+                           pass_threshold=self.pass_threshold, _index=TaskCodes() if partial else index,
+                           _tallies=() if partial else self._tallies(), partial=partial)
+
+    def rest(self, codes: TaskCodes | None = None) -> ScanRest:
+        """What ``result(partial=True)`` left out: pass@k / maj@k computed here, and the per-task tallies with their
+        table when ``codes`` (the table of the codes ``add`` was given, as for ``result``) is given."""
+        return ScanRest(self.curves.curves(), codes, self._tallies() if codes is not None else ())
+
+    def _tallies(self) -> tuple[array[float], ...]:
+        return self.n_scored, self.total, self.total_sq, self.tally

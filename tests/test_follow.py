@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -18,6 +19,7 @@ from rollgen import follow, jsonl
 from rollgen.commands.curate import recurate
 from rollgen.config import QualityConfig
 from rollgen.follow import Follower, FollowerFailed, Job
+from rollgen.scan import scan_rollouts
 from tests.conftest import serve_in_thread, wait_for_lines, write_arith_tasks
 from tests.fakes import FakeOpenAI
 
@@ -116,26 +118,43 @@ def _same_outputs(a: Path, b: Path, report_a: dict, report_b: dict) -> None:
         assert report_a.get(key) == report_b.get(key), key
 
 
-def test_a_followed_run_curates_exactly_as_the_serial_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    answered = []
-    curate = Follower.curate
+def _whole_scan_curves(run: Path) -> dict:
+    """pass@k / maj@k of the run's rollouts from one serial scan (as the report has them: k an int)."""
+    return scan_rollouts(run / "rollouts.jsonl").curves.curves()
 
-    def spy(self: Follower) -> object:
-        answered.append(curate(self))
-        return answered[-1]
 
-    monkeypatch.setattr(Follower, "curate", spy)
-    drawn = []
-    plots = Follower.plots
-    monkeypatch.setattr(Follower, "plots", lambda self: drawn.append(plots(self)) or drawn[-1])
+@pytest.mark.parametrize("extra", [("sampler=dpo",), ("sampler=ppo", "format=rl")], ids=["dpo", "rl"])
+def test_a_followed_run_curates_exactly_as_the_serial_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           extra: tuple[str, ...]) -> None:
+    answers: dict[str, list[bytes]] = {}  # each answer the parent received, pickled as it came
+    ask = Follower._ask
+
+    def spy(self: Follower, word: str | None, reply: str) -> object:
+        value = ask(self, word, reply)
+        answers.setdefault(reply, []).append(pickle.dumps(value))
+        return value
+
+    monkeypatch.setattr(Follower, "_ask", spy)
     tasks = write_arith_tasks(tmp_path / "t.jsonl", 300)
     with serve_in_thread(FakeOpenAI(varied=True, correct_rate=0.6, latency_s=0.002)) as url:
-        report = _run(tmp_path, url, tasks, "run", "quality.overlap=true", "sampler=dpo")
+        report = _run(tmp_path, url, tasks, "run", "quality.overlap=true", *extra)
     run = tmp_path / "run"
-    assert len(answered) == 1 and answered[0].total == 600  # the child curated
-    assert drawn == [report["plots"]] and len(report["plots"]) >= 5  # and drew the plots
+    assert list(answers) == ["scan", "curation", "rest", "plots"]  # each once, in this order
+    assert all(len(a) == 1 for a in answers.values())
+    assert pickle.loads(answers["curation"][0]).total == 600  # the child curated
+    assert pickle.loads(answers["plots"][0]) == report["plots"] and len(report["plots"]) >= 5  # and drew the plots
     assert all((run / p).stat().st_size > 1000 for p in report["plots"])
     assert report["collection"]["rollouts"] == 600 and report["funnel"][0]["in"] == 600
+    # The parent received the scan's counts, never its per-rollout part: the whole scan is many times bigger.
+    scan, rest = pickle.loads(answers["scan"][0]), pickle.loads(answers["rest"][0])
+    assert scan.partial and scan.curves is None and len(scan._index) == 0 and scan._tallies == ()
+    whole = scan_rollouts(run / "rollouts.jsonl", pass_threshold=scan.pass_threshold)
+    assert scan.stats == whole.stats and len(answers["scan"][0]) < 2000 < len(pickle.dumps(whole)) // 5
+    if "format=rl" in extra:  # the RL rows' per-task tallies came with pass@k, after curation
+        assert len(rest.index) == 300 and [len(t) for t in rest.tallies] == [300] * 4
+    else:
+        assert rest.index is None and rest.tallies == () and len(answers["rest"][0]) < 1000
+    assert report["pass_at_k"] == _whole_scan_curves(run) == rest.pass_at_k
     serial = tmp_path / "serial"
     shutil.copytree(run, serial)
     again = recurate(serial)  # the serial stage on the same rollouts
@@ -143,22 +162,37 @@ def test_a_followed_run_curates_exactly_as_the_serial_stage(tmp_path: Path, monk
     assert [p.name for p in run.rglob("*.tmp")] == []
 
 
-def test_a_follower_that_dies_is_replaced_by_the_serial_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _kill(follower: Follower) -> int:
+    pid = follower.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    follower._proc.join()
+    return pid
+
+
+@pytest.mark.parametrize("step", ["scan", "curate", "rest"])
+def test_a_follower_that_dies_is_replaced_by_the_serial_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             step: str) -> None:
+    """scan: the child dies before collection's end reaches it; curate: after it sent its counts, before it curated;
+    rest: after its curation, before pass@k and the RL rows' tallies reached the parent (what the child had already
+    written to the pipe is lost with it)."""
     killed = []
-    scan = Follower.scan
+    original = getattr(Follower, step)
 
-    def kill_then_scan(self: Follower) -> object:
-        os.kill(self.pid, signal.SIGKILL)  # the child dies before collection's end reaches it
-        self._proc.join()
-        killed.append(self.pid)
-        return scan(self)
+    def kill_then_ask(self: Follower) -> object:
+        killed.append(_kill(self))
+        if step == "rest":
+            self._conn.close()  # its answer may already be in the pipe: drop it with the child
+        return original(self)
 
-    monkeypatch.setattr(Follower, "scan", kill_then_scan)
+    monkeypatch.setattr(Follower, step, kill_then_ask)
     tasks = write_arith_tasks(tmp_path / "t.jsonl", 60)
     with serve_in_thread(FakeOpenAI(varied=True, correct_rate=0.5)) as url:
-        report = _run(tmp_path, url, tasks, "run", "quality.overlap=true")
+        report = _run(tmp_path, url, tasks, "run", "quality.overlap=true",
+                      *(("sampler=ppo", "format=rl") if step == "rest" else ()))
     run = tmp_path / "run"
-    assert killed and report["status"] == "complete"
+    assert killed and report["status"] == "complete" and report["collection"]["rollouts"] == 120
+    assert report["pass_at_k"] == _whole_scan_curves(run) and len(report["plots"]) >= 5
     serial = tmp_path / "serial"
     shutil.copytree(run, serial)
     _same_outputs(run, serial, report, recurate(serial))
@@ -195,8 +229,6 @@ def test_a_signal_during_a_followed_collection_stops_the_follower_and_curates_no
 
 def test_task_codes_sent_to_another_process_still_find_every_id() -> None:
     """The child's scan reaches the parent pickled; ``hash(str)`` differs between processes, so the table is rebuilt."""
-    import pickle
-
     from rollgen.taskcodes import TaskCodes
 
     ids = [f"task-{i}" for i in range(3000)] + ["ünïcode", ""]
