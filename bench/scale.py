@@ -11,7 +11,8 @@ every task's prompt different (``Calculate 1234 + 567.``), as a real dataset's a
 repeat 85 prompts (``tests.conftest.write_arith_tasks``). RSS is sampled from /proc every 0.2 s for the
 rollgen process and all its descendants together (the quality follower and the forkserver that starts it
 count). Prints wall time, when the last rollout was written (collection), the tail after it, the peak RSS
-while collecting and after, and the load average.
+while collecting and after (with rollgen's and its descendants' shares at that moment, and when it was), each
+process's own peak, and the load average.
 """
 
 from __future__ import annotations
@@ -52,15 +53,14 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def tree_rss_mb(pid: int, peaks: dict[int, float] | None = None) -> float:
-    """RSS of ``pid`` and all its descendants now, MB; ``peaks`` keeps each process's highest seen."""
-    total = 0.0
+def tree_rss_mb(pid: int, peaks: dict[int, float] | None = None) -> dict[int, float]:
+    """RSS of ``pid`` and each of its descendants now, MB; ``peaks`` keeps each process's highest seen."""
+    now = {}
     for p in [pid, *descendants(pid)]:
-        rss = vm_rss_mb(p) or 0.0
-        total += rss
+        now[p] = vm_rss_mb(p) or 0.0
         if peaks is not None:
-            peaks[p] = max(peaks.get(p, 0.0), rss)
-    return total
+            peaks[p] = max(peaks.get(p, 0.0), now[p])
+    return now
 
 
 def write_distinct_tasks(path: Path, n: int) -> Path:
@@ -85,13 +85,17 @@ def point(n_rollouts: int, tmp: Path, url: str, distinct: bool, extra: list[str]
     collected_s = None
     rollouts = out / "rollouts.jsonl"
     peaks: dict[int, float] = {}
+    at_peak = (0.0, 0.0, 0.0)  # at the tree's peak after collection: rollgen's RSS, its descendants', s after collection
     while proc.poll() is None:
-        rss = tree_rss_mb(proc.pid, peaks)
+        now = tree_rss_mb(proc.pid, peaks)
+        rss = sum(now.values())
         if collected_s is None and _lines(rollouts) < n_rollouts:
             collecting = max(collecting, rss)
         else:
             collected_s = collected_s or time.perf_counter() - t0
-            after = max(after, rss)
+            if rss > after:
+                after = rss
+                at_peak = (now[proc.pid], rss - now[proc.pid], time.perf_counter() - t0 - collected_s)
         time.sleep(0.2)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -100,7 +104,7 @@ def point(n_rollouts: int, tmp: Path, url: str, distinct: bool, extra: list[str]
     return {"rollouts": n_rollouts, "wall_s": wall, "collect_s": collected_s or wall, "rss_collecting_mb": collecting,
             "rss_after_mb": after, "load_before": load0, "load_after": os.getloadavg()[0],
             "curated": report["kept"].get("curated"), "rows": report["kept"].get("dataset_rows"),
-            "peak_main_mb": peaks.get(proc.pid, 0.0),
+            "peak_main_mb": peaks.get(proc.pid, 0.0), "at_peak": at_peak,
             "peak_child_mb": max((v for k, v in peaks.items() if k != proc.pid), default=0.0)}
 
 
@@ -140,8 +144,9 @@ def main() -> None:
                 r = point(n, tmp, url, args.distinct, [f"quality.overlap={args.overlap}"])
                 print(f"{n:>9,} rollouts: wall {r['wall_s']:6.1f} s (collection ~{r['collect_s']:.1f} s, then "
                       f"{r['wall_s'] - r['collect_s']:.1f} s), peak RSS {r['rss_collecting_mb']:.0f} MB while "
-                      f"collecting, {r['rss_after_mb']:.0f} MB after (rollgen and its descendants; each alone at most: rollgen "
-                      f"{r['peak_main_mb']:.0f} MB, a child {r['peak_child_mb']:.0f} MB); curated "
+                      f"collecting, {r['rss_after_mb']:.0f} MB after (rollgen and its descendants: then rollgen "
+                      f"{r['at_peak'][0]:.0f} + the rest {r['at_peak'][1]:.0f} MB, {r['at_peak'][2]:.1f} s after collection; "
+                      f"each alone at most: rollgen {r['peak_main_mb']:.0f} MB, a child {r['peak_child_mb']:.0f} MB); curated "
                       f"{r['curated']}, dataset rows {r['rows']}; load {r['load_before']:.1f} -> {r['load_after']:.1f}",
                       flush=True)
                 for p in (tmp / f"run{n}").glob("*.jsonl"):

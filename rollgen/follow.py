@@ -29,7 +29,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,22 +176,12 @@ def _give_back_memory() -> None:
             pass
 
 
-def _import_matplotlib() -> None:
-    try:
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-    except ImportError:  # drawing says so later, in the stage that draws
-        pass
-
-
 def _child(conn: Any, job: Job) -> None:
     """The follower's main: follow, scan, wait for the word, curate."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # exit through finally blocks (temp files removed)
     if sys.platform.startswith("linux"):
         _fixed_mmap_threshold()
-    if job.plots:  # matplotlib's import (a second or so) while the child waits for collection anyway
-        threading.Thread(target=_import_matplotlib, daemon=True).start()
     from rollgen import jsonl, quality
     from rollgen.report import draw_plots
     from rollgen.scan import Scanner
@@ -228,7 +217,7 @@ def _child(conn: Any, job: Job) -> None:
         rest = scanner.rest(codes.pop() if codes else None)
         del scanner  # its pass@k codes (12 bytes a rollout) too, before the plots
         conn.send(("rest", rest))
-        if job.plots:
+        if job.plots:  # matplotlib (~30 MB) is imported only now, after the first pass's peak
             _give_back_memory()
             conn.send(("plots", draw_plots(True, job.rollouts.parent, curation, rest.pass_at_k)))
     except (_Stopped, EOFError, KeyboardInterrupt):
