@@ -86,6 +86,7 @@ def point(n_rollouts: int, tmp: Path, url: str, distinct: bool, extra: list[str]
     rollouts = out / "rollouts.jsonl"
     peaks: dict[int, float] = {}
     at_peak = (0.0, 0.0, 0.0)  # at the tree's peak after collection: rollgen's RSS, its descendants', s after collection
+    at_main_peak = (0.0, 0.0, 0.0)  # the same at rollgen's own peak after collection
     while proc.poll() is None:
         now = tree_rss_mb(proc.pid, peaks)
         rss = sum(now.values())
@@ -93,9 +94,11 @@ def point(n_rollouts: int, tmp: Path, url: str, distinct: bool, extra: list[str]
             collecting = max(collecting, rss)
         else:
             collected_s = collected_s or time.perf_counter() - t0
+            split = (now[proc.pid], rss - now[proc.pid], time.perf_counter() - t0 - collected_s)
             if rss > after:
-                after = rss
-                at_peak = (now[proc.pid], rss - now[proc.pid], time.perf_counter() - t0 - collected_s)
+                after, at_peak = rss, split
+            if split[0] > at_main_peak[0]:
+                at_main_peak = split
         time.sleep(0.2)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -104,7 +107,7 @@ def point(n_rollouts: int, tmp: Path, url: str, distinct: bool, extra: list[str]
     return {"rollouts": n_rollouts, "wall_s": wall, "collect_s": collected_s or wall, "rss_collecting_mb": collecting,
             "rss_after_mb": after, "load_before": load0, "load_after": os.getloadavg()[0],
             "curated": report["kept"].get("curated"), "rows": report["kept"].get("dataset_rows"),
-            "peak_main_mb": peaks.get(proc.pid, 0.0), "at_peak": at_peak,
+            "peak_main_mb": peaks.get(proc.pid, 0.0), "at_peak": at_peak, "at_main_peak": at_main_peak,
             "peak_child_mb": max((v for k, v in peaks.items() if k != proc.pid), default=0.0)}
 
 
@@ -145,7 +148,9 @@ def main() -> None:
                 print(f"{n:>9,} rollouts: wall {r['wall_s']:6.1f} s (collection ~{r['collect_s']:.1f} s, then "
                       f"{r['wall_s'] - r['collect_s']:.1f} s), peak RSS {r['rss_collecting_mb']:.0f} MB while "
                       f"collecting, {r['rss_after_mb']:.0f} MB after (rollgen and its descendants: then rollgen "
-                      f"{r['at_peak'][0]:.0f} + the rest {r['at_peak'][1]:.0f} MB, {r['at_peak'][2]:.1f} s after collection; "
+                      f"{r['at_peak'][0]:.0f} + the rest {r['at_peak'][1]:.0f} MB, {r['at_peak'][2]:.1f} s after collection; at "
+                      f"rollgen's own peak after collection {r['at_main_peak'][0]:.0f} + {r['at_main_peak'][1]:.0f} MB, "
+                      f"{r['at_main_peak'][2]:.1f} s after; "
                       f"each alone at most: rollgen {r['peak_main_mb']:.0f} MB, a child {r['peak_child_mb']:.0f} MB); curated "
                       f"{r['curated']}, dataset rows {r['rows']}; load {r['load_before']:.1f} -> {r['load_after']:.1f}",
                       flush=True)

@@ -31,6 +31,7 @@ import signal
 import sys
 import traceback
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +203,7 @@ def _child(conn: Any, job: Job) -> None:
     scanner = Scanner(job.pass_threshold)
     codes: list[Any] = []  # the chain's task table, kept past the first pass only for the tallies
 
-    def first_pass_done(rows: Any) -> None:
+    def first_pass_done(scanner: Scanner, rows: Any) -> None:
         conn.send(("scan", scanner.result(job.rollouts, codes=rows.task_ids, partial=True)))
         if job.tallies:
             codes.append(rows.task_ids)
@@ -211,7 +212,7 @@ def _child(conn: Any, job: Job) -> None:
     try:
         curation = quality.curate(job.quality, job.rollouts, job.curated, job.rejected, tasks=job.tasks,
                                   lines=jsonl.follow(job.rollouts, more), observers=[scanner.observe],
-                                  after_first_pass=first_pass_done)
+                                  after_first_pass=partial(first_pass_done, scanner))
         conn.send(("curation", curation))
         _give_back_memory()  # the first pass's columns, dedup index and observers' state are gone with curate's frame
         rest = scanner.rest(codes.pop() if codes else None)
