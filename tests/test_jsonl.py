@@ -109,3 +109,45 @@ def test_the_run_dir_module_hands_out_the_same_functions() -> None:
     for name in ("JsonlWriter", "atomic_file", "read_jsonl", "write_json", "write_jsonl"):
         assert getattr(rundir, name) is getattr(jsonl, name), name  # older imports keep working, one implementation
     assert not hasattr(common, "write_jsonl") and not hasattr(common, "iter_rows")
+
+
+_EDGE_TEXTS = [
+    b'{"a": 1, "b": [1.5, -0.0, 1e308, 2.5e-308], "c": null, "d": true, "e": "\\u00e9\\n"}',
+    b'{"nan": NaN, "inf": Infinity, "ninf": -Infinity}',  # the standard library takes these; orjson does not
+    b'{"big": 123456789012345678901234567890}',  # past 64 bits
+    b'{"s": "\\ud800"}',  # a lone surrogate
+    b'{"a": 1, "a": 2}',  # duplicate keys: the last one
+    '{"utf16": "x"}'.encode("utf-16"),  # json.loads detects UTF-16/32 in bytes
+    b'{"deep": ' + b"[" * 200 + b"]" * 200 + b"}",
+    b"  [1, 2]  ",
+]
+_BAD_TEXTS = [b"", b"   ", b"{", b"{not json", b"\xff\xfe{}", b'{"a": 1}x', b"[1,]", b"'a'", b"\xc3\x28"]
+
+
+@pytest.mark.parametrize("raw", _EDGE_TEXTS)
+def test_loads_parses_what_the_standard_library_parses_to_the_same_values(raw: bytes) -> None:
+    expected = json.loads(raw)
+    got = jsonl.loads(raw)
+    assert repr(got) == repr(expected)  # repr: NaN != NaN, and -0.0 == 0.0 would hide a difference
+    assert jsonl.loads(raw.decode(json.detect_encoding(raw))) == got or "nan" in raw.decode("latin-1")
+
+
+@pytest.mark.parametrize("raw", _BAD_TEXTS)
+def test_loads_fails_where_the_standard_library_fails_with_its_error(raw: bytes) -> None:
+    with pytest.raises(ValueError) as std:
+        json.loads(raw)
+    with pytest.raises(ValueError) as ours:
+        jsonl.loads(raw)
+    assert type(ours.value) is type(std.value) and str(ours.value) == str(std.value)
+
+
+def test_dumps_bytes_is_compact_json_that_reads_back_the_same() -> None:
+    body = {"model": "m", "temperature": 0.7, "messages": [{"role": "user", "content": "é ✓ \u2028 \"q\" \\"}],
+            "n": 2**70, "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}
+    raw = jsonl.dumps_bytes(body)
+    assert json.loads(raw) == body and b": " not in raw and b", " not in raw
+    assert json.loads(jsonl.dumps_bytes({1: "non-str key"})) == {"1": "non-str key"}  # as json.dumps writes it
+    assert json.loads(jsonl.dumps_bytes({"s": "\ud800"})) == {"s": "\ud800"}  # not UTF-8: escaped, as json.dumps does
+    assert json.loads(jsonl.dumps_bytes({"t": float("nan")})) == {"t": None}  # valid JSON, not NaN
+    with pytest.raises(TypeError):
+        jsonl.dumps_bytes({"x": object()})

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from rollgen.quality.chain import run_chain
 from rollgen.quality.registry import GroupFilter, Verdicts
@@ -72,3 +73,63 @@ def test_the_card_counts_drops_from_the_funnel_as_it_would_from_rejected_jsonl(t
     assert sum(counted.values()) == len((run / "rejected.jsonl").read_text().splitlines()) > 0
     assert list(counted) == [f["filter"] for f in report["funnel"] if f["dropped"]]  # in chain order
     assert "| dropped by quality filter `reward` |" in (run / "dataset" / "README.md").read_text()
+
+
+def test_by_group_is_the_dict_of_each_row_its_groups_reason() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n, groups = int(rng.integers(0, 60)), int(rng.integers(1, 12))
+        cand = np.sort(rng.choice(500, size=n, replace=False)).astype(np.int64)
+        group = rng.integers(0, groups, size=n)
+        verdict = {int(g): (f"label {g % 3}", f"group {g}") for g in rng.choice(groups, size=int(rng.integers(0, groups + 1)),
+                                                                                  replace=False)}
+        compact = Verdicts.by_group(cand, group, verdict)
+        expected = Verdicts.of({int(i): verdict[int(g)] for i, g in zip(cand, group) if int(g) in verdict})
+        assert compact.rows.tolist() == expected.rows.tolist()
+        assert [compact.reasons[w] for w in compact.which.tolist()] == [expected.reasons[w] for w in expected.which.tolist()]
+        assert compact.reasons == expected.reasons and compact.labels() == expected.labels()  # same table order: same funnel
+
+
+def test_group_filters_keep_a_reason_per_task_not_per_dropped_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2,000 tasks x 8 rollouts through pass_rate, zero_variance, cap_per_task, kto_balance: the verdicts' reason
+    tables grow with the tasks they drop, not with the rows, and the choices are the per-row rules'."""
+    from rollgen import quality
+    from rollgen.config import QualityConfig
+    from rollgen.quality import groupfilters
+
+    rng = np.random.default_rng(3)
+    rows, rewards = [], {}
+    for t in range(2000):
+        for k in range(8):  # tasks that always fail, always pass, pass every other time
+            r = [0.0, 1.0, float(k % 2)][t % 3]
+            rewards[f"t{t}#{k}"] = r
+            rows.append({"id": f"t{t}#{k}", "task_id": f"t{t}", "repeat": k, "status": "ok", "reward": r,
+                         "completion": f"task {t} attempt {k} {rng.random()}"})
+    src = tmp_path / "rollouts.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen: dict[str, Verdicts] = {}
+    for cls in (groupfilters.PassRate, groupfilters.ZeroVariance, groupfilters.CapPerTask, groupfilters.KtoBalance):
+        def spy(self, cand, rows_, _orig=cls.decide, _name=cls.__name__):  # noqa: ANN001, ANN202
+            seen[_name] = _orig(self, cand, rows_)
+            return seen[_name]
+
+        monkeypatch.setattr(cls, "decide", spy)
+    for chain, filters in ((["pass_rate"], {"pass_rate": {"min": 0.1, "max": 0.9}}), (["zero_variance"], {}),
+                           (["cap_per_task"], {"cap_per_task": {"max_per_task": 3}}),
+                           (["kto_balance"], {"kto_balance": {"ratio": 2.0}})):
+        d = tmp_path / chain[0]
+        d.mkdir()
+        qc = QualityConfig.model_validate({"chain": chain, "plots": False, "filters": filters})
+        quality.curate(qc, src, d / "curated.jsonl", d / "rejected.jsonl")
+    for name, v in seen.items():
+        assert isinstance(v, Verdicts), name
+        assert len(v.reasons) <= 2000 < len(v), (name, len(v.reasons), len(v))
+    kept = {d: {json.loads(x)["id"] for x in (tmp_path / d / "curated.jsonl").read_text().splitlines()}
+            for d in ("pass_rate", "zero_variance", "cap_per_task", "kto_balance")}
+    assert kept["pass_rate"] == kept["zero_variance"] == {i for i in rewards if int(i[1:].split("#")[0]) % 3 == 2}
+    assert len(kept["cap_per_task"]) == 2000 * 3
+    for t in range(2000):  # the best 3 of each task
+        mine = sorted((rewards[i] for i in kept["cap_per_task"] if i.startswith(f"t{t}#")), reverse=True)
+        assert mine == sorted((rewards[f"t{t}#{k}"] for k in range(8)), reverse=True)[:3]
+    good = sum(rewards[i] == 1.0 for i in kept["kto_balance"])
+    assert good == 8000 and len(kept["kto_balance"]) - good == 4000  # ratio 2 : 1, the undesirable surplus dropped

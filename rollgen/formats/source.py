@@ -171,14 +171,14 @@ class Reader:
     def rollout(self, offset: int) -> dict[str, Any]:
         assert self._curated is not None
         self._curated.seek(offset)
-        return json.loads(self._curated.readline())
+        return jsonl.loads(self._curated.readline())
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         offset = self.tasks.offset(task_id)
         if offset is None or self._tasks is None:
             return None
         self._tasks.seek(offset)
-        return json.loads(self._tasks.readline())
+        return jsonl.loads(self._tasks.readline())
 
     def tools_for(self, task: dict[str, Any] | None) -> list[dict[str, Any]] | None:
         """The tools offered while solving ``task``: its own, else the server's (as the policy client does)."""

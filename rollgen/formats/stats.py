@@ -7,7 +7,6 @@ counting function is given (``tokenizers.load_counter``).
 
 from __future__ import annotations
 
-import json
 import os
 from array import array
 from collections import Counter
@@ -105,7 +104,7 @@ def dataset_stats(path: str | os.PathLike[str], fmt: str | None = None,
     for f, _, line in iter_rows(files):
         info = per_file.setdefault(f.name, {"rows": 0, "tasks": 0, "index": len(per_file)})
         try:
-            row = json.loads(line)
+            row = jsonl.loads(line)
         except ValueError:
             unreadable += 1
             continue

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import logging
 import random
 import time
@@ -21,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from rollgen import redact
+from rollgen import jsonl, redact
 from rollgen.config import ResponsesCreateParams
 from rollgen.errors import EndpointError
 from rollgen.policy import Endpoint
@@ -108,6 +107,7 @@ class PolicyClient:
         self.tools = tools or []
         self.path = "/chat/completions" if endpoint.api == "chat" else "/responses"
         self.headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+        self._post_headers = {**self.headers, "Content-Type": "application/json"}
         self.timeout = aiohttp.ClientTimeout(total=endpoint.request_timeout_s)
         self.pool = EndpointPool(session, endpoint.urls, headers=self.headers, eject_after=endpoint.eject_after,
                                  health_check_s=endpoint.health_check_s,
@@ -152,6 +152,7 @@ class PolicyClient:
         await self.pool.close()
 
     async def _post(self, body: dict[str, Any]) -> Any:
+        data_bytes = jsonl.dumps_bytes(body)
         attempt = 0
         give_up_at = time.monotonic() + self.endpoint.max_retry_time_s
         while True:
@@ -165,12 +166,12 @@ class PolicyClient:
             sick = refused = False  # what the attempt says about the endpoint's health
             started = time.perf_counter()
             try:
-                async with self.session.post(where.url + self.path, json=body, headers=self.headers,
+                async with self.session.post(where.url + self.path, data=data_bytes, headers=self._post_headers,
                                              timeout=self.timeout) as resp:
                     if resp.status == 200:
                         raw = await resp.read()
                         try:
-                            data = json.loads(raw)
+                            data = jsonl.loads(raw)
                         except ValueError:  # a proxy's error page or a garbled body: worth another try
                             sick = True
                             failure = PolicyError("error", f"malformed response: not JSON ({raw[:80]!r})")

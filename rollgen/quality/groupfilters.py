@@ -1,8 +1,9 @@
 """Filters that judge groups of rollouts: pass-rate band, zero variance, cap per task, strata, KTO balance.
 
-Each is a ``GroupFilter`` registered under its chain name, with ``decide(cand, rows) -> {row: Reason}``: ``cand`` holds the indices of the rows still alive
-when the filter's turn comes (sorted), ``rows`` the columns of every row. Everything is numpy over
-those columns, so a group filter costs a few milliseconds per 100,000 rows.
+Each is a ``GroupFilter`` registered under its chain name, with ``decide(cand, rows) -> Verdicts``: ``cand`` holds the
+indices of the rows still alive when the filter's turn comes (sorted), ``rows`` the columns of every row. Everything
+is numpy over those columns, so a group filter costs a few milliseconds per 100,000 rows, and what it returns holds
+a reason per dropping task or stratum, not a dict entry per dropped row.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rollgen import config as c
-from rollgen.quality.registry import FILTERS, GroupFilter, Inputs
+from rollgen.quality.registry import FILTERS, GroupFilter, Inputs, Verdicts
 from rollgen.quality.view import Reason, Rows
 
 __all__ = ["CapPerTask", "KtoBalance", "PassRate", "Stratify", "ZeroVariance", "task_stats"]
@@ -40,7 +41,7 @@ class PassRate(GroupFilter):
         super().__init__()
         self.p = p
 
-    def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
+    def decide(self, cand: np.ndarray, rows: Rows) -> Verdicts:
         group, tasks, n, mean, _ = task_stats(cand, rows)
         p, verdict = self.p, {}
         for g in range(len(tasks)):
@@ -50,7 +51,7 @@ class PassRate(GroupFilter):
                 verdict[g] = f"pass rate < {p.min:g}", f"task {rows.task_ids[tasks[g]]}: mean reward {mean[g]:.3g} over {n[g]}"
             elif mean[g] > p.max:
                 verdict[g] = f"pass rate > {p.max:g}", f"task {rows.task_ids[tasks[g]]}: mean reward {mean[g]:.3g} over {n[g]}"
-        return {int(i): verdict[g] for i, g in zip(cand, group.tolist()) if g in verdict}
+        return Verdicts.by_group(cand, group, verdict)
 
 
 @FILTERS.register("zero_variance")
@@ -59,15 +60,15 @@ class ZeroVariance(GroupFilter):
         super().__init__()
         self.p = p
 
-    def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
+    def decide(self, cand: np.ndarray, rows: Rows) -> Verdicts:
         group, tasks, n, mean, spread = task_stats(cand, rows)
-        verdict = {}
+        verdict: dict[int, Reason] = {}
         for g in range(len(tasks)):
             if n[g] < self.p.min_group_size:
                 verdict[g] = "group too small", f"task {rows.task_ids[tasks[g]]}: {n[g]} rewarded rollouts"
             elif spread[g] == 0:
                 verdict[g] = "zero variance", f"task {rows.task_ids[tasks[g]]}: all {n[g]} rewards = {mean[g]:g}"
-        return {int(i): verdict[g] for i, g in zip(cand, group.tolist()) if g in verdict}
+        return Verdicts.by_group(cand, group, verdict)
 
 
 def _best_first(cand: np.ndarray, rows: Rows) -> np.ndarray:
@@ -82,13 +83,18 @@ class CapPerTask(GroupFilter):
         super().__init__()
         self.cap = p.max_per_task
 
-    def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
+    def decide(self, cand: np.ndarray, rows: Rows) -> Verdicts:
         ordered = _best_first(cand, rows)
         tasks = rows.task[ordered]
         starts = np.flatnonzero(np.r_[True, tasks[1:] != tasks[:-1]])
-        rank = np.arange(len(ordered)) - np.repeat(starts, np.diff(np.r_[starts, len(ordered)]))
-        return {int(i): ("over cap per task", f"task {rows.task_ids[rows.task[i]]}: rank {k + 1} > {self.cap}")
-                for i, k in zip(ordered[rank >= self.cap].tolist(), rank[rank >= self.cap].tolist())}
+        sizes = np.diff(np.r_[starts, len(ordered)])
+        rank = np.arange(len(ordered)) - np.repeat(starts, sizes)
+        over = rank >= self.cap
+        group = np.repeat(np.arange(len(starts)), sizes)[over]  # the task's run in ``ordered``
+        verdict = {g: ("over cap per task", f"task {rows.task_ids[tasks[starts[g]]]}: {sizes[g]} rollouts, "
+                       f"the best {self.cap} kept")
+                   for g in np.unique(group).tolist()}
+        return Verdicts.by_group(ordered[over], group, verdict)
 
 
 def _priority(cand: np.ndarray, seed: int, size: int) -> np.ndarray:
@@ -130,7 +136,8 @@ class Stratify(GroupFilter):
         count = {s: int(np.count_nonzero(strata == s)) for s in present}
         fits = [count[s] / share[s] for s in present if share[s] > 0]
         total = min(fits) if fits else 0
-        out: dict[int, Reason] = {}
+        dropped: list[np.ndarray] = []
+        reasons: list[Reason] = []
         prio = _priority(cand, self.p.seed, len(rows))
         for s in present:
             quota = int(total * share[s] + 1e-9)
@@ -138,10 +145,14 @@ class Stratify(GroupFilter):
                 quota = min(quota, self.p.max_per_stratum)
             members = np.flatnonzero(strata == s)
             surplus = members[np.argsort(prio[members], kind="stable")][quota:]
-            label = f"{self.p.by}={s} not in targets" if share[s] == 0 else f"{self.p.by}={s} over quota"
-            for j in surplus.tolist():
-                out[int(cand[j])] = label, f"quota {quota} of {count[s]} ({share[s]:.0%} of {int(total)})"
-        return out
+            if len(surplus):
+                label = f"{self.p.by}={s} not in targets" if share[s] == 0 else f"{self.p.by}={s} over quota"
+                dropped.append(cand[surplus])
+                reasons.append((label, f"quota {quota} of {count[s]} ({share[s]:.0%} of {int(total)})"))
+        if not dropped:
+            return Verdicts(np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+        which = np.repeat(np.arange(len(dropped)), [len(d) for d in dropped])
+        return Verdicts(np.concatenate(dropped).astype(np.int64), which, reasons)
 
 
 @FILTERS.register("kto_balance")
@@ -150,7 +161,7 @@ class KtoBalance(GroupFilter):
         super().__init__()
         self.p = p
 
-    def decide(self, cand: np.ndarray, rows: Rows) -> dict[int, Reason]:
+    def decide(self, cand: np.ndarray, rows: Rows) -> Verdicts | dict[int, Reason]:
         r = rows.reward[cand]
         good = np.flatnonzero(r >= self.p.threshold)
         bad = np.flatnonzero(r < self.p.threshold)  # NaN is neither: kept
@@ -163,4 +174,4 @@ class KtoBalance(GroupFilter):
         prio = _priority(cand, self.p.seed, len(rows))
         drop = surplus[np.argsort(prio[surplus], kind="stable")][max(keep, 1):]
         detail = f"{len(good)} desirable : {len(bad)} undesirable, target {self.p.ratio:g} : 1"
-        return {int(cand[j]): (label, detail) for j in drop.tolist()}
+        return Verdicts(cand[drop].astype(np.int64), np.zeros(len(drop), np.int64), [(label, detail)])

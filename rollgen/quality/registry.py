@@ -66,6 +66,25 @@ class Verdicts:
         which = [table.setdefault(r, len(table)) for r in drops.values()]
         return cls(np.fromiter(drops, dtype=np.int64, count=len(drops)), np.array(which, dtype=np.int64), list(table))
 
+    @classmethod
+    def by_group(cls, cand: np.ndarray, group: np.ndarray, verdict: dict[int, Reason]) -> Verdicts:
+        """The rows of ``cand`` whose group (``group[i]`` for ``cand[i]``) has a reason in ``verdict``, in ``cand``'s
+        order, with one table entry per dropping group, in the order of its first row (as ``of`` would list them)."""
+        if not verdict or not len(cand):
+            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+        keys = np.fromiter(verdict, dtype=np.int64, count=len(verdict))
+        slot = np.full(int(max(group.max(), keys.max())) + 1, -1, dtype=np.int64)
+        slot[keys] = np.arange(len(keys))
+        which = slot[group]
+        hit = which >= 0
+        which = which[hit]
+        firsts = np.unique(which, return_index=True)
+        order = firsts[0][np.argsort(firsts[1], kind="stable")]  # table slots by their first row
+        renumber = np.empty(len(keys), dtype=np.int64)
+        renumber[order] = np.arange(len(order))
+        reasons = list(verdict.values())
+        return cls(cand[hit].astype(np.int64), renumber[which], [reasons[k] for k in order.tolist()])
+
     def __len__(self) -> int:
         return len(self.rows)
 

@@ -37,6 +37,7 @@ from rollgen.verifiers.extract import (
     final_answer,
     find_final,
     gold_answers,
+    has_box,
     is_empty_answer,
     parse_number_list,
     reduce_math,
@@ -90,6 +91,8 @@ def _values(answer: str) -> int:
 def _unused_boxes(region: str, final: FinalAnswer) -> int:
     """Boxes before the final answer with another value that are neither retracted ("Wait, that is wrong")
     nor used by the work after them (an intermediate result ``\boxed{4}`` followed by ``4 \times 5``)."""
+    if final.answer is None or not has_box(region, final.start):
+        return 0  # no box before the final answer (the common case): nothing to look at
     extra = set()
     for b in boxes(region, limit=16):
         if b.end > final.start or final.answer is None:

@@ -51,6 +51,7 @@ from rollgen.verifiers.extract.region import (
     boxes,
     braced,
     final_answer,
+    has_box,
     is_empty_answer,
     last_boxed,
     last_line,
@@ -76,7 +77,7 @@ from rollgen.verifiers.extract.values import (
 __all__ = [
     # where the answer is
     "Extract", "Found", "all_boxed", "answer_is", "answer_region", "answer_statements", "boxes", "braced",
-    "final_answer", "is_empty_answer", "last_boxed", "last_line", "strip_wrappers", "task_question",
+    "final_answer", "has_box", "is_empty_answer", "last_boxed", "last_line", "strip_wrappers", "task_question",
     # the math final answer
     "RETRACTION", "FinalAnswer", "boxed_answer", "extract_answer", "find_final",
     # numbers and values

@@ -86,7 +86,13 @@ def _plain_fraction(s: str) -> Fraction | None:
         s = f"{a}.{b}"
     if not _DECIMAL.fullmatch(s):
         return None
-    return Fraction(s)
+    return _decimal(s)
+
+
+def _decimal(s: str) -> Fraction:
+    """``Fraction(s)`` of a string ``_DECIMAL`` matched; a plain ASCII integer without Fraction's own parser."""
+    digits = s[1:] if s[:1] in ("+", "-") else s
+    return Fraction(int(s)) if digits.isascii() and digits.isdigit() else Fraction(s)
 
 
 def parse_number(text: str) -> Fraction | None:
@@ -95,7 +101,7 @@ def parse_number(text: str) -> Fraction | None:
     if len(s) > MAX_NUMBER_CHARS:
         return None
     if _DECIMAL.fullmatch(s):  # the common case, without the clean-up below
-        return Fraction(s)
+        return _decimal(s)
     s = plain_answer(s)
     try:
         if (value := _plain_fraction(s)) is not None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from rollgen.records import Task
 
 __all__ = ["Extract", "Found", "all_boxed", "answer_is", "answer_region", "answer_statements", "boxes", "braced",
-           "final_answer", "is_empty_answer", "last_boxed", "last_line", "strip_wrappers",
+           "final_answer", "has_box", "is_empty_answer", "last_boxed", "last_line", "strip_wrappers",
            "task_question"]
 
 Extract = Literal["auto", "boxed", "answer_is", "last_line", "full"]
@@ -81,6 +81,12 @@ def _braced_end(text: str, start: int) -> int | None:
         if depth == 0:
             return m.start()
     return None  # unbalanced: truncated output
+
+
+def has_box(text: str, end: int | None = None) -> bool:
+    """Whether a ``\\boxed`` / ``\\fbox`` command starts in ``text[:end]`` (a cheap test before ``boxes``)."""
+    stop = len(text) if end is None else end
+    return any(text.find(c, 0, stop) >= 0 for c in _BOX_CMDS)
 
 
 def boxes(text: str, limit: int = MAX_CANDIDATES) -> list[Found]:
