@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from datasketch.lsh import _optimal_param  # what MinHashLSH(threshold, num_perm, weights) sets b, r with
 
@@ -32,3 +33,35 @@ def test_prompts_hashed_together_as_one_by_one(scheme: str) -> None:
         sh = prompt_shingles(text, 5)
         assert (hasher.signature(sh) == sigs[i]).all(), text
         assert sizes[i] == len(set(sh.tolist())), text
+
+
+def _densify_round_by_round(hasher: MinHasher, sigs: np.ndarray) -> np.ndarray:
+    """Optimal densification as defined: each empty bin of a row with values takes the first probed bin that
+    holds one, round after round."""
+    full = sigs != np.uint32(0xFFFFFFFF)
+    out = sigs.copy()
+    rows, bins = np.nonzero(~full & full.any(axis=1)[:, None])
+    rnd = 0
+    while len(rows):
+        cand = hasher._probe(rnd)[bins]
+        ok = full[rows, cand]
+        out[rows[ok], bins[ok]] = sigs[rows[ok], cand[ok]]
+        rows, bins = rows[~ok], bins[~ok]
+        rnd += 1
+    return out
+
+
+@pytest.mark.parametrize("num_perm", [16, 64, 128, 256])
+def test_densify_fills_every_bin_as_the_rounds_would(num_perm: int) -> None:
+    """The first-hit table gives each empty bin the value the probing rounds would reach, for texts from no
+    shingle (stays empty) and one shingle (one bin filled: the table's worst case) to hundreds."""
+    rng = np.random.default_rng(num_perm)
+    hasher = MinHasher(num_perm, seed=int(rng.integers(1000)))
+    for lo, hi in ((0, 2), (1, 2), (1, 4), (3, 12), (10, 40), (60, 200), (300, 900)):
+        counts = rng.integers(lo, hi, size=300)
+        shingles = rng.integers(0, 2**63, size=int(counts.sum()), dtype=np.uint64)
+        rows = np.repeat(np.arange(len(counts)), counts)
+        raw = hasher.signatures(shingles, rows, len(counts))
+        dense = hasher.densify(raw)
+        assert (dense == _densify_round_by_round(hasher, raw)).all(), (lo, hi)
+        assert ((dense == np.uint32(0xFFFFFFFF)).all(axis=1) == (counts == 0)).all()  # only rows with no shingle stay empty

@@ -30,6 +30,9 @@ _WORD[128:] = 1
 _WORD[np.frombuffer(b"+-*/=<>^%$\\{}()[]|&~#@", dtype=np.uint8)] = 2
 _ONE = np.uint64(1)
 _MAX32 = np.uint32(0xFFFFFFFF)
+_ROUNDS_BY_PROBE = 16  # densify: rounds probed one by one before the first-hit table takes the bins left
+_FIRST_HIT_ROUNDS = 1 << 15  # rounds the first-hit table spans (256 bins need ~4,000 to reach every pair)
+_PAIRS_AT_ONCE = 8192  # (row, bin) pairs looked up in the table at once, against their rows' filled bins
 P = np.uint64(0x100000001B3)  # odd, so it has an inverse modulo 2**64
 _P_INV = np.uint64(pow(0x100000001B3, -1, 1 << 64))
 _S27, _S30, _S31, _S32 = (np.uint64(k) for k in (27, 30, 31, 32))
@@ -227,6 +230,7 @@ class MinHasher:
         else:
             self._salt = mix(np.array([seed + 0x5EED], dtype=np.uint64))[0]
             self._probes: list[np.ndarray] = []
+            self._first: np.ndarray | None = None
 
     def signature(self, shingles: np.ndarray) -> np.ndarray:
         return self.signatures(shingles, np.zeros(len(shingles), dtype=np.int64), 1)[0]
@@ -263,28 +267,80 @@ class MinHasher:
         probed bin that holds a value; probes depend on the bin and the round only, so two sets agree
         on a filled bin with probability equal to their Jaccard similarity, as for a real bin. Rows
         without any shingle stay ``empty``. Returns a copy (``classic`` signatures are returned as is).
+
+        The first ``_ROUNDS_BY_PROBE`` rounds are probed one by one (they fill nearly every empty bin of a
+        row with many values); a bin still empty after them (a short text: few filled bins, so many rounds)
+        takes its source from ``_first_hits``, the first round that probes bin j to bin f, as the smallest
+        over the row's filled bins f: the same bin the rounds would reach, without walking them.
         """
         if self.scheme == "classic" or len(sigs) == 0:
             return sigs
         full = sigs != _MAX32
         out = sigs.copy()
         rows, bins = np.nonzero(~full & full.any(axis=1)[:, None])
-        rnd = 0
-        while len(rows):
-            cand = self._probe(rnd)[bins]
-            ok = full[rows, cand]
-            out[rows[ok], bins[ok]] = sigs[rows[ok], cand[ok]]
-            rows, bins = rows[~ok], bins[~ok]
-            rnd += 1
+        for rnd in range(_ROUNDS_BY_PROBE):
+            if not len(rows):
+                return out
+            rows, bins = self._probe_round(rnd, sigs, full, out, rows, bins)
+        if not len(rows):
+            return out
+        first, limit = self._first_hits()
+        n = self.num_perm
+        left = np.unique(rows)  # the rows with empty bins left: few filled bins each
+        k = full[left].sum(axis=1)
+        filled = np.argsort(~full[left], axis=1, kind="stable")  # each row's filled bins first, in bin order
+        at = np.searchsorted(left, rows)
+        order = np.argsort(k[at], kind="stable")  # pairs by their row's filled count: small tables first
+        for lo in range(0, len(order), _PAIRS_AT_ONCE):
+            sel = order[lo : lo + _PAIRS_AT_ONCE]
+            r, b, a = rows[sel], bins[sel], at[sel]
+            width = int(k[a].max())
+            srcs = np.where(np.arange(width) < k[a][:, None], filled[a, :width], n)  # n: no bin (padding)
+            rounds = first[srcs, b[:, None]]  # (pair, its row's filled bin f): the first round that reaches f
+            pick = rounds.argmin(axis=1)
+            idx = np.arange(len(r))
+            found = rounds[idx, pick] < limit
+            out[r[found], b[found]] = sigs[r[found], srcs[idx, pick][found]]
+            left_r, left_b, rnd = r[~found], b[~found], limit
+            while len(left_r):  # not reached within the table's rounds (none for 16-256 bins): probe on
+                left_r, left_b = self._probe_round(rnd, sigs, full, out, left_r, left_b)
+                rnd += 1
         return out
+
+    def _probe_round(self, rnd: int, sigs: np.ndarray, full: np.ndarray, out: np.ndarray, rows: np.ndarray,
+                     bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One round for the (row, bin) pairs still empty: fill those whose probe holds a value; the rest."""
+        cand = self._probe(rnd)[bins]
+        ok = full[rows, cand]
+        out[rows[ok], bins[ok]] = sigs[rows[ok], cand[ok]]
+        return rows[~ok], bins[~ok]
+
+    def _first_hits(self) -> tuple[np.ndarray, int]:
+        """``(first, limit)``: ``first[f, j]`` is the first round whose probe sends bin j to bin f, ``limit`` where
+        no round below ``limit`` does (a coupon collector: every pair is reached after ~n ln n² rounds)."""
+        if self._first is None:
+            n = self.num_perm
+            first = np.full((n + 1, n), _FIRST_HIT_ROUNDS, dtype=np.int32)  # row n: padding, never reached
+            j = np.arange(n)
+            for rnd in range(_FIRST_HIT_ROUNDS):
+                p = self._probe_key(rnd)
+                unseen = first[p, j] == _FIRST_HIT_ROUNDS
+                first[p[unseen], j[unseen]] = rnd
+                if rnd % 64 == 63 and not (first[:n] == _FIRST_HIT_ROUNDS).any():
+                    break
+            self._first = first
+        return self._first, _FIRST_HIT_ROUNDS
 
     def _probe(self, rnd: int) -> np.ndarray:
         """Round ``rnd``'s probe: bin j -> another bin, the same for every signature."""
         while len(self._probes) <= rnd:
-            j = np.arange(self.num_perm, dtype=np.uint64)
-            key = j + np.uint64(self.num_perm) * np.uint64(len(self._probes) + 1) + self._salt
-            self._probes.append((mix(key) % np.uint64(self.num_perm)).astype(np.int64))
+            self._probes.append(self._probe_key(len(self._probes)))
         return self._probes[rnd]
+
+    def _probe_key(self, rnd: int) -> np.ndarray:
+        j = np.arange(self.num_perm, dtype=np.uint64)
+        key = j + np.uint64(self.num_perm) * np.uint64(rnd + 1) + self._salt
+        return (mix(key) % np.uint64(self.num_perm)).astype(np.int64)
 
     @staticmethod
     def jaccard(a: np.ndarray, b: np.ndarray) -> float:
