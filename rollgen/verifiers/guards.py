@@ -95,7 +95,7 @@ def _unused_boxes(region: str, final: FinalAnswer) -> int:
         return 0  # no box before the final answer (the common case): nothing to look at
     extra = set()
     for b in boxes(region, limit=16):
-        if b.end > final.start or final.answer is None:
+        if b.end > final.start:
             break
         value = _SPACE.sub("", reduce_math(b.text))
         after = region[b.end : final.start]
