@@ -150,7 +150,7 @@ class Stratify(GroupFilter):
                 dropped.append(cand[surplus])
                 reasons.append((label, f"quota {quota} of {count[s]} ({share[s]:.0%} of {int(total)})"))
         if not dropped:
-            return Verdicts(np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+            return Verdicts.none()
         which = np.repeat(np.arange(len(dropped)), [len(d) for d in dropped])
         return Verdicts(np.concatenate(dropped).astype(np.int64), which, reasons)
 
@@ -161,12 +161,12 @@ class KtoBalance(GroupFilter):
         super().__init__()
         self.p = p
 
-    def decide(self, cand: np.ndarray, rows: Rows) -> Verdicts | dict[int, Reason]:
+    def decide(self, cand: np.ndarray, rows: Rows) -> Verdicts:
         r = rows.reward[cand]
         good = np.flatnonzero(r >= self.p.threshold)
         bad = np.flatnonzero(r < self.p.threshold)  # NaN is neither: kept
         if len(good) == 0 or len(bad) == 0:
-            return {}  # one class only: nothing to balance against
+            return Verdicts.none()  # one class only: nothing to balance against
         if len(good) > self.p.ratio * len(bad):
             surplus, keep, label = good, int(self.p.ratio * len(bad) + 1e-9), "desirable surplus"
         else:

@@ -67,11 +67,16 @@ class Verdicts:
         return cls(np.fromiter(drops, dtype=np.int64, count=len(drops)), np.array(which, dtype=np.int64), list(table))
 
     @classmethod
+    def none(cls) -> Verdicts:
+        """No row dropped."""
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+
+    @classmethod
     def by_group(cls, cand: np.ndarray, group: np.ndarray, verdict: dict[int, Reason]) -> Verdicts:
         """The rows of ``cand`` whose group (``group[i]`` for ``cand[i]``) has a reason in ``verdict``, in ``cand``'s
         order, with one table entry per dropping group, in the order of its first row (as ``of`` would list them)."""
         if not verdict or not len(cand):
-            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+            return cls.none()
         keys = np.fromiter(verdict, dtype=np.int64, count=len(verdict))
         slot = np.full(int(max(group.max(), keys.max())) + 1, -1, dtype=np.int64)
         slot[keys] = np.arange(len(keys))
