@@ -154,12 +154,7 @@ def _fixed_mmap_threshold() -> None:
     columns are reallocated inside the heap and leave holes of their own size behind (300,000 rollouts: 214 ->
     176 MB at the end of the pass). Fixing the threshold at glibc's default (128 KiB) keeps large blocks in
     their own mappings. This process only (it is rollgen's own); elsewhere than glibc it does nothing."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError, TypeError):
-        pass
+    _libc_call("mallopt", -3, 128 * 1024)  # M_MMAP_THRESHOLD
 
 
 def _give_back_memory() -> None:
@@ -169,12 +164,17 @@ def _give_back_memory() -> None:
 
     gc.collect()
     if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+        _libc_call("malloc_trim", 0)
 
-            ctypes.CDLL(None).malloc_trim(0)
-        except (OSError, AttributeError, TypeError):
-            pass
+
+def _libc_call(name: str, *args: int) -> None:
+    """Call the C library's ``name`` (glibc's allocator tuning); nothing where it has none."""
+    try:
+        import ctypes
+
+        getattr(ctypes.CDLL(None), name)(*args)
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 def _child(conn: Any, job: Job) -> None:
